@@ -1,0 +1,161 @@
+"""One configuration for every model in the paper, and the facts the model carries with it.
+
+Built in chapter 6 (``book/06_transfer.ipynb``). Everything else in the repository (data
+transforms, trainer, book) reads the input size, the normalisation and the class names from here
+through ``model.config``; nothing restates them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+#: RAF-DB's labels 1..7, in RAF-DB's order (label k is ``RAFDB_CLASSES[k - 1]``).
+RAFDB_CLASSES: tuple[str, ...] = (
+    "Surprise",
+    "Fear",
+    "Disgust",
+    "Happiness",
+    "Sadness",
+    "Anger",
+    "Neutral",
+)
+
+#: The authors' TransFER config normalises with ImageNet statistics (not face.evoLVe's 0.5).
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+VARIANTS: tuple[str, ...] = ("ir50", "vit_fer", "local", "local_mad", "transfer")
+SIZES: tuple[str, ...] = ("paper", "tiny")
+MSAD_MODES: tuple[str, ...] = ("head", "token")
+MAP_REGULARISERS: tuple[str, ...] = ("mad", "none", "dropout", "dropblock", "spatial")
+
+
+@dataclass
+class TransFERConfig:
+    """Every setting of TransFER and of its ablation variants.
+
+    The defaults are the authors' (``size="paper"``): IR-50 stages 1-3 (3 + 4 + 14 units,
+    64/128/256 channels) on 112 x 112 inputs, B = 2 LANets with reduction r = 16, MAD with
+    p1 = 0.6, a 1x1 projection to 768, 8 pre-norm blocks with 8 heads, mlp_ratio 3, and MSAD with
+    p2 = 0.3.
+    """
+
+    variant: str = "transfer"
+    num_classes: int = 7
+    class_names: tuple[str, ...] = RAFDB_CLASSES
+    # preprocessing facts carried by the model
+    input_size: int = 112
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    # stem: IR-50 stages 1-3
+    stem_widths: tuple[int, ...] = (64, 128, 256)
+    stem_depths: tuple[int, ...] = (3, 4, 14)
+    # local CNN: LANets and Multi-Attention Dropping
+    num_branches: int = 2
+    lanet_reduction: int = 16
+    use_lanet: bool = True
+    map_regulariser: str = "mad"  # mad | none | dropout | dropblock | spatial
+    mad_p: float = 0.6
+    dropblock_size: int = 3
+    # transformer with MSAD
+    embed_dim: int = 768
+    depth: int = 8
+    num_heads: int = 8
+    mlp_ratio: float = 3.0
+    qkv_bias: bool = False
+    qk_scale: float | None = None  # None: head_dim ** -0.5, as in the TransFER code
+    layer_norm_eps: float = 1e-6
+    msad_p: float = 0.3
+    msad_mode: str = "head"  # head (the paper) | token (the authors' code)
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        def check(name: str, value: object, allowed: tuple) -> None:
+            if value not in allowed:
+                raise ValueError(f"{name}={value!r} is not one of {', '.join(map(repr, allowed))}")
+
+        check("variant", self.variant, VARIANTS)
+        check("msad_mode", self.msad_mode, MSAD_MODES)
+        check("map_regulariser", self.map_regulariser, MAP_REGULARISERS)
+        if len(self.stem_widths) != len(self.stem_depths):
+            raise ValueError("stem_widths and stem_depths must have the same length")
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}")
+        for name in ("mad_p", "msad_p"):
+            p = getattr(self, name)
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"{name}={p} must lie in [0, 1]")
+        if len(self.class_names) != self.num_classes:
+            # a data set with other classes (FERPlus, AffectNet) passes its own names
+            self.class_names = tuple(f"class_{i}" for i in range(self.num_classes))
+        self.class_names = tuple(self.class_names)
+        self.mean = tuple(self.mean)
+        self.std = tuple(self.std)
+        self.stem_widths = tuple(self.stem_widths)
+        self.stem_depths = tuple(self.stem_depths)
+
+    @property
+    def stem_channels(self) -> int:
+        return self.stem_widths[-1]
+
+    @property
+    def token_grid(self) -> int:
+        """Side of the token grid: the stem halves the input once per stage."""
+        return self.input_size // 2 ** len(self.stem_widths)
+
+    @property
+    def num_tokens(self) -> int:
+        return self.token_grid**2
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TransFERConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown TransFERConfig fields: {sorted(unknown)}")
+        return cls(**d)
+
+
+#: The sizes, as overrides of the defaults. ``tiny`` trains at 100+ images/s on 2 CPU cores.
+SIZE_PRESETS: dict[str, dict] = {
+    "paper": {},
+    "tiny": dict(
+        input_size=64,
+        stem_widths=(16, 32, 64),
+        stem_depths=(1, 1, 2),
+        lanet_reduction=8,
+        embed_dim=96,
+        depth=2,
+        num_heads=4,
+        mlp_ratio=2.0,
+    ),
+}
+
+#: What each ablation variant switches on (the rows of the paper's Table 1, plus the CNN).
+VARIANT_PRESETS: dict[str, dict] = {
+    "ir50": dict(use_lanet=False, map_regulariser="none", msad_p=0.0),
+    "vit_fer": dict(use_lanet=False, map_regulariser="none", msad_p=0.0),
+    "local": dict(use_lanet=True, map_regulariser="none", msad_p=0.0),
+    "local_mad": dict(use_lanet=True, map_regulariser="mad", msad_p=0.0),
+    "transfer": dict(use_lanet=True, map_regulariser="mad"),
+}
+
+
+def make_config(variant: str = "transfer", size: str = "paper", num_classes: int = 7,
+                **overrides) -> TransFERConfig:
+    """The config of ``variant`` at ``size``; keyword overrides win over both presets."""
+    if variant not in VARIANTS:
+        raise ValueError(f"variant={variant!r} is not one of {', '.join(VARIANTS)}")
+    if size not in SIZES:
+        raise ValueError(f"size={size!r} is not one of {', '.join(SIZES)}")
+    kwargs: dict = {"variant": variant, "num_classes": num_classes}
+    kwargs.update(SIZE_PRESETS[size])
+    kwargs.update(VARIANT_PRESETS[variant])
+    kwargs.update(overrides)
+    if num_classes == len(RAFDB_CLASSES) and "class_names" not in overrides:
+        kwargs["class_names"] = RAFDB_CLASSES
+    return TransFERConfig(**kwargs)

@@ -1,0 +1,125 @@
+"""The local CNN: LANets, Multi-Attention Dropping and max aggregation (chapter 4,
+``book/04_local_cnn.ipynb``).
+
+Each LANet looks at the stem's feature map and returns one attention map in (0, 1) that marks
+a discriminative region. During training MAD zeroes one whole map for a sample with
+probability p1, so the other branches must find other regions; the maps are then fused by an
+element-wise max and multiply the feature map.
+
+For the paper's comparison, Dropout, DropBlock and Spatial Dropout can take MAD's place on the
+same maps (``map_regulariser``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class LANet(nn.Module):
+    """Local attention network: (B, C, H, W) -> one attention map (B, 1, H, W) in (0, 1).
+
+    Conv1x1(C -> C/r) -> BN -> ReLU -> Conv1x1(C/r -> 1) -> BN -> Sigmoid, as in the authors'
+    ``la_max.py``.
+    """
+
+    def __init__(self, channels: int, reduction: int = 16) -> None:
+        super().__init__()
+        hidden = max(1, channels // reduction)
+        self.conv1 = nn.Conv2d(channels, hidden, 1)
+        self.bn1 = nn.BatchNorm2d(hidden)
+        self.conv2 = nn.Conv2d(hidden, 1, 1)
+        self.bn2 = nn.BatchNorm2d(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.bn1(self.conv1(x)))
+        return torch.sigmoid(self.bn2(self.conv2(x)))
+
+
+class MultiAttentionDropping(nn.Module):
+    """MAD: in training, for each sample with probability ``p``, zero one of its B maps.
+
+    maps: (N, B, H, W) -> (N, B, H, W). The dropped branch is drawn uniformly; nothing is
+    rescaled, and nothing is dropped in eval mode.
+    """
+
+    def __init__(self, p: float = 0.6) -> None:
+        super().__init__()
+        self.p = p
+
+    def keep_mask(self, n: int, branches: int, device: torch.device) -> torch.Tensor:
+        """(N, B) mask of ones with one zero in each sample chosen to drop."""
+        drop = torch.rand(n, device=device) < self.p  # (N,)
+        which = torch.randint(branches, (n,), device=device)  # (N,)
+        mask = torch.ones(n, branches, device=device)
+        mask[drop, which[drop]] = 0.0
+        return mask
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return maps
+        n, b = maps.shape[:2]
+        return maps * self.keep_mask(n, b, maps.device).to(maps.dtype)[:, :, None, None]
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class DropBlock2d(nn.Module):
+    """DropBlock (Ghiasi et al., 2018) on (N, C, H, W): zero square blocks, rescale the rest."""
+
+    def __init__(self, p: float = 0.1, block_size: int = 3) -> None:
+        super().__init__()
+        self.p = p
+        self.block_size = block_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        h, w = x.shape[-2:]
+        k = min(self.block_size, h, w)
+        # seed rate so that about p of the positions end up inside a dropped block
+        gamma = self.p * h * w / (k * k * (h - k + 1) * (w - k + 1))
+        seeds = (torch.rand_like(x) < gamma).to(x.dtype)
+        blocks = F.max_pool2d(seeds, k, stride=1, padding=k // 2)[..., :h, :w]
+        keep = 1.0 - blocks
+        return x * keep * keep.numel() / keep.sum().clamp(min=1.0)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, block_size={self.block_size}"
+
+
+def make_map_regulariser(name: str, p: float, block_size: int = 3) -> nn.Module:
+    """The regulariser applied to the (N, B, H, W) stack of LANet maps in training."""
+    if name == "mad":
+        return MultiAttentionDropping(p)
+    if name == "none":
+        return nn.Identity()
+    if name == "dropout":
+        return nn.Dropout(p)  # element-wise, rescaled by 1 / (1 - p)
+    if name == "spatial":
+        return nn.Dropout2d(p)  # whole maps, independently per branch, rescaled
+    if name == "dropblock":
+        return DropBlock2d(p, block_size)
+    raise ValueError(f"unknown map regulariser {name!r}: use mad, none, dropout, dropblock or spatial")
+
+
+class LocalCNN(nn.Module):
+    """B LANets, a regulariser on their maps (MAD by default) and element-wise max fusion.
+
+    forward(x): (N, C, H, W) -> (features (N, C, H, W), maps (N, B, H, W) after the
+    regulariser, fused (N, 1, H, W)); features = x * fused.
+    """
+
+    def __init__(self, channels: int, num_branches: int = 2, reduction: int = 16,
+                 regulariser: str = "mad", p: float = 0.6, block_size: int = 3) -> None:
+        super().__init__()
+        self.lanets = nn.ModuleList(LANet(channels, reduction) for _ in range(num_branches))
+        self.regulariser = make_map_regulariser(regulariser, p, block_size)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        maps = torch.cat([lanet(x) for lanet in self.lanets], dim=1)  # (N, B, H, W)
+        maps = self.regulariser(maps)
+        fused = maps.amax(dim=1, keepdim=True)  # (N, 1, H, W)
+        return x * fused, maps, fused
