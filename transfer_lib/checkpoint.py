@@ -1,0 +1,78 @@
+"""Checkpoints of this project: written atomically, loaded safely.
+
+A checkpoint is a ``dict`` saved with ``torch.save``: ``{"model": state_dict, "config":
+TransFERConfig.to_dict(), ...}`` plus, for training checkpoints, optimiser, scheduler, scaler and
+RNG states and the epoch. Everything in it is a tensor or a plain type, so it loads with
+``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from transfer_lib.errors import CheckpointError
+
+
+def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
+
+    A crash at any moment leaves either the old file or the new one, never half of one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint dict safely (``weights_only=True``) with clear errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"checkpoint not found: {path}. Expected a .pt file written by "
+            f"`python -m transfer_lib train` (RUN_DIR/best.pt or RUN_DIR/last.pt)."
+        )
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any failure here means "not our checkpoint"
+        raise CheckpointError(
+            f"{path} is not a checkpoint this project can load safely ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}). Expected a torch.save file of "
+            f"tensors and plain types; for the authors' Paddle weights use --official."
+        ) from None
+    if not isinstance(obj, dict) or "model" not in obj or "config" not in obj:
+        keys = sorted(obj)[:8] if isinstance(obj, dict) else type(obj).__name__
+        raise CheckpointError(
+            f"{path} is not a transfer_lib checkpoint: expected a dict with 'model' and 'config', "
+            f"found {keys}"
+        )
+    return obj
+
+
+def model_from_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu"):
+    """Rebuild the model a checkpoint was trained as, load its weights, return it in eval mode."""
+    from transfer_lib.models import TransFERConfig, model_from_config
+
+    ckpt = load_checkpoint(path, map_location)
+    config = TransFERConfig.from_dict(ckpt["config"])
+    model = model_from_config(config)
+    missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path} does not match its own config: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    return model.to(map_location).eval()
