@@ -1,0 +1,31 @@
+"""Write the synthetic expression data set in RAF-DB's layout.
+
+Examples:
+  python -m transfer_lib synth --out data/synthetic                  # the default embedded set
+  python -m transfer_lib synth --out data/synth10k --train 8000 --test 2000 --balance uniform
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from transfer_lib.data import synth
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="data/synthetic", help="output folder (gets basic/...)")
+    parser.add_argument("--train", type=int, default=synth.DEFAULT_TRAIN, help="training images")
+    parser.add_argument("--test", type=int, default=synth.DEFAULT_TEST, help="test images")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--occlusion", type=float, default=synth.DEFAULT_OCCLUSION,
+                        help="share of images with an occluder (0..1)")
+    parser.add_argument("--balance", choices=synth.BALANCES, default="rafdb",
+                        help="class balance: RAF-DB's own imbalance or uniform")
+    parser.add_argument("--workers", type=int, default=None, help="processes (default: 2 or cores)")
+
+
+def run(args: argparse.Namespace) -> int:
+    synth.generate(args.out, train=args.train, test=args.test, seed=args.seed,
+                   occlusion=args.occlusion, balance=args.balance, workers=args.workers,
+                   progress=True)
+    return 0
