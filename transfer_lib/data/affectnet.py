@@ -1,0 +1,99 @@
+"""AffectNet (manually annotated part), 7 or 8 expressions.
+
+``Manually_Annotated_file_lists/training.csv`` and ``validation.csv`` list
+``subDirectory_filePath, face_x, face_y, face_width, face_height, facial_landmarks, expression,
+valence, arousal``; images lie under ``Manually_Annotated_Images/``. Codes 8-10 (none,
+uncertain, non-face) are dropped; ``affectnet7`` also drops 7 (contempt). The validation list is
+the test split. A header line is optional (some copies of ``validation.csv`` have none).
+
+Images are returned whole by default; ``crop_face=True`` crops the annotated face box
+(face_x, face_y, face_width, face_height), for copies whose images are not already face crops.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from pathlib import Path
+
+from PIL import Image
+
+from transfer_lib.data.base import FolderListing, ImageListDataset, load_rgb, missing
+from transfer_lib.errors import DataError
+
+AFFECTNET_CLASSES: tuple[str, ...] = ("Neutral", "Happy", "Sad", "Surprise", "Fear", "Disgust",
+                                      "Anger", "Contempt")
+COLUMNS = ("subDirectory_filePath", "face_x", "face_y", "face_width", "face_height",
+           "facial_landmarks", "expression", "valence", "arousal")
+LISTS = {"train": "training.csv", "test": "validation.csv"}
+LAYOUT = """\
+  ROOT/Manually_Annotated_file_lists/training.csv     subDirectory_filePath,face_x,face_y,
+  ROOT/Manually_Annotated_file_lists/validation.csv   face_width,face_height,facial_landmarks,
+                                                      expression,valence,arousal
+  ROOT/Manually_Annotated_Images/<subDirectory_filePath>   (e.g. 689/737db2483489148d783ef278f43.jpg)"""
+
+
+class AffectNet(ImageListDataset):
+    name = "affectnet"
+
+    def __init__(self, root: str | Path, split: str = "train", transform: Callable | None = None,
+                 num_classes: int = 7, crop_face: bool = False):
+        if split not in LISTS:
+            raise ValueError(f"split={split!r} must be 'train' or 'test'")
+        if num_classes not in (7, 8):
+            raise ValueError(f"num_classes={num_classes} must be 7 or 8")
+        root = Path(root).expanduser()
+        if not root.is_dir():
+            raise missing("AffectNet folder", root, LAYOUT)
+        list_file = root / "Manually_Annotated_file_lists" / LISTS[split]
+        image_dir = root / "Manually_Annotated_Images"
+        if not list_file.is_file():
+            raise missing("AffectNet list", list_file, LAYOUT)
+        if not image_dir.is_dir():
+            raise missing("AffectNet image folder", image_dir, LAYOUT)
+        listing = FolderListing()
+        samples, boxes, seen = [], [], {}
+        with list_file.open(newline="") as f:
+            for lineno, row in enumerate(csv.reader(f), start=1):
+                if not row or (lineno == 1 and row[0].strip() == COLUMNS[0]):
+                    continue
+                where = f"{list_file}, line {lineno}"
+                if len(row) < 7:
+                    raise DataError(f"{where}: expected {len(COLUMNS)} columns "
+                                    f"({','.join(COLUMNS)}), got {len(row)}")
+                name = row[0].strip()
+                try:
+                    code = int(row[6])
+                    box = tuple(int(float(v)) for v in row[1:5])
+                except ValueError:
+                    raise DataError(f"{where}: expression and face box must be numbers, got "
+                                    f"{row[1:5] + row[6:7]}") from None
+                if not 0 <= code <= 10:
+                    raise DataError(f"{where}: unknown expression code {code} for {name} "
+                                    "(AffectNet codes are 0..10)")
+                if code >= num_classes:
+                    continue  # 8-10 none/uncertain/non-face; 7 contempt for affectnet7
+                if name in seen:
+                    raise DataError(f"{where}: duplicate entry {name} (first at line {seen[name]})")
+                seen[name] = lineno
+                image = image_dir / name
+                if not listing.exists(image):
+                    raise DataError(f"{where}: image missing: {image}")
+                samples.append((image, code))
+                boxes.append(box)
+        if not samples:
+            raise DataError(f"{list_file}: no usable rows.\n{LAYOUT}")
+        self.boxes = boxes
+        self.crop_face = crop_face
+        self.name = f"affectnet{num_classes}"
+        super().__init__(samples, AFFECTNET_CLASSES[:num_classes], root, split, transform,
+                         sources=[list_file])
+
+    def load_image(self, index: int) -> Image.Image:
+        img = load_rgb(self.samples[index][0])
+        if self.crop_face:
+            x, y, w, h = self.boxes[index]
+            if w > 0 and h > 0:
+                img = img.crop((x, y, x + w, y + h))
+        return img
+

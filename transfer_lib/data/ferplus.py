@@ -1,0 +1,109 @@
+"""FERPlus: FER2013's 48 x 48 grey faces with Microsoft's ten-annotator labels, 8 classes.
+
+``fer2013.csv`` (``emotion,pixels,Usage``) gives the pixels, ``fer2013new.csv`` (same row order:
+``Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF``)
+the votes. Labels follow the majority protocol of FERPlus's own code (:func:`majority_label`).
+Splits: ``train`` = Training, ``test`` = PrivateTest (the usual FERPlus test set), ``val`` =
+PublicTest. Images are returned as PIL RGB (grey copied to three channels).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from transfer_lib.data.base import ImageListDataset, missing
+from transfer_lib.errors import DataError
+
+FERPLUS_CLASSES: tuple[str, ...] = ("Neutral", "Happiness", "Surprise", "Sadness", "Anger",
+                                    "Disgust", "Fear", "Contempt")
+VOTE_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear",
+                "contempt", "unknown", "NF")
+USAGE = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
+LAYOUT = """\
+  ROOT/fer2013.csv      emotion,pixels,Usage          (Kaggle FER2013; 35,887 rows)
+  ROOT/fer2013new.csv   Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,
+                        fear,contempt,unknown,NF       (Microsoft FERPlus; same row order)"""
+
+
+def majority_label(votes: Sequence[float]) -> int | None:
+    """The FERPlus majority label of one row of 10 vote counts, or None if the row is dropped.
+
+    Emotions with at most one vote are zeroed (outliers); the winner is kept only if its count is
+    over half of the remaining votes; a winner that is ``unknown`` or ``NF`` drops the row.
+    """
+    v = np.asarray(votes, dtype=float).copy()
+    if v.shape != (len(VOTE_COLUMNS),):
+        raise ValueError(f"expected {len(VOTE_COLUMNS)} vote counts, got {v.shape}")
+    v[v <= 1] = 0.0
+    total = v.sum()
+    k = int(np.argmax(v))
+    if total <= 0 or v[k] <= 0.5 * total or k >= len(FERPLUS_CLASSES):
+        return None
+    return k
+
+
+class FERPlus(ImageListDataset):
+    name = "ferplus"
+    native_size = 48
+
+    def __init__(self, root: str | Path, split: str = "train", transform: Callable | None = None):
+        if split not in USAGE:
+            raise ValueError(f"split={split!r} must be one of {tuple(USAGE)}")
+        root = Path(root).expanduser()
+        if not root.is_dir():
+            raise missing("FERPlus folder", root, LAYOUT)
+        fer, new = root / "fer2013.csv", root / "fer2013new.csv"
+        for f in (fer, new):
+            if not f.is_file():
+                raise missing("FERPlus file", f, LAYOUT)
+        usage = USAGE[split]
+        pixels, labels, samples = [], [], []
+        with fer.open(newline="") as f_old, new.open(newline="") as f_new:
+            old_rows, new_rows = csv.reader(f_old), csv.reader(f_new)
+            h_old, h_new = next(old_rows, None), next(new_rows, None)
+            if h_old is None or [h.strip() for h in h_old[:3]] != ["emotion", "pixels", "Usage"]:
+                raise DataError(f"{fer}, line 1: expected header 'emotion,pixels,Usage', got {h_old}")
+            if h_new is None or [h.strip() for h in h_new[2:12]] != list(VOTE_COLUMNS):
+                raise DataError(f"{new}, line 1: expected header 'Usage,Image name,"
+                                f"{','.join(VOTE_COLUMNS)}', got {h_new}")
+            lineno = 1
+            for row_old, row_new in zip(old_rows, new_rows, strict=False):
+                lineno += 1
+                if len(row_new) < 12:
+                    raise DataError(f"{new}, line {lineno}: expected 12 columns, got {len(row_new)}")
+                if not row_new[1].strip() or row_new[0].strip() != usage:
+                    continue  # no image name: FERPlus dropped this face
+                if row_old[2].strip() != usage:
+                    raise DataError(f"{fer}, line {lineno}: Usage {row_old[2]!r} differs from "
+                                    f"{new}'s {row_new[0]!r}: the two files are not in the same order")
+                try:
+                    votes = [float(x) for x in row_new[2:12]]
+                except ValueError:
+                    raise DataError(f"{new}, line {lineno}: vote counts must be numbers, got "
+                                    f"{row_new[2:12]}") from None
+                k = majority_label(votes)
+                if k is None:
+                    continue
+                px = np.array(row_old[1].split(), dtype=np.int64)
+                if px.size != 48 * 48 or px.min() < 0 or px.max() > 255:
+                    raise DataError(f"{fer}, line {lineno}: expected 2304 pixel values 0..255, "
+                                    f"got {px.size}")
+                pixels.append(px.astype(np.uint8).reshape(48, 48))
+                labels.append(k)
+                samples.append((Path(f"{fer}#line{lineno}"), k))
+        if not samples:
+            raise DataError(f"{new}: no usable '{usage}' rows.\n{LAYOUT}")
+        #: (N, 48, 48) uint8 grey faces
+        self.pixels = np.stack(pixels)
+        super().__init__(samples, FERPLUS_CLASSES, root, split, transform, sources=[fer, new])
+
+    def load_image(self, index: int) -> Image.Image:
+        return Image.fromarray(self.pixels[index], mode="L").convert("RGB")
+
+    def source_files(self) -> list[Path]:
+        return list(self._sources)
