@@ -1,0 +1,264 @@
+"""Pictures for the book: image and map grids, overlays, the pipeline diagram, class counts.
+
+Every chapter of the book (``book/01_preface.ipynb`` onwards) draws through these helpers so that
+the notebooks hold the idea and not the plotting code. Each function returns the matplotlib
+``Figure`` (or ``Axes``) it drew on; nothing here calls ``plt.show()``.
+
+matplotlib and seaborn are optional dependencies (``pip install transfer_lib[viz]``); they are
+imported inside the functions so that ``import transfer_lib.viz`` is cheap.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = [
+    "use_book_style", "describe_setup", "to_image", "show_grid", "overlay", "plot_class_counts",
+    "draw_pipeline", "plot_mask", "record_shapes",
+]
+
+
+def use_book_style() -> None:
+    """One look for every figure of the book: small fonts, no top/right spines, 100 dpi."""
+    import matplotlib as mpl
+
+    mpl.rcParams.update({
+        "figure.dpi": 100,
+        "savefig.dpi": 100,
+        "font.size": 9,
+        "axes.titlesize": 9,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "image.interpolation": "nearest",
+    })
+
+
+def describe_setup(profile: Any, rafdb: str | os.PathLike | None = None) -> str:
+    """Two lines for the top of a chapter: the active profile and the data it would run on.
+
+    ``profile`` is a :class:`transfer_lib.profiles.Profile`; ``rafdb`` the RAF-DB root found by
+    :func:`transfer_lib.profiles.find_rafdb` (None: the chapter falls back on synthetic faces).
+    """
+    data = (f"RAF-DB at {rafdb}" if rafdb is not None
+            else "synthetic faces in RAF-DB's layout (RAF-DB not found; set TRANSFER_RAFDB)")
+    return (f"profile: {profile.name} - {profile.description}\n"
+            f"data:    {data}")
+
+
+def to_image(x: torch.Tensor | np.ndarray | Any, mean: Sequence[float] | None = None,
+             std: Sequence[float] | None = None) -> np.ndarray:
+    """An (H, W, 3) or (H, W) float array in [0, 1] from a tensor, an array or a PIL image.
+
+    A tensor is taken as (3, H, W) or (H, W); with ``mean`` and ``std`` it is un-normalised
+    first (what ``transforms.Normalize`` did is undone). A uint8 array or PIL image is divided
+    by 255.
+    """
+    if isinstance(x, torch.Tensor):
+        t = x.detach().float().cpu()
+        if t.ndim == 3:
+            if mean is not None and std is not None:
+                t = t * torch.tensor(std)[:, None, None] + torch.tensor(mean)[:, None, None]
+            t = t.permute(1, 2, 0)
+        return t.clamp(0, 1).numpy()
+    a = np.asarray(x)
+    if a.dtype == np.uint8:
+        return a.astype(np.float32) / 255.0
+    return np.clip(a.astype(np.float32), 0.0, 1.0)
+
+
+def show_grid(items: Sequence[Any], titles: Sequence[str] | None = None, ncols: int | None = None,
+              cmap: str | None = None, vmin: float | None = None, vmax: float | None = None,
+              size: float = 1.5, suptitle: str | None = None,
+              row_labels: Sequence[str] | None = None, colorbar: bool = False):
+    """Images or 2-D maps in a grid, one per cell; returns the Figure.
+
+    ``items`` are anything :func:`to_image` accepts (already un-normalised), or 2-D arrays /
+    tensors shown with ``cmap`` between ``vmin`` and ``vmax``. ``row_labels`` name the rows on
+    the left; ``colorbar`` adds one shared colour bar for maps.
+    """
+    import matplotlib.pyplot as plt
+
+    n = len(items)
+    ncols = ncols or n
+    nrows = (n + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.3 * bool(suptitle)),
+                             squeeze=False)
+    shown = None
+    for i, ax in enumerate(axes.flat):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if i >= n:
+            ax.axis("off")
+            continue
+        item = items[i]
+        if isinstance(item, torch.Tensor) and item.ndim == 2:
+            item = item.detach().float().cpu().numpy()
+        if isinstance(item, np.ndarray) and item.ndim == 2:
+            shown = ax.imshow(item, cmap=cmap or "viridis", vmin=vmin, vmax=vmax)
+        else:
+            ax.imshow(to_image(item))
+        if titles is not None and i < len(titles):
+            ax.set_title(titles[i], fontsize=8)
+    if row_labels is not None:
+        for r, label in enumerate(row_labels[:nrows]):
+            axes[r, 0].set_ylabel(label, fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=9)
+    fig.tight_layout()
+    if colorbar and shown is not None:
+        fig.colorbar(shown, ax=axes.ravel().tolist(), shrink=0.8)
+    return fig
+
+
+def overlay(image: Any, heat: torch.Tensor | np.ndarray, alpha: float = 0.5,
+            cmap: str = "jet") -> np.ndarray:
+    """``image`` (anything :func:`to_image` takes) with ``heat`` (h, w), upsampled bilinearly
+    to the image's size and scaled to [0, 1], blended on top: an (H, W, 3) array in [0, 1]."""
+    import matplotlib
+
+    img = to_image(image)
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    h = torch.as_tensor(np.asarray(heat, dtype=np.float32))[None, None]
+    h = torch.nn.functional.interpolate(h, size=img.shape[:2], mode="bilinear", align_corners=False)
+    h = h[0, 0].numpy()
+    h = (h - h.min()) / max(float(h.max() - h.min()), 1e-8)
+    colour = matplotlib.colormaps[cmap](h)[..., :3]
+    return (1 - alpha) * img + alpha * colour
+
+
+def plot_class_counts(counts: Sequence[int], class_names: Sequence[str], title: str = "",
+                      ax: Any = None):
+    """A seaborn bar plot of images per class, each bar labelled with its count and share."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 2.6))
+    names = list(class_names)
+    sns.barplot(x=names, y=list(counts), hue=names, palette="crest", legend=False, ax=ax)
+    total = float(sum(counts))
+    for i, c in enumerate(counts):
+        ax.annotate(f"{c}\n{100 * c / total:.0f}%", (i, c), ha="center", va="bottom", fontsize=7)
+    ax.set_ylabel("images")
+    ax.set_ylim(0, max(counts) * 1.3)
+    ax.set_title(title)
+    return ax
+
+
+def draw_pipeline(ax: Any = None, config: Any = None):
+    """TransFER's pipeline (the paper's Fig. 2) as a box diagram, with the shapes of ``config``
+    (a :class:`~transfer_lib.models.config.TransFERConfig`; the paper's sizes by default)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    if config is None:
+        from transfer_lib.models.config import make_config
+
+        config = make_config()
+    c = config
+    s, g, ch, d = c.input_size, c.token_grid, c.stem_channels, c.embed_dim
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 3.4))
+    ax.set_xlim(0, 100)
+    ax.set_ylim(0, 36)
+    ax.axis("off")
+
+    def box(x, y, w, h, text, colour):
+        ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.4,rounding_size=1.2",
+                                    fc=colour, ec="0.3", lw=0.8))
+        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=7.5)
+
+    def arrow(x0, y0, x1, y1, text=""):
+        ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=9,
+                                     lw=0.8, color="0.25"))
+        if text:
+            ax.text((x0 + x1) / 2, (y0 + y1) / 2 + 1.2, text, ha="center", va="bottom",
+                    fontsize=6.5, color="0.25")
+
+    grey, green, orange, blue = "#eeeeee", "#d8ecd3", "#fbe3c8", "#d6e4f5"
+    box(0.5, 15, 8, 6, f"face\n3x{s}x{s}", grey)
+    box(12, 15, 11, 6, "stem CNN\nIR-50\nstages 1-3", grey)
+    arrow(9.3, 18, 11.6, 18)
+    # local CNN
+    ax.add_patch(FancyBboxPatch((27, 3), 27, 30, boxstyle="round,pad=0.3,rounding_size=1.5",
+                                fc="white", ec=green.replace("d8", "8a"), lw=1.0, ls="--"))
+    ax.text(40.5, 34.3, "local CNN", ha="center", fontsize=8, color="#3d6b35")
+    for i, y in enumerate((24, 15)):
+        box(28.5, y, 8, 5, f"LANet {i + 1}", green)
+        arrow(23.8, 18, 28.1, y + 2.5)
+        arrow(36.9, y + 2.5, 39.6, y + 2.5)
+    box(40, 15, 5.5, 14, f"MAD\np1={c.mad_p}", green)
+    box(48, 19.5, 4.5, 5, "max", green)
+    arrow(45.9, 22, 47.6, 22)
+    box(47.5, 5.5, 5.5, 5, "x", green)
+    arrow(50.2, 19.1, 50.2, 11.1)
+    ax.annotate("", xy=(47.1, 8), xytext=(17.5, 14.6),
+                arrowprops=dict(arrowstyle="-|>", lw=0.8, color="0.25",
+                                connectionstyle="angle,angleA=-90,angleB=180,rad=2"))
+    ax.text(28, 6.2, f"feature map {ch}x{g}x{g}", fontsize=6.5, color="0.25")
+    # projection and transformer
+    box(57, 5.5, 9, 5, f"1x1 conv\n{ch}->{d}", orange)
+    arrow(53.4, 8, 56.6, 8)
+    box(57, 15, 9, 8, f"{g * g} tokens\n+ cls\n+ pos. emb.", orange)
+    arrow(61.5, 11, 61.5, 14.6)
+    box(69, 12, 12, 14, f"{c.depth} x block\nLN-MSAD-attn\nLN-MLP\n\nMSAD\np2={c.msad_p}", blue)
+    arrow(66.4, 19, 68.6, 19)
+    box(84, 15, 6.5, 8, f"cls\ntoken\n{d}", blue)
+    arrow(81.4, 19, 83.6, 19)
+    box(93, 15, 6.5, 8, f"FC\n{c.num_classes}\nclasses", grey)
+    arrow(90.9, 19, 92.6, 19)
+    ax.text(75, 3.5, "MSAD transformer", ha="center", fontsize=8, color="#2f5a8a")
+    return ax
+
+
+def plot_mask(mask: torch.Tensor | np.ndarray, title: str = "", xlabel: str = "",
+              ylabel: str = "", ax: Any = None, xticks: Sequence[int] | None = None):
+    """A 0/1 keep-mask as a picture: kept cells light, zeroed cells dark red."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+
+    m = np.asarray(torch.as_tensor(mask).detach().float().cpu())
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 3))
+    ax.imshow(m, cmap=ListedColormap(["#b2182b", "#f2f2f2"]), vmin=0, vmax=1, aspect="auto",
+              interpolation="nearest")
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if xticks is not None:
+        ax.set_xticks(list(xticks))
+    return ax
+
+
+def record_shapes(model: nn.Module, x: torch.Tensor,
+                  modules: dict[str, nn.Module] | Callable[[str, nn.Module], bool]
+                  ) -> list[tuple[str, tuple[int, ...]]]:
+    """Run ``model(x)`` without gradients and return ``(name, output shape)`` for the chosen
+    submodules, in the order they ran.
+
+    ``modules`` is a dict name -> module, or a predicate on ``model.named_modules()``.
+    Forward hooks do the recording and are removed afterwards.
+    """
+    if callable(modules) and not isinstance(modules, dict):
+        chosen = {n: m for n, m in model.named_modules() if modules(n, m)}
+    else:
+        chosen = dict(modules)
+    seen: list[tuple[str, tuple[int, ...]]] = []
+    handles = [m.register_forward_hook(
+        lambda _m, _i, out, name=name: seen.append(
+            (name, tuple((out[0] if isinstance(out, tuple) else out).shape))))
+        for name, m in chosen.items()]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return seen
