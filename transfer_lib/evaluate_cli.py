@@ -1,0 +1,84 @@
+"""Evaluate a checkpoint, or the authors' released weights, on a data set's test split.
+
+Examples:
+  python -m transfer_lib eval --data data/RAF-DB --checkpoint runs/paper/best.pt
+  python -m transfer_lib eval --data data/RAF-DB --official weights/RAFa_2_6131_ep33_90p91.pdparams
+  python -m transfer_lib eval --checkpoint runs/cpu-transfer-seed0/best.pt --tta flip --json m.json
+
+With the authors' checkpoint and the real RAF-DB test set (3,068 images) the accuracy is 90.91 %.
+Without --data the synthetic set of the checkpoint's profile is used (data/synthetic).
+Prints accuracy, mean class accuracy and a per-class table; --json writes the same as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from transfer_lib.evaluate import TTA_MODES
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from transfer_lib.train import DATASETS
+
+    parser.add_argument("--data", metavar="DIR",
+                        help="data set root (default: the synthetic set, data/synthetic)")
+    parser.add_argument("--dataset", choices=DATASETS, default="rafdb")
+    parser.add_argument("--split", default="test", help="split to evaluate (default test)")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--checkpoint", metavar="PATH", help="a .pt written by `train`")
+    which.add_argument("--official", metavar="PDPARAMS",
+                       help="the authors' released Paddle weights (.pdparams)")
+    parser.add_argument("--tta", choices=TTA_MODES, default="none",
+                        help="test-time augmentation: none | flip (mean of image and mirror)")
+    parser.add_argument("--batch-size", type=int, default=128, metavar="N")
+    parser.add_argument("--workers", type=int, default=0, metavar="N")
+    parser.add_argument("--device", metavar="DEV", help="cuda | cpu (default: cuda if present)")
+    parser.add_argument("--json", metavar="PATH", help="also write the metrics as JSON here")
+
+
+def load_model(args: argparse.Namespace):
+    from transfer_lib.errors import CheckpointError
+
+    if args.checkpoint:
+        from transfer_lib.checkpoint import model_from_checkpoint
+
+        return model_from_checkpoint(args.checkpoint), args.checkpoint
+    if not Path(args.official).is_file():
+        raise CheckpointError(f"--official file not found: {args.official}. Expected the authors' "
+                              f"RAF-DB weights, RAFa_2_6131_ep33_90p91.pdparams (Paddle pickle).")
+    from transfer_lib.pretrained import load_official_transfer
+
+    return load_official_transfer(args.official), args.official
+
+
+def run(args: argparse.Namespace) -> int:
+    from transfer_lib.distributed import pick_device
+    from transfer_lib.evaluate import evaluate, format_metrics, load_eval_set
+
+    device = pick_device(args.device)
+    model, source = load_model(args)
+    model = model.to(device).eval()
+    data = args.data
+    if data is None:
+        from transfer_lib.data.synth import ensure_synthetic
+
+        data = str(ensure_synthetic())
+    test_set = load_eval_set(data, args.dataset, model.config, args.split)
+    if len(test_set.classes) != model.config.num_classes:
+        from transfer_lib.errors import TransferError
+
+        raise TransferError(
+            f"{source} predicts {model.config.num_classes} classes but {args.dataset} has "
+            f"{len(test_set.classes)}: evaluate on the data set the model was trained for")
+    # fp32 on every device: the published 90.91 % is checked at full precision
+    metrics = evaluate(model, test_set, device=device, batch_size=args.batch_size,
+                       workers=args.workers, tta=args.tta)
+    metrics.update(source=str(source), data=str(data), dataset=args.dataset, split=args.split)
+    print(format_metrics(metrics, title=f"{source} on {args.dataset} {args.split} ({data})"))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(metrics, indent=1))
+        print(f"wrote {args.json}")
+    return 0

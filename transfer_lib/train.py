@@ -1,0 +1,646 @@
+"""The trainer: one function, :func:`train`, for the CLI, ``ablate`` and the book (chapter 7).
+
+    >>> from transfer_lib.train import train, run_or_load
+    >>> summary = train(profile="smoke", out="runs/smoke")           # kwargs of TrainConfig
+    >>> summary = run_or_load("runs/cpu-transfer", profile="cpu")    # trains only if not done yet
+
+A run directory holds ``config.json`` (everything the run was started with, resolved),
+``metrics.jsonl`` (one line per epoch: loss, lr, train and test accuracy, mean class accuracy,
+images/s), ``last.pt`` (model, optimiser, scaler, RNG states and epoch, written atomically after
+every epoch), ``best.pt`` (the weights with the best test accuracy so far) and, once the run is
+complete, ``summary.json``.
+
+Exact resumption. The learning rate is a pure function of the (fractional) epoch
+(:meth:`Profile.lr_at`), the shuffling of each epoch is drawn from a generator seeded by
+(seed, epoch, rank), and ``last.pt`` holds the python, numpy, torch CPU and CUDA RNG states of
+every rank. So a run killed at any moment and resumed with ``--resume`` restarts from the end of
+the last finished epoch and, on a CPU, ends with bitwise the same weights as a run never
+interrupted (``tests/test_train_resume.py`` checks it with SIGKILL).
+
+Speed on a GPU: bf16 autocast (``amp_dtype="fp16"`` adds a GradScaler), channels_last, optional
+``torch.compile``; attention runs through ``scaled_dot_product_attention`` (flash kernels).
+On a CPU the same code runs in fp32. Under ``torchrun`` the model is wrapped in
+DistributedDataParallel; only rank 0 evaluates and writes files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Sampler
+
+from transfer_lib.checkpoint import load_checkpoint, save_atomic
+from transfer_lib.distributed import (
+    DistContext,
+    all_gather_object,
+    any_rank,
+    barrier,
+    broadcast_object,
+    cleanup,
+    init_distributed,
+)
+from transfer_lib.errors import CheckpointError, DataError, TransferError
+from transfer_lib.profiles import Profile, get_profile
+
+DATASETS: tuple[str, ...] = ("rafdb", "ferplus", "affectnet7", "affectnet8")
+AMP_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
+#: A test hook, e.g. ``TRANSFER_TEST_HOOK=kill_in_epoch:2`` (SIGKILL this process after the
+#: first step of epoch 2) or ``nan_at_step:7`` (make the loss NaN at global step 7).
+TEST_HOOK_ENV = "TRANSFER_TEST_HOOK"
+
+#: Profile fields a TrainConfig may override (None: take the profile's).
+PROFILE_OVERRIDES: tuple[str, ...] = (
+    "variant", "size", "epochs", "batch_size", "optimiser", "lr", "momentum", "weight_decay",
+    "schedule", "milestones", "gamma", "warmup_epochs", "label_smoothing", "augment",
+    "eval_every", "workers",
+)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs. Unset (None) recipe fields come from ``profile``."""
+
+    profile: str = "cpu"
+    data: str | None = None  # data set root; None: the profile's synthetic set under data/
+    dataset: str = "rafdb"
+    out: str | None = None  # run directory; None: runs/{profile}-{variant}-seed{seed}
+    # recipe overrides (None: the profile's value)
+    variant: str | None = None
+    size: str | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    optimiser: str | None = None
+    lr: float | None = None
+    momentum: float | None = None
+    weight_decay: float | None = None
+    schedule: str | None = None
+    milestones: tuple[int, ...] | None = None
+    gamma: float | None = None
+    warmup_epochs: float | None = None
+    label_smoothing: float | None = None
+    augment: str | None = None
+    eval_every: int | None = None
+    workers: int | None = None
+    # model settings beyond the variant (TransFERConfig fields)
+    msad_mode: str | None = None
+    map_regulariser: str | None = None
+    model_overrides: dict = field(default_factory=dict)
+    # initialisations (the paper's): face.evoLVe IR-50 and timm ViT-Small files
+    ir50: str | None = None
+    vit: str | None = None
+    # run control
+    seed: int = 0
+    resume: bool = False
+    max_steps: int | None = None  # at most this many batches per epoch (tests, quick checks)
+    device: str | None = None  # None: cuda if available, else cpu
+    amp: bool | None = None  # None: on for CUDA, off on CPU
+    amp_dtype: str = "bf16"  # bf16 | fp16 (fp16 adds a GradScaler)
+    channels_last: bool | None = None  # None: on for CUDA
+    compile: bool = False
+    fast: bool | None = None  # the uint8 cache + batched augmentation; None: on for CUDA if present
+    progress: bool = True
+
+    def profile_obj(self) -> Profile:
+        """The profile with this config's overrides applied."""
+        base = get_profile(self.profile)
+        return base.replace(**{k: getattr(self, k) for k in PROFILE_OVERRIDES})
+
+    def run_dir(self) -> Path:
+        p = self.profile_obj()
+        return Path(self.out or f"runs/{p.name}-{p.variant}-seed{self.seed}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> None:
+        from transfer_lib.models.config import MAP_REGULARISERS, MSAD_MODES, SIZES, VARIANTS
+        from transfer_lib.profiles import PROFILE_NAMES
+
+        def check(name, value, allowed):
+            if value is not None and value not in allowed:
+                raise TransferError(f"{name}={value!r} is not one of {', '.join(map(str, allowed))}")
+
+        check("profile", self.profile, PROFILE_NAMES)
+        check("dataset", self.dataset, DATASETS)
+        check("variant", self.variant, VARIANTS)
+        check("size", self.size, SIZES)
+        check("msad_mode", self.msad_mode, MSAD_MODES)
+        check("map_regulariser", self.map_regulariser, MAP_REGULARISERS)
+        check("amp_dtype", self.amp_dtype, tuple(AMP_DTYPES))
+        for name in ("epochs", "batch_size", "eval_every", "max_steps"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise TransferError(f"{name}={v} must be at least 1")
+        if self.lr is not None and not self.lr > 0:
+            raise TransferError(f"lr={self.lr} must be positive")
+        try:
+            self.profile_obj()
+        except ValueError as err:
+            raise TransferError(str(err)) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------
+class EpochShardSampler(Sampler):
+    """Shuffled indices for ``rank`` of ``world_size``, a pure function of (seed, epoch).
+
+    Every rank draws the same permutation (padded to a multiple of ``world_size``) and takes every
+    ``world_size``-th index, so ranks see disjoint shards of equal length.
+    """
+
+    def __init__(self, n: int, rank: int = 0, world_size: int = 1, seed: int = 0) -> None:
+        self.n, self.rank, self.world_size, self.seed = n, rank, world_size, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        perm = torch.randperm(self.n, generator=g).tolist()
+        total = len(self) * self.world_size
+        perm += perm[: total - self.n]
+        return iter(perm[self.rank::self.world_size])
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / self.world_size)
+
+
+def _light_train_transform(config):
+    """Crop and flip only: what a from-scratch model on the synthetic set learns from fastest."""
+    from torchvision import transforms as T
+
+    s = config.input_size
+    return T.Compose([
+        T.RandomResizedCrop(s, scale=(0.7, 1.0), ratio=(0.9, 1.1)),
+        T.RandomHorizontalFlip(),
+        T.ToTensor(),
+        T.Normalize(config.mean, config.std),
+    ])
+
+
+def train_transform_for(config, augment: str):
+    from transfer_lib.data import transforms
+
+    if augment == "paper":
+        return transforms.train_transform(config)
+    light = getattr(transforms, "light_train_transform", None)
+    return light(config) if light is not None else _light_train_transform(config)
+
+
+def resolve_data_root(cfg: TrainConfig, prof: Profile, ctx: DistContext) -> Path:
+    """``cfg.data``, checked; or the profile's synthetic set, generated on first use by rank 0."""
+    if cfg.data is not None:
+        root = Path(cfg.data)
+        if not root.exists():
+            raise DataError(
+                f"data set folder not found: {root}. Expected the root of {cfg.dataset} in its "
+                f"distributed layout (for RAF-DB: {root}/basic/EmoLabel/list_patition_label.txt "
+                f"and {root}/basic/Image/aligned/); leave --data out to use the synthetic set."
+            )
+        return root
+    if cfg.dataset != "rafdb":
+        raise DataError(f"the synthetic set is in RAF-DB's layout: with --dataset {cfg.dataset} "
+                        f"give --data DIR")
+    from transfer_lib.data.synth import ensure_synthetic
+
+    root = None
+    if ctx.is_main:
+        root = str(ensure_synthetic(prof.synthetic_root, train=prof.synthetic_train,
+                                    test=prof.synthetic_test))
+    return Path(broadcast_object(ctx, root))
+
+
+def build_loaders(cfg: TrainConfig, prof: Profile, model_config, root: Path, ctx: DistContext,
+                  train_set, test_set):
+    """The per-image torch DataLoaders: (train loader, its sampler, its generator, test loader)."""
+    workers = prof.workers
+    sampler = EpochShardSampler(len(train_set), ctx.rank, ctx.world_size, cfg.seed)
+    generator = torch.Generator()
+    pin = ctx.device.type == "cuda"
+    per_rank_batch = max(1, prof.batch_size // ctx.world_size) if ctx.distributed else prof.batch_size
+    drop_last = len(sampler) >= per_rank_batch * 2  # BatchNorm needs more than one image
+    train_loader = DataLoader(train_set, batch_size=per_rank_batch, sampler=sampler,
+                              num_workers=workers, pin_memory=pin, drop_last=drop_last,
+                              generator=generator, persistent_workers=workers > 0)
+    test_loader = DataLoader(test_set, batch_size=max(64, prof.batch_size), shuffle=False,
+                             num_workers=workers, pin_memory=pin, persistent_workers=workers > 0)
+    return train_loader, sampler, generator, test_loader
+
+
+# ---------------------------------------------------------------------------------------------
+# RNG states (plain types and tensors only, so checkpoints load with weights_only=True)
+# ---------------------------------------------------------------------------------------------
+def rng_state() -> dict:
+    np_state = np.random.get_state(legacy=False)
+    state = {
+        "python": random.getstate(),
+        "numpy": {"key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+                  "pos": int(np_state["state"]["pos"]), "has_gauss": int(np_state["has_gauss"]),
+                  "gauss": float(np_state["gauss"])},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(_to_tuple(state["python"]))
+    n = state["numpy"]
+    np.random.set_state({"bit_generator": "MT19937",
+                         "state": {"key": n["key"].numpy().astype(np.uint32), "pos": n["pos"]},
+                         "has_gauss": n["has_gauss"], "gauss": n["gauss"]})
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _to_tuple(x):
+    return tuple(_to_tuple(v) for v in x) if isinstance(x, list | tuple) else x
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# Model and optimiser
+# ---------------------------------------------------------------------------------------------
+def build_training_model(cfg: TrainConfig, prof: Profile, class_names: list[str]):
+    """The model of ``prof.variant`` at ``prof.size`` for these classes, with the paper's
+    initialisations loaded when ``cfg.ir50`` / ``cfg.vit`` are given."""
+    from transfer_lib.models import make_config, model_from_config
+
+    overrides = dict(cfg.model_overrides)
+    if cfg.msad_mode:
+        overrides["msad_mode"] = cfg.msad_mode
+    if cfg.map_regulariser:
+        overrides["map_regulariser"] = cfg.map_regulariser
+    try:
+        mc = make_config(prof.variant, prof.size, num_classes=len(class_names),
+                         class_names=tuple(class_names), **overrides)
+    except (TypeError, ValueError) as err:
+        raise TransferError(f"model settings rejected: {err}") from None
+    model = model_from_config(mc)
+    for path, what in ((cfg.ir50, "ir50"), (cfg.vit, "vit")):
+        if path is None:
+            continue
+        if not Path(path).is_file():
+            raise CheckpointError(f"--{what} file not found: {path}")
+        from transfer_lib import pretrained  # lazily: written by another module
+
+        if what == "ir50":
+            pretrained.load_ir50_stem(model.stem, path)
+        else:
+            if not hasattr(model, "transformer"):
+                raise TransferError(f"--vit needs a variant with a transformer, not {prof.variant}")
+            pretrained.load_vit_small(model.transformer, path)
+    return model, mc
+
+
+def build_optimiser(model: torch.nn.Module, prof: Profile) -> torch.optim.Optimizer:
+    """SGD (the paper: momentum, weight decay on every parameter) or AdamW (no decay on norms,
+    biases, position embedding and cls token)."""
+    if prof.optimiser == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=prof.lr, momentum=prof.momentum,
+                               weight_decay=prof.weight_decay)
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or name.endswith(("pos_embed", "cls_token")) else decay).append(p)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": prof.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=prof.lr)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------
+def _test_hook() -> tuple[str, int] | None:
+    spec = os.environ.get(TEST_HOOK_ENV)
+    if not spec:
+        return None
+    name, _, value = spec.partition(":")
+    return name, int(value)
+
+
+def _read_summary(run_dir: Path) -> dict | None:
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return summary if summary.get("complete") else None
+
+
+def _as_config(config: TrainConfig | dict | None, kwargs: dict) -> TrainConfig:
+    if config is None:
+        config = TrainConfig()
+    elif isinstance(config, dict):
+        config = TrainConfig(**config)
+    if kwargs:
+        unknown = set(kwargs) - {f.name for f in dataclasses.fields(TrainConfig)}
+        if unknown:
+            raise TypeError(f"unknown TrainConfig fields: {sorted(unknown)}")
+        config = dataclasses.replace(config, **kwargs)
+    return config
+
+
+def train(config: TrainConfig | dict | None = None, **kwargs) -> dict:
+    """Train as ``config`` (or TrainConfig keyword arguments) says; return the summary dict.
+
+    Raises TransferError (DataError, CheckpointError) for problems the user can fix, and when the
+    loss stops being finite (the last good checkpoint is kept).
+    """
+    cfg = _as_config(config, kwargs)
+    cfg.validate()
+    ctx = init_distributed(cfg.device)
+    try:
+        return _train(cfg, ctx)
+    finally:
+        cleanup(ctx)
+
+
+def run_or_load(run_dir: str | os.PathLike, config: TrainConfig | dict | None = None,
+                **kwargs) -> dict:
+    """The summary of the complete run in ``run_dir``; train it first (resuming if it was
+    interrupted) when it is not complete. The book calls this, so a rebuild never retrains."""
+    run_dir = Path(run_dir)
+    summary = _read_summary(run_dir)
+    if summary is not None:
+        return summary
+    cfg = _as_config(config, kwargs)
+    cfg = dataclasses.replace(cfg, out=str(run_dir), resume=(run_dir / "last.pt").is_file())
+    return train(cfg)
+
+
+def _train(cfg: TrainConfig, ctx: DistContext) -> dict:
+    prof = cfg.profile_obj()
+    run_dir = cfg.run_dir()
+    device = ctx.device
+    on_cuda = device.type == "cuda"
+    use_amp = on_cuda if cfg.amp is None else cfg.amp
+    amp_dtype = AMP_DTYPES[cfg.amp_dtype]
+    channels_last = on_cuda if cfg.channels_last is None else cfg.channels_last
+    hook = _test_hook()
+
+    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    if ctx.is_main:
+        if last_path.exists() and not cfg.resume:
+            raise TransferError(
+                f"{run_dir} already holds a run ({last_path} exists). Pass --resume to continue "
+                f"it, or choose another --out."
+            )
+        if cfg.resume and not last_path.exists() and (run_dir / "config.json").exists():
+            pass  # killed before the first checkpoint: start over in the same folder
+    barrier(ctx)
+
+    # data
+    from transfer_lib.data import build_dataset
+    from transfer_lib.data.transforms import eval_transform
+
+    root = resolve_data_root(cfg, prof, ctx)
+    seed_everything(cfg.seed)  # same initial weights on every rank
+    probe = build_dataset(cfg.dataset, root, "train")
+    class_names = list(probe.classes)
+    model, mc = build_training_model(cfg, prof, class_names)
+    train_set = build_dataset(cfg.dataset, root, "train",
+                              transform=train_transform_for(mc, prof.augment))
+    test_set = build_dataset(cfg.dataset, root, "test", transform=eval_transform(mc))
+    if len(train_set) == 0 or len(test_set) == 0:
+        raise DataError(f"{root}: {len(train_set)} training and {len(test_set)} test images found")
+    train_loader, sampler, loader_gen, test_loader = build_loaders(
+        cfg, prof, mc, root, ctx, train_set, test_set)
+    steps_per_epoch = len(train_loader) if cfg.max_steps is None else min(len(train_loader), cfg.max_steps)
+
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimiser = build_optimiser(model, prof)
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and cfg.amp_dtype == "fp16")
+
+    start_epoch, global_step, best_acc, wall_before = 0, 0, -1.0, 0.0
+    if cfg.resume and last_path.exists():
+        ckpt = load_checkpoint(last_path, map_location=device)
+        if ckpt.get("config") != mc.to_dict():
+            raise CheckpointError(f"{last_path} was trained as another model; resume with the "
+                                  f"same --variant/--size/model options, or choose another --out")
+        model.load_state_dict(ckpt["model"])
+        optimiser.load_state_dict(ckpt["optimizer"])
+        scaler.load_state_dict(ckpt["scaler"])
+        start_epoch, global_step = int(ckpt["epoch"]), int(ckpt["global_step"])
+        best_acc, wall_before = float(ckpt["best_accuracy"]), float(ckpt["wall_seconds"])
+        rngs = ckpt["rng"]
+        set_rng_state(rngs[ctx.rank] if ctx.rank < len(rngs) else rngs[0])
+        if ctx.rank >= len(rngs):  # resumed on more processes than it was saved from
+            seed_everything(cfg.seed * 7919 + ctx.rank + 1000 * start_epoch)
+    else:
+        # per-rank streams for augmentation and MAD/MSAD drops (the weights are already equal)
+        seed_everything(cfg.seed * 7919 + ctx.rank)
+
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(
+            {"train": cfg.to_dict(), "profile": prof.to_dict(), "model": mc.to_dict(),
+             "data_root": str(root), "world_size": ctx.world_size, "device": str(device)},
+            indent=1, default=str))
+        # drop metric lines of epochs that will be run again
+        metrics_path = run_dir / "metrics.jsonl"
+        kept = []
+        if metrics_path.exists():
+            for line in metrics_path.read_text().splitlines():
+                try:
+                    if json.loads(line)["epoch"] <= start_epoch:
+                        kept.append(line)
+                except (ValueError, KeyError):
+                    continue
+        metrics_path.write_text("".join(k + "\n" for k in kept))
+
+    net = model
+    if ctx.distributed:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        net = DDP(model, device_ids=[device.index] if on_cuda else None)
+    if cfg.compile:
+        net = torch.compile(net)
+
+    from tqdm.auto import tqdm
+
+    started = time.perf_counter()
+    last_metrics: dict | None = None
+    epoch_log: dict = {}
+    check_every = 1 if device.type == "cpu" else 25
+    for epoch in range(start_epoch, prof.epochs):
+        sampler.set_epoch(epoch)
+        loader_gen.manual_seed(cfg.seed * 1_000_003 + epoch * 131 + ctx.rank)
+        model.train()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.int64)
+        seen = 0
+        lr = prof.lr_at(epoch)
+        t0 = time.perf_counter()
+        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{prof.epochs}",
+                   disable=not (ctx.is_main and cfg.progress), leave=False, dynamic_ncols=True)
+        for i, (images, labels) in enumerate(train_loader):
+            if i >= steps_per_epoch:
+                break
+            lr = prof.lr_at(epoch + i / steps_per_epoch)
+            for group in optimiser.param_groups:
+                group["lr"] = lr
+            images = images.to(device, non_blocking=True)
+            labels = labels.to(device, non_blocking=True)
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                logits = net(images)
+                loss = F.cross_entropy(logits.float(), labels,
+                                       label_smoothing=prof.label_smoothing)
+            if hook == ("nan_at_step", global_step):
+                loss = loss * float("nan")
+            optimiser.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimiser)
+            scaler.update()
+            global_step += 1
+            loss_sum += loss.detach() * labels.shape[0]
+            correct += (logits.detach().argmax(1) == labels).sum()
+            seen += labels.shape[0]
+            if (i + 1) % check_every == 0 or i + 1 == steps_per_epoch:
+                _check_finite(ctx, loss_sum, epoch, global_step, lr, last_path)
+            if ctx.is_main and cfg.progress and (i % 10 == 0 or i + 1 == steps_per_epoch):
+                rate = seen * ctx.world_size / max(time.perf_counter() - t0, 1e-9)
+                bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{rate:.0f}", lr=f"{lr:.2e}")
+            bar.update(1)
+            if hook == ("kill_in_epoch", epoch + 1) and i == 0:
+                os.kill(os.getpid(), signal.SIGKILL)  # a crash in the middle of an epoch
+        bar.close()
+        if on_cuda:
+            torch.cuda.synchronize()
+        train_seconds = time.perf_counter() - t0
+        _check_finite(ctx, loss_sum, epoch, global_step, lr, last_path)
+        totals = torch.stack([loss_sum.float(), correct.float(),
+                              torch.tensor(float(seen), device=device)])
+        if ctx.distributed:
+            torch.distributed.all_reduce(totals)
+        n_seen = max(float(totals[2]), 1.0)
+        epoch_log = {
+            "epoch": epoch + 1, "loss": float(totals[0]) / n_seen, "lr": lr,
+            "train_accuracy": float(totals[1]) / n_seen,
+            "images_per_second": n_seen / max(train_seconds, 1e-9),
+            "train_seconds": train_seconds,
+        }
+
+        is_last = epoch + 1 == prof.epochs
+        if ctx.is_main and ((epoch + 1) % prof.eval_every == 0 or is_last):
+            from transfer_lib.evaluate import evaluate
+
+            last_metrics = evaluate(model, test_loader, device=device,
+                                    amp_dtype=amp_dtype if use_amp else None,
+                                    channels_last=channels_last)
+            epoch_log.update(test_accuracy=last_metrics["accuracy"],
+                             mean_class_accuracy=last_metrics["mean_class_accuracy"])
+        improved = ctx.is_main and last_metrics is not None and \
+            epoch_log.get("test_accuracy", -1.0) > best_acc
+        if improved:
+            best_acc = epoch_log["test_accuracy"]
+
+        rngs = all_gather_object(ctx, rng_state())
+        if ctx.is_main:
+            wall = wall_before + time.perf_counter() - started
+            state = {
+                "model": model.state_dict(), "config": mc.to_dict(), "epoch": epoch + 1,
+                "global_step": global_step, "optimizer": optimiser.state_dict(),
+                "scaler": scaler.state_dict(), "rng": rngs, "best_accuracy": best_acc,
+                "wall_seconds": wall, "train_config": _plain(cfg.to_dict()),
+                "profile": _plain(prof.to_dict()),
+            }
+            if improved:
+                save_atomic({"model": state["model"], "config": state["config"],
+                             "epoch": epoch + 1, "accuracy": best_acc}, best_path)
+            save_atomic(state, last_path)
+            epoch_log["wall_seconds"] = wall
+            with open(run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(epoch_log) + "\n")
+            if cfg.progress:
+                shown = ", ".join(f"{k} {v:.4g}" for k, v in epoch_log.items()
+                                  if isinstance(v, float) and k != "wall_seconds")
+                print(f"epoch {epoch + 1}/{prof.epochs}: {shown}", flush=True)
+        barrier(ctx)
+
+    summary = None
+    if ctx.is_main:
+        summary = _write_summary(cfg, prof, mc, ctx, run_dir, model, test_loader, last_metrics,
+                                 best_acc, wall_before + time.perf_counter() - started,
+                                 amp_dtype if use_amp else None, channels_last, epoch_log)
+    if ctx.distributed and os.environ.get("TRANSFER_TEST_DUMP_WEIGHTS"):
+        save_atomic(model.state_dict(),
+                    Path(os.environ["TRANSFER_TEST_DUMP_WEIGHTS"]) / f"rank{ctx.rank}.pt")
+    summary = broadcast_object(ctx, summary)
+    return summary
+
+
+def _plain(d: dict) -> dict:
+    """JSON-able, weights_only-loadable copy (tuples become lists)."""
+    return json.loads(json.dumps(d, default=str))
+
+
+def _check_finite(ctx: DistContext, loss_sum: torch.Tensor, epoch: int, step: int, lr: float,
+                  last_path: Path) -> None:
+    bad = not bool(torch.isfinite(loss_sum))
+    if not any_rank(ctx, bad):
+        return
+    kept = (f"the last good checkpoint is {last_path} (end of epoch {epoch})" if last_path.exists()
+            else "no checkpoint was written (it failed in the first epoch)")
+    raise TransferError(
+        f"the loss is not finite (NaN or inf) in epoch {epoch + 1}, by step {step}, at lr {lr:.3g}; "
+        f"training stopped and {kept}. Lower --lr, or try --amp-dtype bf16 / --no-amp, then "
+        f"--resume or start a new --out."
+    )
+
+
+def _write_summary(cfg, prof, mc, ctx, run_dir, model, test_loader, metrics, best_acc, wall,
+                   amp_dtype, channels_last, epoch_log) -> dict:
+    from transfer_lib.evaluate import evaluate
+
+    if metrics is None:  # resumed after the last epoch's checkpoint: evaluate again
+        metrics = evaluate(model, test_loader, device=ctx.device, amp_dtype=amp_dtype,
+                           channels_last=channels_last)
+    device = ctx.device
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    summary = {
+        "complete": True,
+        "best_accuracy": max(best_acc, metrics["accuracy"]),
+        "final_accuracy": metrics["accuracy"],
+        "mean_class_accuracy": metrics["mean_class_accuracy"],
+        "per_class_accuracy": metrics["per_class_accuracy"],
+        "confusion_matrix": metrics["confusion_matrix"],
+        "class_names": metrics["class_names"],
+        "epochs": prof.epochs,
+        "wall_seconds": wall,
+        "images_per_second": epoch_log.get("images_per_second"),
+        "device": f"{device} ({name})" + (f" x{ctx.world_size}" if ctx.distributed else ""),
+        "world_size": ctx.world_size,
+        "profile": prof.name,
+        "variant": mc.variant,
+        "size": prof.size,
+        "msad_mode": mc.msad_mode,
+        "map_regulariser": mc.map_regulariser,
+        "seed": cfg.seed,
+        "dataset": cfg.dataset,
+        "num_parameters": sum(p.numel() for p in model.parameters()),
+        "run_dir": str(run_dir),
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
