@@ -1,0 +1,91 @@
+"""Images per second: the per-image DataLoader against the fast path, in one run.
+
+The standard path is ``DataLoader(dataset with train_transform, num_workers=cores)``; the fast
+path is :func:`~transfer_lib.data.fast.build_cache` + :class:`~transfer_lib.data.fast.FastLoader`
+with :class:`~transfer_lib.data.fast.BatchAugment` on CUDA when there is one, else the CPU.
+Without ``--data`` it uses the embedded synthetic set (:func:`ensure_synthetic`).
+
+Example: python -m transfer_lib bench data --seconds 20 --json benchmarks/data_bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from transfer_lib.data import build_dataset, ensure_synthetic, train_transform
+from transfer_lib.data.fast import BatchAugment, FastLoader, build_cache
+from transfer_lib.models.config import TransFERConfig
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default=None, help="RAF-DB-layout folder (default: synthetic)")
+    parser.add_argument("--dataset", default="rafdb", help="data set name for --data")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--seconds", type=float, default=15.0, help="time per path")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="DataLoader workers of the standard path (default: cores)")
+    parser.add_argument("--cache-dir", default="data/cache")
+    parser.add_argument("--json", default=None, help="also write the figures to this file")
+
+
+def _rate(batches, seconds: float, sync) -> tuple[float, int]:
+    it = iter(batches)
+    next(it)  # warm-up: workers started, first batch decoded
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        try:
+            x, _ = next(it)
+        except StopIteration:
+            it = iter(batches)
+            continue
+        n += len(x)
+    sync()
+    return n / (time.perf_counter() - t0), n
+
+
+def run(args: argparse.Namespace) -> int:
+    config = TransFERConfig()
+    name = args.dataset if args.data else "synthetic"
+    root = args.data or ensure_synthetic()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    ds = build_dataset(name, root, "train", transform=train_transform(config))
+    std_loader = DataLoader(ds, batch_size=args.batch_size, shuffle=True, drop_last=True,
+                            num_workers=args.workers, persistent_workers=args.workers > 0,
+                            pin_memory=device.type == "cuda")
+
+    def to_device():
+        for x, y in std_loader:
+            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+    std, n_std = _rate(to_device(), args.seconds, sync)
+    del std_loader
+
+    cache = build_cache(build_dataset(name, root, "train"), args.cache_dir)
+    fast_loader = FastLoader(cache, args.batch_size, shuffle=True, drop_last=True, device=device,
+                             augment=BatchAugment(config, train=True))
+    fast, n_fast = _rate(fast_loader, args.seconds, sync)
+    machine = (torch.cuda.get_device_name(0) if device.type == "cuda" else
+               f"{os.cpu_count()}-core CPU ({platform.processor() or platform.machine()})")
+    result = dict(machine=machine, device=str(device), dataset=name, images=len(ds),
+                  batch_size=args.batch_size, input_size=config.input_size, workers=args.workers,
+                  standard_images_per_s=round(std, 1), fast_images_per_s=round(fast, 1),
+                  ratio=round(fast / std, 2), torch=torch.__version__)
+    print(f"machine: {machine}; data: {name} ({len(ds)} train images), batch {args.batch_size}, "
+          f"{config.input_size} px")
+    print(f"standard DataLoader ({args.workers} workers): {std:8.1f} images/s ({n_std} images)")
+    print(f"fast path ({device}):{'':16}{fast:8.1f} images/s ({n_fast} images)")
+    print(f"ratio: {fast / std:.2f}x")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    return 0
