@@ -68,7 +68,6 @@ def run(args: argparse.Namespace) -> int:
             yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
     std, n_std = _rate(to_device(), args.seconds, sync)
-    del std_loader
 
     cache = build_cache(build_dataset(name, root, "train"), args.cache_dir)
     fast_loader = FastLoader(cache, args.batch_size, shuffle=True, drop_last=True, device=device,
