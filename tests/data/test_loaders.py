@@ -1,0 +1,192 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.data.conftest import write_affectnet, write_ferplus, write_rafdb
+from transfer_lib.cli import main
+from transfer_lib.data import (
+    AFFECTNET_CLASSES,
+    FERPLUS_CLASSES,
+    build_dataset,
+    majority_label,
+)
+from transfer_lib.errors import DataError
+from transfer_lib.models.config import RAFDB_CLASSES
+
+
+def test_rafdb_reads_splits_labels_and_classes(rafdb_root):
+    train = build_dataset("rafdb", rafdb_root, "train")
+    test = build_dataset("rafdb", rafdb_root, "test")
+    assert (len(train), len(test)) == (6, 3)
+    assert train.classes == RAFDB_CLASSES
+    assert train.targets == [(i % 7) for i in range(1, 7)]  # file labels 1..7 -> 0..6
+    img, label = train[0]
+    assert isinstance(img, Image.Image) and img.mode == "RGB" and img.size == (100, 100)
+    assert label == 1
+    assert train.samples[0][0].name == "train_00001_aligned.jpg"
+
+
+def test_rafdb_accepts_basic_folder_and_split_files(rafdb_root):
+    assert len(build_dataset("rafdb", rafdb_root / "basic", "test")) == 3
+    emo = rafdb_root / "basic" / "EmoLabel"
+    lines = (emo / "list_patition_label.txt").read_text().splitlines()
+    (emo / "list_patition_label.txt").unlink()
+    (emo / "train.txt").write_text("\n".join(x for x in lines if x.startswith("train")) + "\n")
+    (emo / "test.txt").write_text("\n".join(x for x in lines if x.startswith("test")) + "\n")
+    assert len(build_dataset("rafdb", rafdb_root, "train")) == 6
+    assert len(build_dataset("rafdb", rafdb_root, "test")) == 3
+
+
+def test_missing_folder_names_layout_and_readme(tmp_path):
+    with pytest.raises(DataError) as e:
+        build_dataset("rafdb", tmp_path / "nowhere", "train")
+    msg = str(e.value)
+    assert "nowhere" in msg and "list_patition_label.txt" in msg and "data/README.md" in msg
+
+
+def test_missing_label_file(rafdb_root):
+    (rafdb_root / "basic" / "EmoLabel" / "list_patition_label.txt").unlink()
+    with pytest.raises(DataError, match="label file not found.*list_patition_label"):
+        build_dataset("rafdb", rafdb_root, "train")
+
+
+def _edit_line(root: Path, lineno: int, text: str) -> Path:
+    f = root / "basic" / "EmoLabel" / "list_patition_label.txt"
+    lines = f.read_text().splitlines()
+    lines[lineno - 1] = text
+    f.write_text("\n".join(lines) + "\n")
+    return f
+
+
+def test_unknown_label_reports_file_and_line(rafdb_root):
+    _edit_line(rafdb_root, 3, "train_00003.jpg 9")
+    with pytest.raises(DataError, match=r"list_patition_label.txt, line 3: unknown label '9'"):
+        build_dataset("rafdb", rafdb_root, "train")
+
+
+def test_duplicate_reports_both_lines(rafdb_root):
+    _edit_line(rafdb_root, 4, "train_00002.jpg 3")
+    with pytest.raises(DataError, match=r"line 4: duplicate entry train_00002.jpg \(first at line 2\)"):
+        build_dataset("rafdb", rafdb_root, "train")
+
+
+def test_missing_image_reports_line_and_path(rafdb_root):
+    (rafdb_root / "basic" / "Image" / "aligned" / "train_00005_aligned.jpg").unlink()
+    with pytest.raises(DataError, match=r"line 5: image missing: .*train_00005_aligned.jpg"):
+        build_dataset("rafdb", rafdb_root, "train")
+
+
+def test_corrupt_image_reported_by_path(rafdb_root):
+    bad = rafdb_root / "basic" / "Image" / "aligned" / "train_00002_aligned.jpg"
+    bad.write_bytes(bad.read_bytes()[:200])  # truncated JPEG
+    ds = build_dataset("rafdb", rafdb_root, "train")
+    ds[0]  # a good one still loads
+    with pytest.raises(DataError, match="corrupt.*train_00002_aligned.jpg"):
+        ds[1]
+
+
+def test_cli_prints_data_error_without_traceback(tmp_path, capsys, monkeypatch):
+    root = write_rafdb(tmp_path / "r")
+    _edit_line(root, 2, "train_00002.jpg 0")
+    monkeypatch.chdir(tmp_path)
+    from transfer_lib.data import bench
+
+    def run(args):  # any command that reads the data set
+        build_dataset("rafdb", root, "train")
+
+    monkeypatch.setattr(bench, "run", run)
+    code = main(["bench", "data", "--data", str(root)])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert "line 2: unknown label '0'" in err and "Traceback" not in err
+
+
+def test_cli_subprocess_exit_code(tmp_path):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "transfer_lib", "bench", "data", "--data",
+                        str(tmp_path / "missing"), "--seconds", "0.1"],
+                       capture_output=True, text=True, cwd=Path(__file__).parents[2])
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith("error: RAF-DB folder not found") and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("votes,expected", [
+    ([6, 2, 1, 0, 1, 0, 0, 0, 0, 0], 0),      # 1-vote emotions zeroed: 6 of 8 > half
+    ([4, 4, 2, 0, 0, 0, 0, 0, 0, 0], None),   # tie, no majority
+    ([5, 0, 0, 0, 0, 0, 0, 0, 5, 0], None),   # not over half
+    ([1, 1, 1, 1, 1, 1, 1, 1, 1, 1], None),   # all single votes zeroed
+    ([0, 0, 0, 0, 0, 0, 0, 0, 8, 2], None),   # winner 'unknown' dropped
+    ([0, 0, 0, 0, 0, 0, 0, 2, 0, 8], None),   # winner 'NF' dropped
+    ([0, 0, 0, 0, 0, 0, 0, 7, 1, 2], 7),      # contempt kept (8 classes)
+    ([3, 0, 0, 0, 0, 0, 2, 0, 0, 0], 0),      # 3 > 2.5
+    ([0, 0, 0, 0, 0, 3, 3, 0, 0, 0], None),
+])
+def test_ferplus_majority(votes, expected):
+    assert majority_label(votes) == expected
+
+
+def test_ferplus_loader(tmp_path):
+    rows = [("Training", "fer0000000.png", [6, 2, 1, 0, 1, 0, 0, 0, 0, 0]),
+            ("Training", "", [10, 0, 0, 0, 0, 0, 0, 0, 0, 0]),  # no image name: skipped
+            ("Training", "fer0000002.png", [0, 0, 9, 0, 0, 0, 0, 0, 1, 0]),
+            ("Training", "fer0000003.png", [0, 0, 0, 0, 0, 0, 0, 0, 8, 2]),  # unknown: dropped
+            ("PublicTest", "fer0000004.png", [0, 8, 0, 0, 0, 0, 0, 0, 0, 0]),
+            ("PrivateTest", "fer0000005.png", [0, 0, 0, 0, 0, 0, 0, 9, 0, 0]),
+            ("PrivateTest", "fer0000006.png", [0, 0, 0, 0, 0, 0, 10, 0, 0, 0])]
+    root = write_ferplus(tmp_path / "ferplus", rows)
+    train = build_dataset("ferplus", root, "train")
+    assert train.classes == FERPLUS_CLASSES and len(train.classes) == 8
+    assert train.targets == [0, 2]
+    img, _ = train[1]
+    assert img.mode == "RGB" and img.size == (48, 48)
+    a = np.asarray(img)
+    assert (a[..., 0] == a[..., 1]).all()
+    test = build_dataset("ferplus", root, "test")
+    assert test.targets == [7, 6]
+    # pixels of row 3 (file line 4) are the third data row of fer2013.csv
+    line = (root / "fer2013.csv").read_text().splitlines()[3]
+    expected = np.array(line.split(",")[1].split(), dtype=np.uint8).reshape(48, 48)
+    assert (a[..., 0] == expected).all()
+
+
+def test_ferplus_bad_votes_and_missing_file(tmp_path):
+    root = write_ferplus(tmp_path / "f", [("Training", "a.png", [1] * 10)])
+    text = (root / "fer2013new.csv").read_text().replace("1,1,1,1", "1,x,1,1", 1)
+    (root / "fer2013new.csv").write_text(text)
+    with pytest.raises(DataError, match=r"fer2013new.csv, line 2: vote counts"):
+        build_dataset("ferplus", root, "train")
+    (root / "fer2013.csv").unlink()
+    with pytest.raises(DataError, match="FERPlus file not found.*fer2013.csv"):
+        build_dataset("ferplus", root, "train")
+
+
+def test_affectnet_7_and_8(tmp_path):
+    root = write_affectnet(tmp_path / "an", [0, 1, 7, 8, 9, 10, 6, 3], [7, 2, 10, 5])
+    a8 = build_dataset("affectnet8", root, "train")
+    a7 = build_dataset("affectnet7", root, "train")
+    assert a8.targets == [0, 1, 7, 6, 3] and a8.classes == AFFECTNET_CLASSES
+    assert a7.targets == [0, 1, 6, 3] and a7.classes == AFFECTNET_CLASSES[:7]
+    test = build_dataset("affectnet7", root, "test")  # validation.csv without a header
+    assert test.targets == [2, 5]
+    img, _ = test[0]
+    assert img.size == (80, 60) and img.mode == "RGB"
+
+
+def test_affectnet_unknown_code_and_missing_image(tmp_path):
+    root = write_affectnet(tmp_path / "an", [0, 1], [1], header_in_val=True)
+    f = root / "Manually_Annotated_file_lists" / "training.csv"
+    f.write_text(f.read_text().replace(",1,0.1,-0.2", ",12,0.1,-0.2"))
+    with pytest.raises(DataError, match=r"training.csv, line 3: unknown expression code 12"):
+        build_dataset("affectnet8", root, "train")
+    next((root / "Manually_Annotated_Images").rglob("val0000.jpg")).unlink()
+    with pytest.raises(DataError, match=r"validation.csv, line 2: image missing"):
+        build_dataset("affectnet8", root, "test")
+
+
+def test_unknown_dataset_name(tmp_path):
+    with pytest.raises(ValueError, match="unknown data set"):
+        build_dataset("imagenet", tmp_path, "train")
