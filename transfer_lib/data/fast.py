@@ -19,7 +19,8 @@ decodes a JPEG and runs eight PIL/tensor steps per image on the CPU. Here:
 3. :class:`BatchAugment` draws every random parameter on the CPU from an explicit
    ``torch.Generator`` (seeded per epoch, rank and step by the loader), then runs the batch on
    its own device. ``train=True`` reproduces the distribution of the per-image train transform:
-   per-sample RandomResizedCrop (same sampling, crops resized with ``roi_align``), horizontal
+   per-sample RandomResizedCrop (same sampling; crop, resize and flip as two matrix products,
+   antialiased like PIL), horizontal
    flip, RandAugment (2 of torchvision's 14 ops, its magnitude table at magnitude 5, random
    sign), normalisation, RandomErasing. ``train=False`` is the eval transform (short side to S,
    centre crop, normalise), within one grey level of the per-image one.
@@ -58,7 +59,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torchvision.ops import roi_align
 from torchvision.transforms.v2 import functional as TF
 
 from transfer_lib.data import transforms as T
@@ -250,6 +250,23 @@ def sample_erasing(n: int, height: int, width: int, p=T.ERASE_P, scale=T.ERASE_S
     return out
 
 
+def _resample_weights(start: torch.Tensor, length: torch.Tensor, src: int, out: int,
+                      flip: torch.Tensor | None = None) -> torch.Tensor:
+    """(n, out, src) weights that resample the window [start, start + length) of a line of
+    ``src`` pixels to ``out`` pixels: a triangle (bilinear) filter widened when shrinking, as
+    PIL and torchvision's antialiased resize do; ``flip`` reverses the output."""
+    scale = (length / out).double().view(-1, 1, 1)  # source pixels per output pixel
+    support = scale.clamp(min=1.0)
+    centre = start.double().view(-1, 1, 1) + (torch.arange(out, dtype=torch.float64).view(1, -1, 1)
+                                              + 0.5) * scale
+    pos = torch.arange(src, dtype=torch.float64).view(1, 1, -1) + 0.5
+    w = (1 - (pos - centre).abs() / support).clamp(min=0)
+    w = w / w.sum(-1, keepdim=True).clamp(min=1e-12)
+    if flip is not None:
+        w = torch.where(flip.view(-1, 1, 1), w.flip(1), w)
+    return w.float()
+
+
 def _gray(x: torch.Tensor) -> torch.Tensor:
     r, g, b = x.unbind(1)
     return (0.2989 * r + 0.587 * g + 0.114 * b).unsqueeze(1)  # (B, 1, H, W)
@@ -367,14 +384,12 @@ class BatchAugment:
         erase = sample_erasing(n, s, s, generator=g)
         self.last_params = dict(crops=crops, flips=flips, ops=ops, signs=signs, erase=erase)
 
-        # RandomResizedCrop: each crop resampled to S x S (bilinear, averaged when shrinking)
-        top, left, ch, cw = crops.float().unbind(1)
-        boxes = torch.stack([torch.arange(n, dtype=torch.float32), left, top, left + cw, top + ch], 1)
-        x = roi_align(images.float(), boxes.to(dev), output_size=(s, s), spatial_scale=1.0,
-                      sampling_ratio=-1, aligned=True).round_().clamp_(0, 255)
-        # horizontal flip
-        fl = flips.to(dev).view(n, 1, 1, 1)
-        x = torch.where(fl, x.flip(-1), x)
+        # RandomResizedCrop + flip as two matrix products per image: rows (S, H), columns (S, W)
+        top, left, ch, cw = crops.unbind(1)
+        wy = _resample_weights(top, ch, h, s).to(dev)
+        wx = _resample_weights(left, cw, w, s, flip=flips).to(dev)
+        x = torch.matmul(torch.matmul(wy.unsqueeze(1), images.float()), wx.transpose(1, 2).unsqueeze(1))
+        x = x.round_().clamp_(0, 255)  # (B, 3, S, S), whole grey levels as after a uint8 resize
         # RandAugment: op k of every sample, then the next op; values stay whole grey levels
         names = RANDAUGMENT_OPS
         for k in range(self.num_ops):
@@ -414,13 +429,14 @@ class BatchAugment:
                 else:
                     sub = _equalize(sub)
                 x[di] = sub.round().clamp(0, 255)
-        x = self.normalise(x)
-        # RandomErasing (value 0 after normalisation)
+        # normalise and RandomErasing (value 0 after normalisation) in one pass
         et, el, eh, ew = (v.to(dev).view(n, 1, 1) for v in erase.unbind(1))
         rows = torch.arange(s, device=dev).view(1, s, 1)
         cols = torch.arange(s, device=dev).view(1, 1, s)
-        mask = (rows >= et) & (rows < et + eh) & (cols >= el) & (cols < el + ew)
-        return x.masked_fill(mask.unsqueeze(1), 0.0)
+        keep = ~((rows >= et) & (rows < et + eh) & (cols >= el) & (cols < el + ew))  # (B, S, S)
+        scale = (1.0 / (255.0 * self.std)).to(dev)
+        shift = (-self.mean / self.std).to(dev)
+        return torch.addcmul(shift, x, scale).mul_(keep.unsqueeze(1))
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,154 @@
+import os
+import time
+
+import numpy as np
+import pytest
+import torch
+from torchvision.transforms import v2
+
+from tests.data.conftest import write_rafdb
+from transfer_lib.data import build_dataset, eval_transform, train_transform
+from transfer_lib.data.fast import (
+    BatchAugment,
+    FastLoader,
+    build_cache,
+    sample_crops,
+    sample_erasing,
+)
+from transfer_lib.data.synth import generate
+from transfer_lib.data.transforms import CROP_RATIO, CROP_SCALE
+from transfer_lib.models.config import TransFERConfig
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory):
+    root = generate(tmp_path_factory.mktemp("faces") / "s", train=48, test=8, seed=1, workers=1)
+    return build_dataset("synthetic", root, "train")
+
+
+@pytest.fixture(scope="module")
+def cache(faces, tmp_path_factory):
+    return build_cache(faces, tmp_path_factory.mktemp("cache"))
+
+
+def test_cache_contents(faces, cache):
+    assert cache.images.shape == (48, 100, 100, 3) and cache.images.dtype == np.uint8
+    assert cache.labels.tolist() == faces.targets and cache.classes == faces.classes
+    assert (cache.images[5] == np.asarray(faces.load_image(5))).all()
+
+
+def test_cache_rebuilt_when_a_source_file_changes(tmp_path):
+    root = write_rafdb(tmp_path / "r")
+    ds = build_dataset("rafdb", root, "train")
+    c1 = build_cache(ds, tmp_path / "cache")
+    assert build_cache(ds, tmp_path / "cache").path == c1.path  # reused
+    img = root / "basic" / "Image" / "aligned" / "train_00002_aligned.jpg"
+    from PIL import Image
+    Image.fromarray(np.zeros((100, 100, 3), np.uint8)).save(img)
+    os.utime(img, ns=(time.time_ns(), time.time_ns() + 10**9))
+    c2 = build_cache(build_dataset("rafdb", root, "train"), tmp_path / "cache")
+    assert c2.path != c1.path and c2.images[1].max() <= 8
+    assert not c1.path.exists()  # the stale cache is removed
+    assert not [p for p in (tmp_path / "cache").iterdir() if ".tmp" in p.name]
+
+
+@pytest.mark.parametrize("size", [112, 64])
+def test_eval_path_matches_per_image_within_one_grey_level(faces, cache, size):
+    config = TransFERConfig(input_size=size)
+    per_image = torch.stack([eval_transform(config)(faces.load_image(i)) for i in range(16)])
+    x, _ = cache.batch(torch.arange(16))
+    batched = BatchAugment(config, train=False)(x)
+    std = torch.tensor(config.std).view(1, 3, 1, 1)
+    diff = ((per_image - batched) * std * 255).abs()
+    assert batched.shape == (16, 3, size, size)
+    assert diff.max() <= 1.0 + 1e-3, diff.max()
+
+
+def _ks(a: np.ndarray, b: np.ndarray) -> float:
+    grid = np.sort(np.concatenate([a, b]))
+    ca = np.searchsorted(np.sort(a), grid, side="right") / len(a)
+    cb = np.searchsorted(np.sort(b), grid, side="right") / len(b)
+    return float(np.abs(ca - cb).max())
+
+
+def test_crop_and_erase_parameters_follow_torchvision():
+    from torchvision import transforms as v1
+
+    g = torch.Generator().manual_seed(0)
+    img = torch.zeros(3, 100, 100)
+    n = 3000
+    ours = sample_crops(n, 100, 100, generator=g).numpy()
+    ref = np.array([v1.RandomResizedCrop.get_params(img, CROP_SCALE, list(CROP_RATIO)) for _ in range(n)])
+    for col in range(4):  # top, left, h, w
+        assert _ks(ours[:, col], ref[:, col]) < 0.05, col
+    area_o, area_r = ours[:, 2] * ours[:, 3], ref[:, 2] * ref[:, 3]
+    assert _ks(area_o, area_r) < 0.05
+    er = sample_erasing(n, 112, 112, generator=g).numpy()
+    applied = er[:, 2] > 0
+    assert abs(applied.mean() - 0.5) < 0.04
+    ref_e = np.array([v1.RandomErasing.get_params(torch.zeros(3, 112, 112), (0.02, 0.4), (0.3, 1 / 0.3),
+                                                  [0])[:4] for _ in range(n)])
+    assert _ks(er[applied, 2] * er[applied, 3], ref_e[:, 2] * ref_e[:, 3]) < 0.06
+
+
+def test_train_paths_have_the_same_output_statistics(faces, cache):
+    config = TransFERConfig(input_size=64)
+    torch.manual_seed(0)
+    tf = train_transform(config)
+    per_image = torch.stack([tf(faces.load_image(i % 48)) for i in range(384)])
+    aug = BatchAugment(config, train=True)
+    g = torch.Generator().manual_seed(0)
+    x, _ = cache.batch(torch.arange(48))
+    batched = torch.cat([aug(x, generator=g) for _ in range(8)])
+    assert batched.shape == per_image.shape
+    for name, stat in [("mean", lambda t: t.mean((0, 2, 3))), ("std", lambda t: t.std((0, 2, 3)))]:
+        a, b = stat(per_image), stat(batched)
+        assert (a - b).abs().max() < 0.08, (name, a, b)
+    # share of zeroed pixels (erasing + black fill of geometric ops)
+    zero_a, zero_b = (per_image == 0).all(1).float().mean(), (batched == 0).all(1).float().mean()
+    assert abs(zero_a - zero_b) < 0.03, (zero_a, zero_b)
+    # per-image means: same spread (crops, lighting ops)
+    ma, mb = per_image.mean((1, 2, 3)).numpy(), batched.mean((1, 2, 3)).numpy()
+    assert _ks(ma, mb) < 0.15
+    # flip rate
+    flips = torch.cat([aug(x, generator=g) is not None and aug.last_params["flips"] for _ in range(20)])
+    assert abs(flips.float().mean() - 0.5) < 0.05
+
+
+def test_batch_augment_detects_a_wrong_distribution(faces, cache):
+    """The statistics above can fail: no RandAugment and no erasing shift the zero share."""
+    config = TransFERConfig(input_size=64)
+    tf = v2.Compose([v2.RandomResizedCrop(64), v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
+                     v2.Normalize(config.mean, config.std)])
+    per_image = torch.stack([tf(faces.load_image(i % 48)) for i in range(192)])
+    x, _ = cache.batch(torch.arange(48))
+    aug = BatchAugment(config, train=True)
+    batched = torch.cat([aug(x, generator=torch.Generator().manual_seed(i)) for i in range(4)])
+    zero_a, zero_b = (per_image == 0).all(1).float().mean(), (batched == 0).all(1).float().mean()
+    assert abs(zero_a - zero_b) > 0.03
+
+
+def test_loader_epochs_resume_shards_and_drop_last(cache):
+    aug = BatchAugment(TransFERConfig(input_size=32), train=True)
+    a = FastLoader(cache, 10, shuffle=True, drop_last=True, device="cpu", augment=aug, seed=7)
+    b = FastLoader(cache, 10, shuffle=True, drop_last=True, device="cpu", augment=aug, seed=7)
+    assert len(a) == 4
+    a.set_epoch(3)
+    b.set_epoch(3)
+    xa, ya = zip(*list(a))
+    xb, yb = zip(*list(b))
+    assert all(torch.equal(p, q) for p, q in zip(xa, xb)) and all(torch.equal(p, q) for p, q in zip(ya, yb))
+    assert xa[0].shape == (10, 3, 32, 32) and xa[0].dtype == torch.float32 and ya[0].dtype == torch.long
+    b.set_epoch(4)
+    assert not torch.equal(a.indices(), b.indices())
+    full = FastLoader(cache, 10, shuffle=False, drop_last=False, device="cpu")
+    assert len(full) == 5 and sum(len(y) for _, y in full) == 48
+    x, _ = next(iter(full))
+    assert x.dtype == torch.uint8
+    shards = [FastLoader(cache, 8, shuffle=True, seed=1, rank=r, world_size=3, device="cpu")
+              for r in range(3)]
+    idx = [s.indices() for s in shards]
+    assert all(len(i) == 16 for i in idx)
+    assert sorted(torch.cat(idx).tolist()) == list(range(48))
+    uneven = [FastLoader(cache, 8, seed=1, rank=r, world_size=5, device="cpu").indices() for r in range(5)]
+    assert all(len(i) == 10 for i in uneven) and set(torch.cat(uneven).tolist()) == set(range(48))
