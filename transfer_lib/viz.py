@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 
 __all__ = [
-    "use_book_style", "describe_setup", "to_image", "show_grid", "overlay", "plot_class_counts",
+    "use_book_style", "describe_setup", "find_weights", "to_image", "show_grid", "overlay", "plot_class_counts",
     "draw_pipeline", "plot_mask", "record_shapes",
 ]
 
@@ -49,6 +50,25 @@ def describe_setup(profile: Any, rafdb: str | os.PathLike | None = None) -> str:
             else "synthetic faces in RAF-DB's layout (RAF-DB not found; set TRANSFER_RAFDB)")
     return (f"profile: {profile.name} - {profile.description}\n"
             f"data:    {data}")
+
+
+#: Where :func:`find_weights` looks for a pretrained file, after its environment variable.
+WEIGHT_DIRS: tuple[str, ...] = ("weights", "/content/drive/MyDrive/weights")
+
+
+def find_weights(filename: str, env: str | None = None) -> Path | None:
+    """The path of a pretrained file the reader supplied, or None.
+
+    Looks at ``$env`` (a file path), then for ``filename`` in ``weights/`` of the working
+    directory and of the project root, and in ``/content/drive/MyDrive/weights`` (Colab).
+    """
+    candidates: list[Path] = []
+    if env and os.environ.get(env):
+        candidates.append(Path(os.environ[env]).expanduser())
+    root = Path(__file__).resolve().parents[1]
+    for d in WEIGHT_DIRS:
+        candidates += [Path(d) / filename, root / d / filename]
+    return next((c for c in candidates if c.is_file()), None)
 
 
 def to_image(x: torch.Tensor | np.ndarray | Any, mean: Sequence[float] | None = None,
@@ -93,6 +113,8 @@ def show_grid(items: Sequence[Any], titles: Sequence[str] | None = None, ncols: 
     for i, ax in enumerate(axes.flat):
         ax.set_xticks([])
         ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
         if i >= n:
             ax.axis("off")
             continue
