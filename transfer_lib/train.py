@@ -395,6 +395,10 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> dict:
     amp_dtype = AMP_DTYPES[cfg.amp_dtype]
     channels_last = on_cuda if cfg.channels_last is None else cfg.channels_last
     hook = _test_hook()
+    if on_cuda:
+        torch.backends.cudnn.benchmark = True  # autotuned convolutions (fixed input size)
+        torch.backends.cuda.matmul.allow_tf32 = True  # fp32 runs use TF32 tensor cores
+        torch.backends.cudnn.allow_tf32 = True
 
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
     if ctx.is_main:

@@ -1,0 +1,67 @@
+import pytest
+
+from transfer_lib.profiles import PROFILE_NAMES, PROFILES, active_profile, find_rafdb, get_profile
+
+
+def test_paper_profile_is_the_authors_recipe():
+    p = PROFILES["paper"]
+    assert (p.size, p.epochs, p.batch_size, p.optimiser) == ("paper", 40, 64, "sgd")
+    assert (p.momentum, p.weight_decay, p.augment) == (0.9, 1e-4, "paper")
+    # 1e-4 for epochs 0-14, 1e-5 for 15-29, 1e-6 for 30-39
+    assert [p.lr_at(e) for e in (0, 14.99, 15, 29.5, 30, 39.9)] == pytest.approx(
+        [1e-4, 1e-4, 1e-5, 1e-5, 1e-6, 1e-6])
+
+
+def test_cpu_and_smoke_profiles_are_small_and_cosine():
+    for name in ("cpu", "smoke"):
+        p = PROFILES[name]
+        assert p.size == "tiny" and p.schedule == "cosine"
+        lrs = [p.lr_at(e) for e in [p.warmup_epochs + i * 0.5 for i in range(2 * p.epochs)]]
+        assert all(a >= b for a, b in zip(lrs, lrs[1:]))  # decays after warmup
+    assert PROFILES["smoke"].synthetic_train < PROFILES["cpu"].synthetic_train
+
+
+def test_warmup_starts_low():
+    p = PROFILES["cpu"]
+    assert p.lr_at(0.0) < 0.01 * p.lr
+    assert p.lr_at(p.warmup_epochs) == pytest.approx(p.lr)
+
+
+def test_active_profile_reads_env(monkeypatch):
+    monkeypatch.setenv("TRANSFER_PROFILE", "smoke")
+    assert active_profile().name == "smoke"
+    monkeypatch.setenv("TRANSFER_PROFILE", "huge")
+    with pytest.raises(ValueError, match="huge.*smoke, cpu, paper"):
+        active_profile()
+    monkeypatch.delenv("TRANSFER_PROFILE")
+    monkeypatch.setattr("transfer_lib.profiles._cuda_available", lambda: False)
+    assert active_profile().name == "cpu"
+
+
+def test_active_profile_paper_on_gpu_with_rafdb(monkeypatch, tmp_path):
+    (tmp_path / "basic" / "EmoLabel").mkdir(parents=True)
+    (tmp_path / "basic" / "EmoLabel" / "list_patition_label.txt").write_text("train_00001.jpg 1\n")
+    monkeypatch.delenv("TRANSFER_PROFILE", raising=False)
+    monkeypatch.setenv("TRANSFER_RAFDB", str(tmp_path))
+    monkeypatch.setattr("transfer_lib.profiles._cuda_available", lambda: True)
+    assert find_rafdb() == tmp_path
+    assert active_profile().name == "paper"
+
+
+def test_find_rafdb_none_and_relative(monkeypatch, tmp_path):
+    monkeypatch.delenv("TRANSFER_RAFDB", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert find_rafdb() is None
+    (tmp_path / "data" / "rafdb" / "basic" / "EmoLabel").mkdir(parents=True)
+    (tmp_path / "data" / "rafdb" / "basic" / "EmoLabel" / "list_patition_label.txt").write_text("")
+    assert find_rafdb().resolve() == (tmp_path / "data" / "rafdb").resolve()
+
+
+def test_get_profile_and_replace_validate():
+    assert set(PROFILE_NAMES) == set(PROFILES)
+    with pytest.raises(ValueError, match="smoke, cpu, paper"):
+        get_profile("nope")
+    p = get_profile("smoke").replace(epochs=5, lr=None)
+    assert p.epochs == 5 and p.lr == PROFILES["smoke"].lr
+    with pytest.raises(ValueError, match="optimiser"):
+        get_profile("smoke").replace(optimiser="rmsprop")

@@ -1,0 +1,157 @@
+"""The trainer in the smoke profile: files of a run, errors, NaN stop, run_or_load."""
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from transfer_lib.checkpoint import load_checkpoint, model_from_checkpoint
+from transfer_lib.cli import main
+from transfer_lib.errors import DataError, TransferError
+from transfer_lib.train import TrainConfig, run_or_load, train
+
+SMOKE = dict(profile="smoke", progress=False)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "smoke"
+    summary = train(out=str(out), **SMOKE)
+    return out, summary
+
+
+def test_run_directory_holds_everything(smoke_run):
+    out, summary = smoke_run
+    for name in ("config.json", "metrics.jsonl", "last.pt", "best.pt", "summary.json"):
+        assert (out / name).is_file(), name
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines] == [1, 2]
+    for x in lines:
+        assert {"loss", "lr", "train_accuracy", "test_accuracy", "mean_class_accuracy",
+                "images_per_second"} <= set(x)
+        assert math.isfinite(x["loss"]) and x["images_per_second"] > 0
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk == summary and summary["complete"]
+    for key in ("best_accuracy", "final_accuracy", "mean_class_accuracy", "per_class_accuracy",
+                "confusion_matrix", "epochs", "wall_seconds", "device"):
+        assert key in summary
+    assert summary["final_accuracy"] == lines[-1]["test_accuracy"]
+    cm = torch.tensor(summary["confusion_matrix"])
+    assert cm.shape == (7, 7) and int(cm.sum()) == 21
+    assert summary["final_accuracy"] == pytest.approx(float(cm.diag().sum()) / 21)
+    config = json.loads((out / "config.json").read_text())
+    assert config["profile"]["name"] == "smoke" and config["model"]["variant"] == "transfer"
+
+
+def test_checkpoints_load_safely(smoke_run):
+    out, summary = smoke_run
+    last = load_checkpoint(out / "last.pt")  # weights_only=True inside
+    assert last["epoch"] == 2 and {"optimizer", "rng", "scaler", "global_step"} <= set(last)
+    model = model_from_checkpoint(out / "best.pt")
+    assert not model.training and model.config.embed_dim == last["config"]["embed_dim"]
+    best = load_checkpoint(out / "best.pt")
+    assert best["accuracy"] == pytest.approx(summary["best_accuracy"])
+
+
+def test_training_changes_the_weights(smoke_run):
+    out, _ = smoke_run
+    from transfer_lib.models import model_from_config
+    from transfer_lib.models.config import TransFERConfig
+
+    ckpt = load_checkpoint(out / "last.pt")
+    torch.manual_seed(0)
+    fresh = model_from_config(TransFERConfig.from_dict(ckpt["config"])).state_dict()
+    assert any(not torch.equal(fresh[k], v) for k, v in ckpt["model"].items())
+    assert ckpt["model"]["head.weight"].abs().sum() > 0  # the zero-initialised head learned
+
+
+def test_run_or_load_skips_a_complete_run(smoke_run, monkeypatch):
+    out, summary = smoke_run
+
+    def boom(*a, **k):
+        raise AssertionError("run_or_load retrained a complete run")
+
+    monkeypatch.setattr("transfer_lib.train.train", boom)
+    assert run_or_load(out, **SMOKE) == summary
+
+
+def test_run_or_load_trains_when_missing(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr("transfer_lib.train.train", lambda cfg: calls.append(cfg) or {"x": 1})
+    assert run_or_load(tmp_path / "new", TrainConfig(**SMOKE)) == {"x": 1}
+    assert calls[0].out == str(tmp_path / "new") and not calls[0].resume
+
+
+def test_existing_run_needs_resume(smoke_run, capsys):
+    out, _ = smoke_run
+    assert main(["train", "--profile", "smoke", "--out", str(out), "--no-progress"]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_cli_train_with_max_steps(tmp_path, capsys):
+    out = tmp_path / "cli"
+    rc = main(["train", "--profile", "smoke", "--epochs", "1", "--max-steps", "2",
+               "--variant", "local_mad", "--map-regulariser", "dropblock", "--out", str(out),
+               "--no-progress"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["epochs"] == 1 and summary["variant"] == "local_mad"
+    assert summary["map_regulariser"] == "dropblock"
+    assert load_checkpoint(out / "last.pt")["global_step"] == 2
+    assert json.loads(printed[printed.rindex("{", 0, printed.index('"best_accuracy"')):])[
+        "epochs"] == 1
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--profile", "huge"], ["--profile", "smoke", "cpu", "paper"]),
+    (["--msad-mode", "tokens"], ["--msad-mode", "head", "token"]),
+    (["--variant", "vit"], ["--variant", "vit_fer", "transfer"]),
+    (["--dataset", "fer"], ["--dataset", "rafdb", "ferplus"]),
+])
+def test_bad_arguments_name_themselves(argv, words):
+    r = subprocess.run([sys.executable, "-m", "transfer_lib", "train", *argv],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    for w in words:
+        assert w in r.stderr
+
+
+def test_bad_numbers_and_missing_data(tmp_path, capsys):
+    assert main(["train", "--profile", "smoke", "--epochs", "0", "--out", str(tmp_path / "a")]) == 2
+    assert "epochs=0 must be at least 1" in capsys.readouterr().err
+    assert main(["train", "--profile", "smoke", "--data", str(tmp_path / "nowhere"),
+                 "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "data set folder not found" in err and "list_patition_label.txt" in err
+    with pytest.raises(DataError, match="give --data"):
+        train(out=str(tmp_path / "c"), dataset="ferplus", **SMOKE)
+
+
+def test_missing_pretrained_file(tmp_path):
+    with pytest.raises(TransferError, match="--ir50 file not found"):
+        train(out=str(tmp_path / "p"), ir50=str(tmp_path / "no.pth"), **SMOKE)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    out = tmp_path / "nan"
+    # smoke: 6 steps per epoch with max_steps unset; step 8 lies in epoch 2
+    monkeypatch.setenv("TRANSFER_TEST_HOOK", "nan_at_step:8")
+    with pytest.raises(TransferError, match=r"not finite.*epoch 2.*last good checkpoint"):
+        train(out=str(out), **SMOKE)
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+    assert not (out / "summary.json").exists()
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_huge_lr_stops_with_a_clear_message(tmp_path, capsys):
+    rc = main(["train", "--profile", "smoke", "--lr", "1e30", "--epochs", "1", "--no-progress",
+               "--out", str(tmp_path / "lr")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "not finite" in err and "Lower --lr" in err and "Traceback" not in err
