@@ -1,0 +1,87 @@
+"""``python -m transfer_lib predict`` end to end with a tiny checkpoint made here."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+pytest.importorskip("skimage")
+from skimage import data  # noqa: E402
+
+from transfer_lib.checkpoint import save_atomic  # noqa: E402
+from transfer_lib.cli import main  # noqa: E402
+from transfer_lib.models import build_model  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("predict")
+    model = build_model("transfer", "tiny")
+    with torch.no_grad():  # the head starts at zero: give it weights so probabilities differ
+        model.head.weight.normal_(0, 0.5, generator=torch.Generator().manual_seed(0))
+        model.head.bias.copy_(torch.linspace(-1, 1, model.config.num_classes))
+    save_atomic({"model": model.state_dict(), "config": model.config.to_dict()}, root / "tiny.pt")
+    Image.fromarray(data.astronaut()).save(root / "astronaut.jpg")
+    Image.fromarray(np.full((120, 160, 3), 128, np.uint8)).save(root / "grey.png")
+    return root, model.eval()
+
+
+def test_predict_photo_and_empty_image(files, capsys):
+    root, model = files
+    out = root / "out.json"
+    crops = root / "crops"
+    rc = main(["predict", str(root / "astronaut.jpg"), str(root / "grey.png"), "--checkpoint",
+               str(root / "tiny.pt"), "--json", str(out), "--save-crops", str(crops)])
+    captured = capsys.readouterr()
+    assert rc == 1  # one image had no face, the other was still processed
+    assert f"no face found in {root / 'grey.png'}" in captured.err
+    assert "face 1/1" in captured.out and "aligned by eyes" in captured.out
+    results = json.loads(out.read_text())
+    assert [r["image"] for r in results] == [str(root / "astronaut.jpg"), str(root / "grey.png")]
+    assert results[1]["faces"] == [] and "no face found" in results[1]["error"]
+    face = results[0]["faces"][0]
+    probs = face["probabilities"]
+    assert list(probs) == sorted(probs, key=probs.get, reverse=True)  # sorted, most likely first
+    assert set(probs) == set(model.config.class_names) and abs(sum(probs.values()) - 1) < 1e-5
+    assert face["expression"] == next(iter(probs))
+    # the printed order is the same, and matches the model run on the saved crop
+    printed = [line.split()[0] for line in captured.out.splitlines() if line.startswith("    ")]
+    assert printed == list(probs)
+    crop = np.asarray(Image.open(face["crop"]))
+    assert crop.shape == (100, 100, 3)
+    from transfer_lib.data.transforms import eval_transform
+
+    with torch.no_grad():
+        expected = model(eval_transform(model.config)(Image.fromarray(crop))[None]).softmax(1)[0]
+    names = model.config.class_names
+    for i, name in enumerate(names):
+        assert abs(probs[name] - float(expected[i])) < 1e-5
+
+
+def test_predict_no_detect_on_synthetic_face(files, capsys, tmp_path):
+    root, _ = files
+    synth = pytest.importorskip("transfer_lib.data.synth")
+    Image.fromarray(synth.render_face("Happiness", seed=1)).save(tmp_path / "synth.png")
+    assert main(["predict", str(tmp_path / "synth.png"), "--checkpoint", str(root / "tiny.pt"),
+                 "--no-detect"]) == 0
+    assert "box x=0 y=0 w=100 h=100" in capsys.readouterr().out
+
+
+def test_predict_bad_inputs(files, capsys, tmp_path):
+    root, _ = files
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    assert main(["predict", str(tmp_path / "broken.jpg"), "--checkpoint", str(root / "tiny.pt")]) == 1
+    assert "cannot read" in capsys.readouterr().err
+    assert main(["predict", str(root / "grey.png"), "--checkpoint", str(tmp_path / "absent.pt")]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+    with open(tmp_path / "evil.pdparams", "wb") as f:
+        pickle.dump({"x": print}, f)
+    assert main(["predict", str(root / "grey.png"), "--official", str(tmp_path / "evil.pdparams")]) == 2
+    assert "refused" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # --checkpoint or --official is required
+        main(["predict", str(root / "grey.png")])
