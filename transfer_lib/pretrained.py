@@ -76,11 +76,6 @@ class RestrictedUnpickler(pickle.Unpickler):
         ("numpy._core.numeric", "_frombuffer"),
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
-        ("numpy.dtypes", "Float32DType"),  # numpy >= 1.25 pickles a dtype through its class
-        ("numpy.dtypes", "Float64DType"),
-        ("numpy.dtypes", "Float16DType"),
-        ("numpy.dtypes", "Int64DType"),
-        ("numpy.dtypes", "Int32DType"),
         ("collections", "OrderedDict"),
         ("_codecs", "encode"),  # how pickle protocol 2 stores bytes (torch admits it too)
     })
