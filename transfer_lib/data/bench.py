@@ -11,6 +11,7 @@ Example: python -m transfer_lib bench data --seconds 20 --json benchmarks/data_b
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -48,7 +49,12 @@ def _rate(batches, seconds: float, sync) -> tuple[float, int]:
             continue
         n += len(x)
     sync()
-    return n / (time.perf_counter() - t0), n
+    rate = n / (time.perf_counter() - t0)
+    if hasattr(it, "close"):
+        it.close()  # stops the DataLoader's workers before the next path is timed
+    del it
+    gc.collect()
+    return rate, n
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     ds = build_dataset(name, root, "train", transform=train_transform(config))
     std_loader = DataLoader(ds, batch_size=args.batch_size, shuffle=True, drop_last=True,
-                            num_workers=args.workers, persistent_workers=args.workers > 0,
+                            num_workers=args.workers,
                             pin_memory=device.type == "cuda")
 
     def to_device():

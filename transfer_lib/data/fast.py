@@ -93,7 +93,7 @@ class ImageCache:
         """Rows ``indices`` as (B, 3, S, S) uint8 (a copy, in CPU memory) and their labels."""
         idx = np.asarray(indices, dtype=np.int64)
         x = torch.from_numpy(np.ascontiguousarray(self.images[idx]))  # (B, S, S, 3)
-        return x.permute(0, 3, 1, 2), self.labels[torch.as_tensor(idx)]
+        return x.permute(0, 3, 1, 2).contiguous(), self.labels[torch.as_tensor(idx)]
 
 
 def source_key(dataset, store_size: int) -> str:
