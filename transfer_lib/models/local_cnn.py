@@ -52,9 +52,8 @@ class MultiAttentionDropping(nn.Module):
         """(N, B) mask of ones with one zero in each sample chosen to drop."""
         drop = torch.rand(n, device=device) < self.p  # (N,)
         which = torch.randint(branches, (n,), device=device)  # (N,)
-        mask = torch.ones(n, branches, device=device)
-        mask[drop, which[drop]] = 0.0
-        return mask
+        # arithmetic, not boolean indexing: no host sync, no graph break under torch.compile
+        return 1.0 - F.one_hot(which, branches).float() * drop[:, None].float()  # (N, B)
 
     def forward(self, maps: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:

@@ -42,9 +42,9 @@ class MultiHeadSelfAttentionDropping(nn.Module):
         b, n, _, heads, _ = qkv.shape
         hit = torch.rand(b, device=qkv.device) < self.p  # (B,)
         which = torch.randint(heads, (b,), device=qkv.device)  # (B,)
-        size = heads if self.mode == "head" else n
-        mask = torch.ones(b, size, device=qkv.device, dtype=qkv.dtype)
-        mask[hit, which[hit]] = 0
+        size = heads if self.mode == "head" else n  # token mode: index drawn from range(heads)
+        # arithmetic, not boolean indexing: no host sync, no graph break under torch.compile
+        mask = (1 - F.one_hot(which, size) * hit[:, None]).to(qkv.dtype)  # (B, size)
         if self.mode == "head":
             return mask[:, None, None, :, None]
         return mask[:, :, None, None, None]
