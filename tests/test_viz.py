@@ -78,3 +78,43 @@ def test_find_weights(tmp_path, monkeypatch):
     f.write_bytes(b"0")
     monkeypatch.setenv("X_WEIGHTS", os.fspath(f))
     assert viz.find_weights("w.pth", "X_WEIGHTS") == f
+
+
+# --- chapters 6-9 helpers -------------------------------------------------------------------
+def test_attention_rollout_identity_and_product():
+    b, h, n = 2, 3, 5
+    eye = torch.eye(n).expand(b, h, n, n)
+    assert torch.allclose(viz.attention_rollout([eye, eye]), torch.eye(n).expand(b, n, n))
+    a1 = torch.rand(b, h, n, n).softmax(-1)
+    a2 = torch.rand(b, h, n, n).softmax(-1)
+    r = viz.attention_rollout([a1, a2], residual=False)
+    assert torch.allclose(r, a2.mean(1) @ a1.mean(1), atol=1e-6)
+    r = viz.attention_rollout([a1, a2])
+    assert torch.allclose(r.sum(-1), torch.ones(b, n), atol=1e-5)  # rows stay distributions
+    with pytest.raises(ValueError):
+        viz.attention_rollout([])
+
+
+def test_token_reshape_transform_drops_cls():
+    x = torch.arange(2 * 5 * 3, dtype=torch.float32).reshape(2, 5, 3)  # 1 cls + 2x2 tokens, C=3
+    out = viz.token_reshape_transform(2)(x)
+    assert out.shape == (2, 3, 2, 2)
+    assert torch.equal(out[0, :, 0, 1], x[0, 2])  # token 2 = grid position (0, 1)
+    with pytest.raises(ValueError):
+        viz.token_reshape_transform(3)(x)
+
+
+def test_curves_confusion_and_run_helpers(tmp_path):
+    metrics = [{"epoch": 1, "loss": 2.0, "train_accuracy": 0.2, "test_accuracy": 0.3},
+               {"epoch": 2, "loss": 1.5, "train_accuracy": 0.4}]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(__import__("json").dumps(m) for m in metrics))
+    assert viz.read_metrics(tmp_path) == metrics
+    fig = viz.plot_curves(metrics, chance=0.25, title="t")
+    assert len(fig.axes) == 2
+    ax = viz.plot_confusion([[3, 1], [0, 0]], ["a", "b"], title="c")
+    assert [t.get_text() for t in ax.texts] == ["75", "25", "0", "0"]
+    smoke = get_profile("smoke")
+    assert viz.book_run_dir("transfer", smoke).parts[-3:] == ("book", "smoke", "transfer")
+    assert viz.transfer_run_config(smoke)["profile"] == "smoke"
+    assert "data" not in viz.transfer_run_config(smoke, rafdb=tmp_path)  # synthetic below paper
+    assert viz.transfer_run_config(get_profile("paper"), rafdb=tmp_path)["data"] == str(tmp_path)

@@ -284,3 +284,139 @@ def record_shapes(model: nn.Module, x: torch.Tensor,
         for h in handles:
             h.remove()
     return seen
+
+
+# =============================================================================================
+# Chapters 6-9: run directories, training curves, confusion matrix, attention rollout, Grad-CAM
+# (this section is maintained with chapters 6-9; the helpers above are chapters 1-5's)
+# =============================================================================================
+__all__ += [
+    "project_root", "book_run_dir", "transfer_run_config", "read_metrics", "plot_curves",
+    "plot_confusion", "attention_rollout", "token_reshape_transform",
+]
+
+
+def project_root() -> Path:
+    """The repository root (the folder with ``pyproject.toml``) when running from a checkout,
+    else the working directory (a pip install, e.g. on Colab)."""
+    here = Path(__file__).resolve().parents[1]
+    return here if (here / "pyproject.toml").exists() else Path.cwd()
+
+
+def book_run_dir(name: str, profile: Any) -> Path:
+    """``runs/book/<profile>/<name>`` under :func:`project_root`: where the book's chapters keep
+    their training runs, so that every chapter finds them whatever its working directory."""
+    return project_root() / "runs" / "book" / getattr(profile, "name", str(profile)) / name
+
+
+def transfer_run_config(profile: Any, rafdb: str | os.PathLike | None = None) -> dict:
+    """The ``TrainConfig`` fields of chapter 6's TransFER run; chapters 8 and 9 train it with the
+    same call when its run directory is missing, so each chapter stands alone.
+
+    The ``paper`` profile trains on RAF-DB (``rafdb``) from the IR-50 and ViT-Small files when the
+    reader has them (:func:`find_weights`); the smaller profiles train on the synthetic set.
+    """
+    cfg: dict = {"profile": profile.name, "seed": 0, "progress": False}
+    if profile.name == "paper":
+        if rafdb is not None:
+            cfg["data"] = str(rafdb)
+        for key, filename, env in (("ir50", "backbone_ir50_ms1m_epoch120.pth", "TRANSFER_IR50"),
+                                   ("vit", "vit_small_p16_224-15ec54c9.pth", "TRANSFER_VIT")):
+            found = find_weights(filename, env)
+            if found is not None:
+                cfg[key] = str(found)
+    return cfg
+
+
+def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
+    """The per-epoch lines of a run's ``metrics.jsonl`` (see ``transfer_lib.train``)."""
+    import json
+
+    lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def plot_curves(metrics: Sequence[dict], chance: float | None = None, title: str = ""):
+    """Training loss (left) and train / test accuracy (right) per epoch; returns the Figure.
+    ``chance`` draws the accuracy of always predicting the most frequent class."""
+    import matplotlib.pyplot as plt
+
+    epochs = [m["epoch"] for m in metrics]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 2.8))
+    a.plot(epochs, [m["loss"] for m in metrics], "o-", ms=3)
+    a.set_xlabel("epoch")
+    a.set_ylabel("training loss (cross-entropy)")
+    b.plot(epochs, [100 * m["train_accuracy"] for m in metrics], "o-", ms=3, label="train")
+    tested = [m for m in metrics if "test_accuracy" in m]
+    b.plot([m["epoch"] for m in tested], [100 * m["test_accuracy"] for m in tested], "s-", ms=3,
+           label="test")
+    if chance is not None:
+        b.axhline(100 * chance, color="0.5", ls="--", lw=0.8, label="most frequent class")
+    b.set_xlabel("epoch")
+    b.set_ylabel("accuracy (%)")
+    b.legend(frameon=False, fontsize=7)
+    for ax in (a, b):
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion(confusion: Sequence[Sequence[int]], class_names: Sequence[str],
+                   title: str = "", ax: Any = None):
+    """A seaborn heat map of the confusion matrix, each row normalised to the share of that true
+    class (so the diagonal is the per-class accuracy), annotated in %."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    m = np.asarray(confusion, dtype=float)
+    shares = m / np.maximum(m.sum(axis=1, keepdims=True), 1.0)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.6, 3.8))
+    sns.heatmap(100 * shares, annot=True, fmt=".0f", cmap="Blues", vmin=0, vmax=100, cbar=False,
+                xticklabels=class_names, yticklabels=class_names, ax=ax, annot_kws={"fontsize": 7})
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    return ax
+
+
+def attention_rollout(attentions: Sequence[torch.Tensor], residual: bool = True,
+                      head_fusion: str = "mean") -> torch.Tensor:
+    """Attention rollout (Abnar & Zuidema, 2020) through a stack of blocks.
+
+    attentions: one (B, heads, N, N) softmax tensor per block, first block first (what
+    ``forward_with_details`` returns). Heads are fused (``mean``, ``max`` or ``min``); with
+    ``residual`` the skip connection is modelled as 0.5 A + 0.5 I, rows renormalised. Returns
+    the (B, N, N) product A_L ... A_1: row i says how much each input token flowed into output
+    token i. Row 0 (the cls token) without its first entry, reshaped to the token grid, is the
+    picture of what the classifier read.
+    """
+    if head_fusion not in ("mean", "max", "min"):
+        raise ValueError(f"head_fusion={head_fusion!r} is not mean, max or min")
+    rollout = None
+    for a in attentions:
+        a = a.detach().float()
+        fused = {"mean": a.mean(1), "max": a.amax(1), "min": a.amin(1)}[head_fusion]  # (B, N, N)
+        if residual:
+            eye = torch.eye(fused.shape[-1], device=fused.device, dtype=fused.dtype)
+            fused = 0.5 * fused + 0.5 * eye
+            fused = fused / fused.sum(dim=-1, keepdim=True)
+        rollout = fused if rollout is None else fused @ rollout
+    if rollout is None:
+        raise ValueError("attention_rollout needs at least one block's attention")
+    return rollout
+
+
+def token_reshape_transform(grid: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """For pytorch-grad-cam on a transformer layer: (B, 1 + grid * grid, C) tokens -> (B, C,
+    grid, grid), dropping the cls token, so that activations and gradients look like a CNN's."""
+
+    def reshape(tokens: torch.Tensor) -> torch.Tensor:
+        b, n, c = tokens.shape
+        if n != 1 + grid * grid:
+            raise ValueError(f"expected 1 + {grid}x{grid} tokens, got {n}")
+        return tokens[:, 1:, :].reshape(b, grid, grid, c).permute(0, 3, 1, 2)  # (B, C, h, w)
+
+    return reshape
