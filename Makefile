@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # The torch build pip installs; override on another machine, e.g. TORCH_SPEC="torch torchvision".
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup run summary test test-fast lint book clean
+.PHONY: setup run summary train book test test-fast nbval lint clean
 
 setup: $(VENV)/.installed
 
@@ -16,17 +16,30 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test,book,viz,predict]"
 	touch $@
 
-## the main job on the embedded default
-run: setup
-	$(PY) -m transfer_lib summary
+# The book's profile for `make run` / `make book`: smoke | cpu | paper (see transfer_lib/profiles.py).
+PROFILE ?= cpu
+
+## the main job on the embedded default: execute every chapter and build the book
+run: book
+	@echo "The book is at $(CURDIR)/_build/html/index.html"
+
+book: setup
+	TRANSFER_PROFILE=$(PROFILE) $(VENV)/bin/jupyter-book build . -W -n --keep-going
 
 summary: setup
 	$(PY) -m transfer_lib summary
 
-## the whole test suite (what CI runs)
+train: setup
+	$(PY) -m transfer_lib train --profile $(PROFILE)
+
+## the whole test suite (what CI runs): lint, unit tests, chapters under nbval, the book build
 test: setup
-	$(PY) -m ruff check transfer_lib tests
-	$(PY) -m pytest -q
+	$(PY) -m ruff check transfer_lib tests book
+	TRANSFER_PROFILE=smoke $(PY) -m pytest -q tests --nbval-lax book
+	TRANSFER_PROFILE=smoke $(VENV)/bin/jupyter-book build . -W -n --keep-going
+
+nbval: setup
+	TRANSFER_PROFILE=smoke $(PY) -m pytest -q --nbval-lax book
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
