@@ -46,7 +46,11 @@ $PYTHON -c "import torch; print('torch', torch.__version__, 'cuda', torch.versio
 step train_bench 270 $PYTHON -m transfer_lib bench train "${BENCH_ARGS[@]}" --out "$OUT/train_bench.json"
 
 if $PYTHON -c "import transfer_lib.data.bench" 2>/dev/null; then
-  [ "$DEVICE" = cuda ] && step data_bench 60 $PYTHON -m transfer_lib bench data --out "$OUT/data_bench.json"
+  DATA_OUT=()
+  help=$($PYTHON -m transfer_lib bench data --help 2>&1)
+  if grep -q -- "--out" <<<"$help"; then DATA_OUT=(--out "$OUT/data_bench.json");
+  elif grep -q -- "--json" <<<"$help"; then DATA_OUT=(--json "$OUT/data_bench.json"); fi
+  [ "$DEVICE" = cuda ] && step data_bench 60 $PYTHON -m transfer_lib bench data "${DATA_OUT[@]}"
 fi
 
 RUN=$(mktemp -d)/gpu_train   # checkpoints of the paper model are large: keep them out of $OUT

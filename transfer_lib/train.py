@@ -530,6 +530,9 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> dict:
             if hook == ("kill_in_epoch", epoch + 1) and i == 0:
                 os.kill(os.getpid(), signal.SIGKILL)  # a crash in the middle of an epoch
         bar.close()
+        if ctx.distributed:  # BatchNorm statistics are per rank: take rank 0's everywhere
+            for buf in model.buffers():
+                torch.distributed.broadcast(buf, src=0)
         if on_cuda:
             torch.cuda.synchronize()
         train_seconds = time.perf_counter() - t0

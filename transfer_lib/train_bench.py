@@ -161,8 +161,10 @@ def _cleanup(device: torch.device) -> None:
 
 def bench(device: str | None = None, size: str | None = None, batch_sizes: list[int] | None = None,
           configs: list[str] | None = None, steps: int | None = None, warmup: int | None = None,
-          time_cap: float = 60.0, peak_tflops: float | None = None, log=print) -> dict:
-    """Run the benchmark and return the results dict (what ``--out`` writes)."""
+          time_cap: float = 60.0, peak_tflops: float | None = None, log=print,
+          out: str | Path | None = None) -> dict:
+    """Run the benchmark and return the results dict; with ``out``, write it there after every
+    measurement too, so a run cut short by a time limit still leaves its figures."""
     from transfer_lib.distributed import pick_device
     from transfer_lib.errors import TransferError
     from transfer_lib.models import build_model
@@ -211,6 +213,26 @@ def bench(device: str | None = None, size: str | None = None, batch_sizes: list[
                                                   / r["images_per_second"] / 3600)
             results.append(r)
             log(_line(r))
+            if out:
+                _write(out, _assemble(name, dev, size, train_flops, fwd_flops, peak, peak_key,
+                                      steps, warmup, time_cap, results, configs, partial=True))
+    result = _assemble(name, dev, size, train_flops, fwd_flops, peak, peak_key, steps, warmup,
+                       time_cap, results, configs, partial=False)
+    if out:
+        _write(out, result)
+    return result
+
+
+def _write(path: str | Path, result: dict) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    tmp.replace(path)
+
+
+def _assemble(name, dev, size, train_flops, fwd_flops, peak, peak_key, steps, warmup, time_cap,
+              results, configs, partial) -> dict:
+    cuda = dev.type == "cuda"
     best = {}
     for cname in configs:
         ok = [r for r in results if r["config"] == cname and r["status"] == "ok"]
@@ -232,6 +254,7 @@ def bench(device: str | None = None, size: str | None = None, batch_sizes: list[
         "steps": steps, "warmup": warmup, "time_cap_s": time_cap,
         "results": results, "best": summary, "optimised_over_baseline": ratio,
         "rafdb_train_images": RAFDB_TRAIN_IMAGES, "epochs_for_estimate": PAPER_EPOCHS,
+        "partial": partial,
     }
 
 
@@ -257,7 +280,7 @@ def run(args: argparse.Namespace) -> int:
         raise TransferError(f"--batch-sizes {args.batch_sizes!r}: expected positive integers")
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     result = bench(args.device, args.size, batch_sizes, configs, args.steps, args.warmup,
-                   args.time_cap, args.peak_tflops)
+                   args.time_cap, args.peak_tflops, out=args.out)
     ratio = result["optimised_over_baseline"]
     for k, v in result["best"].items():
         mfu = f", MFU {100 * v['mfu']:.1f} %" if v.get("mfu") is not None else ""
@@ -266,7 +289,5 @@ def run(args: argparse.Namespace) -> int:
     if ratio is not None:
         print(f"optimised / baseline: {ratio:.2f}x")
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1))
         print(f"wrote {args.out}")
     return 0

@@ -1,0 +1,51 @@
+"""A run killed with SIGKILL in the middle of an epoch and resumed ends bitwise equal."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from transfer_lib.checkpoint import load_checkpoint
+
+ARGS = ["--profile", "smoke", "--epochs", "3", "--max-steps", "3", "--no-progress", "--seed", "1"]
+
+
+def _train(out, *extra, env=None):
+    return subprocess.run([sys.executable, "-m", "transfer_lib", "train", *ARGS, "--out", str(out),
+                           *extra], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "2", **(env or {})})
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_gives_the_same_weights(tmp_path):
+    whole = _train(tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr
+
+    killed = _train(tmp_path / "cut", env={"TRANSFER_TEST_HOOK": "kill_in_epoch:2"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert load_checkpoint(tmp_path / "cut" / "last.pt")["epoch"] == 1
+    assert not (tmp_path / "cut" / "summary.json").exists()
+
+    resumed = _train(tmp_path / "cut", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+
+    a = load_checkpoint(tmp_path / "whole" / "last.pt")
+    b = load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert a["epoch"] == b["epoch"] == 3 and a["global_step"] == b["global_step"] == 9
+    assert a["model"].keys() == b["model"].keys()
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    lines = (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 3  # the killed epoch left no line behind
+
+
+@pytest.mark.slow
+def test_resume_of_another_model_is_refused(tmp_path):
+    assert _train(tmp_path / "r", "--epochs", "1", "--max-steps", "1").returncode == 0
+    r = _train(tmp_path / "r", "--resume", "--variant", "vit_fer")
+    assert r.returncode == 2 and "another model" in r.stderr
