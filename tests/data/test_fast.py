@@ -152,3 +152,25 @@ def test_loader_epochs_resume_shards_and_drop_last(cache):
     assert sorted(torch.cat(idx).tolist()) == list(range(48))
     uneven = [FastLoader(cache, 8, seed=1, rank=r, world_size=5, device="cpu").indices() for r in range(5)]
     assert all(len(i) == 10 for i in uneven) and set(torch.cat(uneven).tolist()) == set(range(48))
+
+
+@pytest.mark.parametrize("size", [112, 64])  # 112: every crop enlarged (grid_sample); 64: some shrink
+def test_crop_and_flip_match_pil_within_one_grey_level(cache, size):
+    from PIL import Image
+    from torchvision.transforms.v2 import functional as TF
+
+    from transfer_lib.data.fast import resized_crops
+
+    g = torch.Generator().manual_seed(3)
+    x, _ = cache.batch(torch.arange(32))
+    crops = sample_crops(32, 100, 100, generator=g)
+    flips = torch.rand(32, generator=g) < 0.5
+    ref = []
+    for b in range(32):
+        im = TF.resized_crop(Image.fromarray(x[b].permute(1, 2, 0).numpy()), *crops[b].tolist(),
+                             [size, size], antialias=True)
+        im = TF.horizontal_flip(im) if flips[b] else im
+        ref.append(torch.from_numpy(np.array(im)).permute(2, 0, 1).float())
+    ours = resized_crops(x, crops, flips, size).round()
+    assert ours.shape == (32, 3, size, size)
+    assert (ours - torch.stack(ref)).abs().max() <= 1.0

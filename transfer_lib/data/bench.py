@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     ds = build_dataset(name, root, "train", transform=train_transform(config))
     std_loader = DataLoader(ds, batch_size=args.batch_size, shuffle=True, drop_last=True,
-                            num_workers=args.workers,
+                            num_workers=args.workers, persistent_workers=args.workers > 0,
                             pin_memory=device.type == "cuda")
 
     def to_device():

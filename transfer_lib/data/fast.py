@@ -254,17 +254,66 @@ def _resample_weights(start: torch.Tensor, length: torch.Tensor, src: int, out: 
                       flip: torch.Tensor | None = None) -> torch.Tensor:
     """(n, out, src) weights that resample the window [start, start + length) of a line of
     ``src`` pixels to ``out`` pixels: a triangle (bilinear) filter widened when shrinking, as
-    PIL and torchvision's antialiased resize do; ``flip`` reverses the output."""
+    PIL and torchvision's antialiased resize do (taps outside the window are dropped and the rest
+    renormalised, as when PIL resizes the cropped image); ``flip`` reverses the output.
+
+    Only the few taps of each output pixel are computed ((n, out, K), K <= 2 * support + 2) and
+    scattered into the dense matrix, so building it costs little next to using it."""
+    n = len(start)
     scale = (length / out).double().view(-1, 1, 1)  # source pixels per output pixel
     support = scale.clamp(min=1.0)
     centre = start.double().view(-1, 1, 1) + (torch.arange(out, dtype=torch.float64).view(1, -1, 1)
                                               + 0.5) * scale
-    pos = torch.arange(src, dtype=torch.float64).view(1, 1, -1) + 0.5
-    w = (1 - (pos - centre).abs() / support).clamp(min=0)
+    taps = int(math.ceil(2 * float(support.max()))) + 2 if n else 1
+    first = torch.floor(centre - support - 0.5) + 1  # first pixel j with |j + 0.5 - centre| < support
+    j = first + torch.arange(taps, dtype=torch.float64).view(1, 1, -1)  # (n, out, K)
+    w = (1 - (j + 0.5 - centre).abs() / support).clamp(min=0)
+    lo = start.double().view(-1, 1, 1)
+    inside = (j >= lo) & (j < lo + length.double().view(-1, 1, 1))  # PIL resizes the cropped image
+    w = torch.where(inside, w, torch.zeros_like(w))
     w = w / w.sum(-1, keepdim=True).clamp(min=1e-12)
     if flip is not None:
-        w = torch.where(flip.view(-1, 1, 1), w.flip(1), w)
-    return w.float()
+        f = flip.view(-1, 1, 1)
+        w, j = torch.where(f, w.flip(1), w), torch.where(f, j.flip(1), j)
+    dense = torch.zeros(n, out, src, dtype=torch.float32)
+    return dense.scatter_add_(2, j.clamp(0, src - 1).long(), w.float())
+
+
+def _crop_grid(crops: torch.Tensor, flips: torch.Tensor, h: int, w: int, s: int) -> torch.Tensor:
+    """(n, S, S, 2) grid_sample coordinates (align_corners=False) of crop (top, left, ch, cw)
+    resized to S x S and flipped: output pixel i reads source position
+    top + (i + 0.5) * ch / S - 0.5 (pixel-index units) clamped to the crop, which is where
+    PIL's bilinear resize of the cropped image puts it when enlarging."""
+    top, left, ch, cw = (v.double().view(-1, 1) for v in crops.unbind(1))
+    i = torch.arange(s, dtype=torch.float64).view(1, -1) + 0.5
+    v = torch.minimum(torch.maximum(top + i * ch / s - 0.5, top), top + ch - 1)
+    u = torch.minimum(torch.maximum(left + i * cw / s - 0.5, left), left + cw - 1)
+    u = torch.where(flips.view(-1, 1), u.flip(1), u)
+    gy = ((2 * v + 1) / h - 1).float()  # (n, S)
+    gx = ((2 * u + 1) / w - 1).float()
+    n = len(crops)
+    return torch.stack([gx.view(n, 1, s).expand(n, s, s), gy.view(n, s, 1).expand(n, s, s)], -1)
+
+
+def resized_crops(images: torch.Tensor, crops: torch.Tensor, flips: torch.Tensor, size: int) -> torch.Tensor:
+    """RandomResizedCrop + horizontal flip of a uint8 batch (B, 3, H, W) on its device: float
+    (B, 3, S, S), within one grey level of PIL's antialiased ``resized_crop`` (+ flip) of each
+    image once rounded. ``crops`` (B, 4) long (top, left, h, w), ``flips`` (B,) bool."""
+    _, _, h, w = images.shape
+    dev = images.device
+    if bool((crops[:, 2:] > size).any()):
+        # some crop shrinks: two matrix products per image, rows (S, H) and columns (S, W),
+        # with the antialiasing triangle filter
+        top, left, ch, cw = crops.unbind(1)
+        wy = _resample_weights(top, ch, h, size).to(dev, non_blocking=True)
+        wx = _resample_weights(left, cw, w, size, flip=flips).to(dev, non_blocking=True)
+        x = torch.matmul(wy.unsqueeze(1), images.float())
+        return torch.matmul(x, wx.transpose(1, 2).unsqueeze(1))
+    # every crop is enlarged (always when the cache is stored at <= S): PIL's triangle filter is
+    # then plain bilinear, clamped at the crop's edges; one grid_sample, ~4x cheaper
+    grid = _crop_grid(crops, flips, h, w, size).to(dev, non_blocking=True)
+    return F.grid_sample(images.float(), grid, mode="bilinear", padding_mode="border",
+                         align_corners=False)
 
 
 def _gray(x: torch.Tensor) -> torch.Tensor:
@@ -278,10 +327,11 @@ def _blend(a: torch.Tensor, b: torch.Tensor, factor: torch.Tensor) -> torch.Tens
 
 
 def _sharpness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    k = torch.ones(3, 3, dtype=x.dtype, device=x.device)
-    k[1, 1] = 5.0
-    k = (k / k.sum()).expand(3, 1, 3, 3)
-    blurred = F.conv2d(x, k, padding=0, groups=3).round()
+    """PIL's SHARPEN-style blend: the 3x3 kernel [[1,1,1],[1,5,1],[1,1,1]] / 13 on the inner
+    pixels (borders kept), as box sums of slices (a grouped conv2d is far slower on the CPU)."""
+    rows = x[..., :-2, :] + x[..., 1:-1, :] + x[..., 2:, :]
+    box = rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:]
+    blurred = ((box + 4 * x[..., 1:-1, 1:-1]) / 13.0).round_()
     degenerate = x.clone()
     degenerate[..., 1:-1, 1:-1] = blurred
     return _blend(x, degenerate, factor)
@@ -296,11 +346,12 @@ def _autocontrast(x: torch.Tensor) -> torch.Tensor:
 
 
 def _equalize(x: torch.Tensor) -> torch.Tensor:
-    """Per-channel histogram equalisation, torchvision's rule, all channels of all images at once."""
+    """Per-channel histogram equalisation, torchvision's rule, all channels of all images at once
+    (one bincount over values offset by 256 per channel)."""
     b, c, h, w = x.shape
     v = x.round().clamp(0, 255).long().view(b * c, h * w)
-    hist = torch.zeros(b * c, 256, dtype=torch.float32, device=x.device)
-    hist.scatter_add_(1, v, torch.ones_like(v, dtype=torch.float32))
+    offset = torch.arange(b * c, device=x.device).view(-1, 1) * 256
+    hist = torch.bincount((v + offset).view(-1), minlength=b * c * 256).view(b * c, 256).float()
     last = hist.gather(1, v.amax(1, keepdim=True))  # count of the highest value present
     step = torch.div(h * w - last, 255, rounding_mode="floor")  # (bc, 1)
     safe = step.clamp(min=1)
@@ -312,15 +363,15 @@ def _equalize(x: torch.Tensor) -> torch.Tensor:
     return out.view(b, c, h, w)
 
 
-def _affine(x: torch.Tensor, op: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
-    """The geometric RandAugment ops (shear about the top-left corner as torchvision does,
-    translation in whole pixels, rotation about the centre), nearest, zero fill."""
-    n, _, h, w = x.shape
+def _affine_theta(op: torch.Tensor, mag: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Inverse maps (n, 2, 3) in normalised coordinates (-1..1, pixel centres at
+    (2 i + 1) / size - 1) of the geometric RandAugment ops: shear about the top-left corner as
+    torchvision does, translation in whole pixels, rotation about the centre."""
+    n = len(op)
     theta = torch.zeros(n, 2, 3, dtype=torch.float32)
     theta[:, 0, 0] = 1
     theta[:, 1, 1] = 1
     m = mag.float()
-    # inverse maps in normalised coordinates (-1..1, align_corners=False)
     sx = op == 1
     theta[sx, 0, 1] = -m[sx] * h / w
     theta[sx, 0, 2] = -m[sx] * h / w  # shear about y = top: shift by m * (y - (-1))
@@ -335,8 +386,25 @@ def _affine(x: torch.Tensor, op: torch.Tensor, mag: torch.Tensor) -> torch.Tenso
     a = torch.deg2rad(m[ro])
     theta[ro, 0, 0], theta[ro, 0, 1] = torch.cos(a), -torch.sin(a) * h / w
     theta[ro, 1, 0], theta[ro, 1, 1] = torch.sin(a) * w / h, torch.cos(a)
-    grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    return theta
+
+
+def _affine(x: torch.Tensor, op: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
+    """The geometric RandAugment ops, nearest neighbour, zero fill, as one gather per batch:
+    each output pixel reads the input pixel its inverse map lands in (grid_sample's nearest
+    with align_corners=False, without its bilinear machinery)."""
+    n, c, h, w = x.shape
+    theta = _affine_theta(op, mag, h, w).to(x.device)
+    ys = (torch.arange(h, device=x.device, dtype=torch.float32) * 2 + 1) / h - 1
+    xs = (torch.arange(w, device=x.device, dtype=torch.float32) * 2 + 1) / w - 1
+    gx = theta[:, 0, 0, None, None] * xs + theta[:, 0, 1, None, None] * ys[:, None] + theta[:, 0, 2, None, None]
+    gy = theta[:, 1, 0, None, None] * xs + theta[:, 1, 1, None, None] * ys[:, None] + theta[:, 1, 2, None, None]
+    ix = torch.round(((gx + 1) * w - 1) / 2)  # nearest input pixel (round half to even, as grid_sample)
+    iy = torch.round(((gy + 1) * h - 1) / 2)
+    valid = (ix >= 0) & (ix < w) & (iy >= 0) & (iy < h)  # (n, h, w)
+    src = torch.where(valid, iy * w + ix, torch.zeros_like(ix)).long().view(n, 1, h * w)
+    out = x.reshape(n, c, h * w).gather(2, src.expand(n, c, h * w))
+    return (out * valid.view(n, 1, h * w)).view(n, c, h, w)
 
 
 class BatchAugment:
@@ -384,59 +452,55 @@ class BatchAugment:
         erase = sample_erasing(n, s, s, generator=g)
         self.last_params = dict(crops=crops, flips=flips, ops=ops, signs=signs, erase=erase)
 
-        # RandomResizedCrop + flip as two matrix products per image: rows (S, H), columns (S, W)
-        top, left, ch, cw = crops.unbind(1)
-        wy = _resample_weights(top, ch, h, s).to(dev)
-        wx = _resample_weights(left, cw, w, s, flip=flips).to(dev)
-        x = torch.matmul(torch.matmul(wy.unsqueeze(1), images.float()), wx.transpose(1, 2).unsqueeze(1))
-        x = x.round_().clamp_(0, 255)  # (B, 3, S, S), whole grey levels as after a uint8 resize
-        # RandAugment: op k of every sample, then the next op; values stay whole grey levels
-        names = RANDAUGMENT_OPS
+        x = resized_crops(images, crops, flips, s)
+        # whole grey levels as after a uint8 resize; a convex combination of 0..255 needs no clamp
+        x = x.round_()  # (B, 3, S, S)
+        # RandAugment: op k of every sample, then the next op; values stay whole grey levels.
+        # Each op runs once per slot on the samples that drew it (one gather for all geometric ops).
+        geo_mag = torch.tensor([0.0] + [self.mags[RANDAUGMENT_OPS[i]] for i in _GEOMETRIC])
         for k in range(self.num_ops):
             op = ops[k]
-            geo = (op >= 1) & (op <= 5)
-            if geo.any():
-                mag = torch.zeros(n)
-                for i in _GEOMETRIC:
-                    mag[op == i] = self.mags[names[i]]
-                idx = geo.nonzero().squeeze(1)
-                x[idx.to(dev)] = _affine(x[idx.to(dev)], op[idx], (mag * signs[k])[idx])
-            for i in range(6, len(names)):
-                idx = (op == i).nonzero().squeeze(1)
-                if len(idx) == 0:
+            groups = {int(i): (op == i).nonzero().squeeze(1) for i in op.unique().tolist()}
+            geo = ((op >= 1) & (op <= 5)).nonzero().squeeze(1)
+            if len(geo):
+                mag = geo_mag[op[geo]] * signs[k][geo]
+                di = geo.to(dev, non_blocking=True)
+                x[di] = _affine(x[di], op[geo], mag)
+            for i, idx in groups.items():
+                if i < 6:
                     continue
-                di = idx.to(dev)
-                sub = x[di]
-                name = names[i]
-                if name in ("Brightness", "Color", "Contrast", "Sharpness"):
-                    factor = (1.0 + self.mags[name] * signs[k][idx]).float().to(dev)
-                    if name == "Brightness":
-                        sub = _blend(sub, torch.zeros_like(sub), factor)
-                    elif name == "Color":
-                        sub = _blend(sub, _gray(sub), factor)
-                    elif name == "Contrast":
-                        mean = _gray(sub).floor().mean(dim=(1, 2, 3), keepdim=True)
-                        sub = _blend(sub, mean.expand_as(sub), factor)
-                    else:
-                        sub = _sharpness(sub, factor)
-                elif name == "Posterize":
-                    q = 2.0 ** (8 - int(self.mags[name]))
-                    sub = torch.floor(sub / q) * q
-                elif name == "Solarize":
-                    sub = torch.where(sub >= self.mags[name], 255.0 - sub, sub)
-                elif name == "AutoContrast":
-                    sub = _autocontrast(sub)
-                else:
-                    sub = _equalize(sub)
-                x[di] = sub.round().clamp(0, 255)
+                di = idx.to(dev, non_blocking=True)
+                x[di] = self._color(x[di], RANDAUGMENT_OPS[i], signs[k][idx])
         # normalise and RandomErasing (value 0 after normalisation) in one pass
         et, el, eh, ew = (v.to(dev).view(n, 1, 1) for v in erase.unbind(1))
-        rows = torch.arange(s, device=dev).view(1, s, 1)
-        cols = torch.arange(s, device=dev).view(1, 1, s)
-        keep = ~((rows >= et) & (rows < et + eh) & (cols >= el) & (cols < el + ew))  # (B, S, S)
+        ar = torch.arange(s, device=dev).view(1, s)
+        rows = ((ar >= et.view(n, 1)) & (ar < (et + eh).view(n, 1))).view(n, s, 1)
+        cols = ((ar >= el.view(n, 1)) & (ar < (el + ew).view(n, 1))).view(n, 1, s)
+        keep = ~(rows & cols)  # (B, S, S)
         scale = (1.0 / (255.0 * self.std)).to(dev)
         shift = (-self.mean / self.std).to(dev)
         return torch.addcmul(shift, x, scale).mul_(keep.unsqueeze(1))
+
+    def _color(self, sub: torch.Tensor, name: str, sign: torch.Tensor) -> torch.Tensor:
+        """One photometric RandAugment op on the samples ``sub`` that drew it (0..255 floats)."""
+        if name in ("Brightness", "Color", "Contrast", "Sharpness"):
+            factor = (1.0 + self.mags[name] * sign).float().to(sub.device)
+            if name == "Brightness":
+                return (sub * factor.view(-1, 1, 1, 1)).clamp_(0, 255).round_()
+            if name == "Color":
+                return _blend(sub, _gray(sub), factor).round_()
+            if name == "Contrast":
+                mean = _gray(sub).floor().mean(dim=(1, 2, 3), keepdim=True)
+                return _blend(sub, mean.expand_as(sub), factor).round_()
+            return _sharpness(sub, factor).round_()
+        if name == "Posterize":
+            q = 2.0 ** (8 - int(self.mags[name]))
+            return torch.floor(sub / q) * q
+        if name == "Solarize":
+            return torch.where(sub >= self.mags[name], 255.0 - sub, sub)
+        if name == "AutoContrast":
+            return _autocontrast(sub).round_()
+        return _equalize(sub)
 
 
 # --------------------------------------------------------------------------------------------
@@ -458,13 +522,16 @@ class FastLoader:
     def __init__(self, cache: ImageCache, batch_size: int, shuffle: bool = True,
                  drop_last: bool = False, device: str | torch.device | None = None,
                  augment: BatchAugment | None = None, seed: int = 0, rank: int = 0,
-                 world_size: int = 1, prefetch: int = 2):
+                 world_size: int = 1, prefetch: int = 2, workers: int | None = None):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank={rank} must lie in 0..world_size-1={world_size - 1}")
         self.cache, self.batch_size, self.shuffle, self.drop_last = cache, batch_size, shuffle, drop_last
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.augment, self.seed, self.rank, self.world_size = augment, seed, rank, world_size
         self.prefetch = prefetch
+        #: CPU device: threads that each gather and augment whole batches (one intra-op thread
+        #: each: parallel over batches scales on a busy machine, OpenMP inside one batch does not)
+        self.workers = max(1, int(workers or os.cpu_count() or 1))
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -507,6 +574,37 @@ class FastLoader:
         return x, y
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self.device.type == "cpu" and self.augment is not None and self.workers > 1:
+            return self._iter_cpu_threads()
+        return self._iter_pipelined()
+
+    def _generator(self, step: int) -> torch.Generator:
+        return torch.Generator().manual_seed(_step_seed(self.seed, self.epoch, self.rank, step, 1))
+
+    def _iter_cpu_threads(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """CPU: ``workers`` threads each gather and augment whole batches, yielded in order."""
+        batches = self._batches()
+
+        def work(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+            x, y = self.cache.batch(batches[step])
+            return self.augment(x, generator=self._generator(step)), y
+
+        pool = ThreadPoolExecutor(self.workers, initializer=torch.set_num_threads, initargs=(1,))
+        ahead = self.workers + max(0, self.prefetch)
+        pending: list = []
+        try:
+            for step in range(len(batches)):
+                while len(pending) < ahead and step + len(pending) < len(batches):
+                    pending.append(pool.submit(work, step + len(pending)))
+                yield pending.pop(0).result()
+        finally:
+            for f in pending:
+                f.cancel()
+            pool.shutdown(wait=False)
+
+    def _iter_pipelined(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One thread gathers (and on CUDA pins) the next batches; this one copies them to the
+        device (``non_blocking``) and augments them there."""
         batches = self._batches()
         q: queue.Queue = queue.Queue(maxsize=max(1, self.prefetch))
         stop = threading.Event()
@@ -539,9 +637,7 @@ class FastLoader:
                 x = x.to(self.device, non_blocking=nb)
                 y = y.to(self.device, non_blocking=nb)
                 if self.augment is not None:
-                    g = torch.Generator().manual_seed(
-                        _step_seed(self.seed, self.epoch, self.rank, step, 1))
-                    x = self.augment(x, generator=g)
+                    x = self.augment(x, generator=self._generator(step))
                 yield x, y
         finally:
             stop.set()
