@@ -22,8 +22,14 @@ from torch.utils.data import DataLoader
 from transfer_lib import viz
 from transfer_lib.data import build_dataset, ensure_synthetic, eval_transform, train_transform
 from transfer_lib.data.fast import BatchAugment, FastLoader, build_cache
-from transfer_lib.data.synth import (EXPRESSION_CUES, OCCLUDERS, PARTS, RAFDB_TRAIN_COUNTS,
-                                     class_counts, render_face)
+from transfer_lib.data.synth import (
+    EXPRESSION_CUES,
+    OCCLUDERS,
+    PARTS,
+    RAFDB_TRAIN_COUNTS,
+    class_counts,
+    render_face,
+)
 from transfer_lib.models.config import RAFDB_CLASSES, make_config
 from transfer_lib.profiles import active_profile, find_rafdb
 

@@ -25,7 +25,12 @@ from transfer_lib import viz
 from transfer_lib.data.synth import render_face
 from transfer_lib.data.transforms import eval_transform
 from transfer_lib.models.config import MAP_REGULARISERS, make_config
-from transfer_lib.models.local_cnn import LANet, LocalCNN, MultiAttentionDropping, make_map_regulariser
+from transfer_lib.models.local_cnn import (
+    LANet,
+    LocalCNN,
+    MultiAttentionDropping,
+    make_map_regulariser,
+)
 from transfer_lib.models.stem import IR50Stem
 from transfer_lib.profiles import active_profile, find_rafdb
 from transfer_lib.summary import count_parameters
