@@ -137,9 +137,11 @@ if profile.name != "smoke":  # 12 steps on 48 images do not beat the most freque
 # ## Where it errs
 #
 # The confusion matrix, each row normalised to its true class, so the diagonal is the per-class
-# accuracy (the recall). On RAF-DB the paper's model is weakest on Fear and Disgust, the two
-# rarest classes; the synthetic set shares classes' cues on purpose (chapter 2), so its errors
-# cluster where cues overlap.
+# accuracy (the recall). On RAF-DB, Fear and Disgust are the rarest classes (about 2 % and 5 %
+# of the test set) and where models usually do worst; the synthetic set copies that balance and
+# shares cues between classes on purpose (chapter 2), so its errors cluster where cues overlap.
+# A model that has learnt little answers the most frequent class for everything: one dark
+# column.
 
 # %%
 names = summary["class_names"]
@@ -161,8 +163,10 @@ assert abs(confusion.diag().sum().item() / confusion.sum().item() - acc) < 1e-9
 # ## The authors' checkpoint
 #
 # The authors released their RAF-DB model as a PaddlePaddle file.
-# `pretrained.load_official_transfer` maps it onto our `TransFER` (chapter 1 lists the
-# conversions). With the file (put it in `weights/` or point `TRANSFER_OFFICIAL` at it) and
+# `pretrained.load_official_transfer` maps it onto our `TransFER` with an explicit table:
+# Paddle stores a Linear weight as (in, out), so those are transposed (chosen by module, never by
+# shape), BatchNorm statistics are renamed, and the file is read with an unpickler that admits
+# only arrays and plain types. With the file (put it in `weights/` or point `TRANSFER_OFFICIAL` at it) and
 # RAF-DB, this cell evaluates it on the 3,068 test images; the reader should see 90.91 %,
 # the authors' own log. Both are licensed and cannot be downloaded here, so most builds skip it.
 
