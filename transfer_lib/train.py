@@ -71,7 +71,7 @@ PROFILE_OVERRIDES: tuple[str, ...] = (
 class TrainConfig:
     """Everything a training run needs. Unset (None) recipe fields come from ``profile``."""
 
-    profile: str = "cpu"
+    profile: str | Profile = "cpu"  # a name in PROFILES, or a Profile of your own
     data: str | None = None  # data set root; None: the profile's synthetic set under data/
     dataset: str = "rafdb"
     out: str | None = None  # run directory; None: runs/{profile}-{variant}-seed{seed}
@@ -131,7 +131,8 @@ class TrainConfig:
             if value is not None and value not in allowed:
                 raise TransferError(f"{name}={value!r} is not one of {', '.join(map(str, allowed))}")
 
-        check("profile", self.profile, PROFILE_NAMES)
+        if not isinstance(self.profile, Profile):
+            check("profile", self.profile, PROFILE_NAMES)
         check("dataset", self.dataset, DATASETS)
         check("variant", self.variant, VARIANTS)
         check("size", self.size, SIZES)
