@@ -176,6 +176,8 @@ RANDAUGMENT_OPS = ("Identity", "ShearX", "ShearY", "TranslateX", "TranslateY", "
                    "Brightness", "Color", "Contrast", "Sharpness", "Posterize", "Solarize",
                    "AutoContrast", "Equalize")
 _GEOMETRIC = (1, 2, 3, 4, 5)
+#: Ops that act on each pixel alone and keep 0 at 0: a nearest warp with zero fill commutes with them.
+_PER_PIXEL = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7, 10, 11])
 
 
 def randaugment_magnitudes(magnitude: int, size: int, num_bins: int = 31) -> dict[str, float]:
@@ -279,22 +281,6 @@ def _resample_weights(start: torch.Tensor, length: torch.Tensor, src: int, out: 
     return dense.scatter_add_(2, j.clamp(0, src - 1).long(), w.float())
 
 
-def _crop_grid(crops: torch.Tensor, flips: torch.Tensor, h: int, w: int, s: int) -> torch.Tensor:
-    """(n, S, S, 2) grid_sample coordinates (align_corners=False) of crop (top, left, ch, cw)
-    resized to S x S and flipped: output pixel i reads source position
-    top + (i + 0.5) * ch / S - 0.5 (pixel-index units) clamped to the crop, which is where
-    PIL's bilinear resize of the cropped image puts it when enlarging."""
-    top, left, ch, cw = (v.double().view(-1, 1) for v in crops.unbind(1))
-    i = torch.arange(s, dtype=torch.float64).view(1, -1) + 0.5
-    v = torch.minimum(torch.maximum(top + i * ch / s - 0.5, top), top + ch - 1)
-    u = torch.minimum(torch.maximum(left + i * cw / s - 0.5, left), left + cw - 1)
-    u = torch.where(flips.view(-1, 1), u.flip(1), u)
-    gy = ((2 * v + 1) / h - 1).float()  # (n, S)
-    gx = ((2 * u + 1) / w - 1).float()
-    n = len(crops)
-    return torch.stack([gx.view(n, 1, s).expand(n, s, s), gy.view(n, s, 1).expand(n, s, s)], -1)
-
-
 def resized_crops(images: torch.Tensor, crops: torch.Tensor, flips: torch.Tensor, size: int) -> torch.Tensor:
     """RandomResizedCrop + horizontal flip of a uint8 batch (B, 3, H, W) on its device: float
     (B, 3, S, S), within one grey level of PIL's antialiased ``resized_crop`` (+ flip) of each
@@ -311,7 +297,7 @@ def resized_crops(images: torch.Tensor, crops: torch.Tensor, flips: torch.Tensor
         return torch.matmul(x, wx.transpose(1, 2).unsqueeze(1))
     # every crop is enlarged (always when the cache is stored at <= S): PIL's triangle filter is
     # then plain bilinear, clamped at the crop's edges; one grid_sample, ~4x cheaper
-    grid = _crop_grid(crops, flips, h, w, size).to(dev, non_blocking=True)
+    grid = _warped_crop_grid(crops, flips, h, w, size).to(dev, non_blocking=True)
     return F.grid_sample(images.float(), grid, mode="bilinear", padding_mode="border",
                          align_corners=False)
 
@@ -389,22 +375,99 @@ def _affine_theta(op: torch.Tensor, mag: torch.Tensor, h: int, w: int) -> torch.
     return theta
 
 
+def _pixel_maps(theta: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """The inverse maps ``theta`` (n, 2, 3, normalised coordinates, align_corners=False) as
+    (n, 2, 3) maps between pixel indices (pixel centres at whole numbers)."""
+    n = len(theta)
+    t = torch.zeros(n, 3, 3, dtype=torch.float64)
+    t[:, :2] = theta.double()
+    t[:, 2, 2] = 1
+    to_norm = torch.tensor([[2 / w, 0, 1 / w - 1], [0, 2 / h, 1 / h - 1], [0, 0, 1]], dtype=torch.float64)
+    to_pix = torch.tensor([[w / 2, 0, (w - 1) / 2], [0, h / 2, (h - 1) / 2], [0, 0, 1]], dtype=torch.float64)
+    return (to_pix @ t @ to_norm)[:, :2].float()
+
+
+def _affine_index(theta: torch.Tensor, h: int, w: int, ix: torch.Tensor | None = None,
+                  iy: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Nearest input pixel (ix, iy) (float, whole numbers, (n, h, w)) and whether it lies inside,
+    for the inverse maps ``theta`` (n, 2, 3) applied to output pixels (``ix``, ``iy``; default
+    every pixel): grid_sample's nearest with align_corners=False (ties may round either way)."""
+    m = _pixel_maps(theta, h, w).to(theta.device).view(-1, 6, 1, 1)
+    if ix is None:
+        ix = torch.arange(w, device=theta.device, dtype=torch.float32).view(1, 1, w)
+        iy = torch.arange(h, device=theta.device, dtype=torch.float32).view(1, h, 1)
+    jx = torch.addcmul(m[:, 2], m[:, 0], ix).addcmul(m[:, 1], iy).round_()
+    jy = torch.addcmul(m[:, 5], m[:, 3], ix).addcmul(m[:, 4], iy).round_()
+    return jx, jy, (jx >= 0) & (jx <= w - 1) & (jy >= 0) & (jy <= h - 1)
+
+
 def _affine(x: torch.Tensor, op: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
     """The geometric RandAugment ops, nearest neighbour, zero fill, as one gather per batch:
-    each output pixel reads the input pixel its inverse map lands in (grid_sample's nearest
-    with align_corners=False, without its bilinear machinery)."""
+    each output pixel reads the input pixel its inverse map lands in."""
     n, c, h, w = x.shape
-    theta = _affine_theta(op, mag, h, w).to(x.device)
-    ys = (torch.arange(h, device=x.device, dtype=torch.float32) * 2 + 1) / h - 1
-    xs = (torch.arange(w, device=x.device, dtype=torch.float32) * 2 + 1) / w - 1
-    gx = theta[:, 0, 0, None, None] * xs + theta[:, 0, 1, None, None] * ys[:, None] + theta[:, 0, 2, None, None]
-    gy = theta[:, 1, 0, None, None] * xs + theta[:, 1, 1, None, None] * ys[:, None] + theta[:, 1, 2, None, None]
-    ix = torch.round(((gx + 1) * w - 1) / 2)  # nearest input pixel (round half to even, as grid_sample)
-    iy = torch.round(((gy + 1) * h - 1) / 2)
-    valid = (ix >= 0) & (ix < w) & (iy >= 0) & (iy < h)  # (n, h, w)
+    ix, iy, valid = _affine_index(_affine_theta(op, mag, h, w), h, w)
     src = torch.where(valid, iy * w + ix, torch.zeros_like(ix)).long().view(n, 1, h * w)
-    out = x.reshape(n, c, h * w).gather(2, src.expand(n, c, h * w))
-    return (out * valid.view(n, 1, h * w)).view(n, c, h, w)
+    out = x.reshape(n, c, h * w).gather(2, src.to(x.device).expand(n, c, h * w))
+    return (out * valid.to(x.device).view(n, 1, h * w)).view(n, c, h, w)
+
+
+def _homog(theta: torch.Tensor) -> torch.Tensor:
+    out = torch.zeros(len(theta), 3, 3, dtype=torch.float64)
+    out[:, :2] = theta.double()
+    out[:, 2, 2] = 1
+    return out
+
+
+def _warped_crop_grid(crops: torch.Tensor, flips: torch.Tensor, h: int, w: int, s: int,
+                      warps: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = ()) -> torch.Tensor:
+    """grid_sample coordinates (n, S, S, 2) (align_corners=False) of crop (top, left, ch, cw)
+    resized to S x S, flipped, then warped by geometric ops: ``warps`` lists, in the order they
+    are applied, (sample indices, op, signed magnitude).
+
+    Each sample's chain is one affine map (3x3 products, evaluated per pixel), clamped to
+    the crop's pixel centres as PIL clamps the resize at the crop's edges. Points that an op
+    would fill (outside the image before that op) get a point far outside, which grid_sample's
+    zero padding turns into 0. The geometric ops are thus interpolated bilinearly together with
+    the resize (one interpolation from the source, instead of resize, round, nearest warp)."""
+    n = len(crops)
+    top, left, ch, cw = (v.double() for v in crops.unbind(1))
+    # crop map: normalised output (-1..1 over S) -> normalised source, flip included
+    sx = torch.where(flips, -1.0, 1.0).double() * cw / w
+    crop = torch.zeros(n, 3, 3, dtype=torch.float64)
+    crop[:, 0, 0], crop[:, 0, 2] = sx, (2 * left + cw) / w - 1
+    crop[:, 1, 1], crop[:, 1, 2] = ch / h, (2 * top + ch) / h - 1
+    crop[:, 2, 2] = 1
+    chain = torch.eye(3, dtype=torch.float64).expand(n, 3, 3).clone()  # output -> warped image
+    axis = (torch.arange(s, dtype=torch.float32) * 2 + 1) / s - 1
+    xs, ys = axis.view(1, 1, s), axis.view(1, s, 1)
+    sub = torch.unique(torch.cat([idx for idx, _, _ in warps])) if warps else torch.zeros(0, dtype=torch.long)
+    valid = None
+    if len(sub):
+        pos = torch.full((n,), -1, dtype=torch.long)
+        pos[sub] = torch.arange(len(sub))
+        valid = torch.ones(len(sub), s, s, dtype=torch.bool)
+        for idx, op, mag in reversed(warps):  # the last op's inverse first
+            chain[idx] = _homog(_affine_theta(op, mag, s, s)) @ chain[idx]
+            t = chain[idx, :2].float().view(len(idx), 6, 1, 1)
+            ok = None
+            for c in range(2):  # inside the image this op was applied to
+                plane = torch.addcmul(t[:, 3 * c + 2], t[:, 3 * c], xs).addcmul(t[:, 3 * c + 1], ys)
+                inside = plane.abs_() < 1
+                ok = inside if ok is None else ok.logical_and_(inside)
+            valid[pos[idx]] &= ok
+    # the grid, one plane (x, then y) at a time: (n, S, S) planes keep the per-sample clamps and
+    # masks vectorised along rows (an (n, S, S, 2) layout makes them several times slower)
+    theta = (crop @ chain)[:, :2].float().view(n, 6, 1, 1)
+    grid = torch.empty(n, s, s, 2)
+    for c, (size, start, length) in enumerate(((w, left, cw), (h, top, ch))):
+        plane = torch.addcmul(theta[:, 3 * c + 2], theta[:, 3 * c], xs).addcmul(theta[:, 3 * c + 1], ys)
+        lo = ((2 * start + 1) / size - 1).float().view(n, 1, 1)  # first and last crop pixel centre
+        hi = ((2 * (start + length) - 1) / size - 1).float().view(n, 1, 1)
+        plane = torch.minimum(torch.maximum(plane, lo, out=plane), hi, out=plane)
+        if valid is not None:
+            plane[sub] = plane[sub].masked_fill_(~valid, -4.0)
+        grid[..., c] = plane
+    return grid
 
 
 class BatchAugment:
@@ -452,25 +515,59 @@ class BatchAugment:
         erase = sample_erasing(n, s, s, generator=g)
         self.last_params = dict(crops=crops, flips=flips, ops=ops, signs=signs, erase=erase)
 
-        x = resized_crops(images, crops, flips, s)
+        # Geometric RandAugment ops are folded into the crop's grid_sample when nothing before
+        # them in the sample's chain needs the unwarped image: the crop itself and the ops that
+        # act on each pixel alone (Identity, the geometric ops, Brightness, Color, Posterize,
+        # Solarize; these map a zero fill to zero, so they commute with a nearest warp).
+        geo_mag = torch.tensor([0.0] + [self.mags[RANDAUGMENT_OPS[i]] for i in _GEOMETRIC])
+        is_geo = (ops >= 1) & (ops <= 5)
+        enlarging = not bool((crops[:, 2:] > s).any())
+        fused = torch.zeros_like(is_geo)
+        if enlarging:
+            chain_ok = torch.ones(n, dtype=torch.bool)
+            for k in range(self.num_ops):
+                fused[k] = is_geo[k] & chain_ok
+                chain_ok &= torch.isin(ops[k], _PER_PIXEL)
+        # RandAugment with few passes over the batch: it is processed in the order of its first
+        # op (cur[r] = the sample in row r), so that each op of the first slot works on one
+        # contiguous slice; that order is given to the crop parameters, so it costs nothing.
+        # Later slots take each op's rows with index_select / index_copy_.
+        keys = torch.where(fused, 0, ops)  # a folded geometric op is done: Identity
+        cur = torch.argsort(keys[0], stable=True)
+        row_of = torch.argsort(cur)  # row of each sample
+        warps = []
+        for k in range(self.num_ops):
+            idx = fused[k].nonzero().squeeze(1)
+            if len(idx):
+                warps.append((row_of[idx], ops[k][idx], geo_mag[ops[k][idx]] * signs[k][idx]))
+        images = images.index_select(0, cur.to(dev))  # uint8, source size: a cheap copy
+        if enlarging and warps:
+            grid = _warped_crop_grid(crops[cur], flips[cur], h, w, s, warps).to(dev, non_blocking=True)
+            x = F.grid_sample(images.float(), grid, mode="bilinear", padding_mode="zeros",
+                              align_corners=False)
+        else:
+            x = resized_crops(images, crops[cur], flips[cur], s)
         # whole grey levels as after a uint8 resize; a convex combination of 0..255 needs no clamp
         x = x.round_()  # (B, 3, S, S)
-        # RandAugment: op k of every sample, then the next op; values stay whole grey levels.
-        # Each op runs once per slot on the samples that drew it (one gather for all geometric ops).
-        geo_mag = torch.tensor([0.0] + [self.mags[RANDAUGMENT_OPS[i]] for i in _GEOMETRIC])
+        # op k of every sample, then the next op; values stay whole grey levels
         for k in range(self.num_ops):
-            op = ops[k]
-            groups = {int(i): (op == i).nonzero().squeeze(1) for i in op.unique().tolist()}
-            geo = ((op >= 1) & (op <= 5)).nonzero().squeeze(1)
-            if len(geo):
-                mag = geo_mag[op[geo]] * signs[k][geo]
-                di = geo.to(dev, non_blocking=True)
-                x[di] = _affine(x[di], op[geo], mag)
-            for i, idx in groups.items():
-                if i < 6:
-                    continue
-                di = idx.to(dev, non_blocking=True)
-                x[di] = self._color(x[di], RANDAUGMENT_OPS[i], signs[k][idx])
+            key = keys[k][cur]
+            if k == 0:
+                ends = [0] + torch.bincount(key, minlength=len(RANDAUGMENT_OPS)).cumsum(0).tolist()
+                groups = [(i, slice(ends[i], ends[i + 1])) for i in range(1, len(RANDAUGMENT_OPS))
+                          if ends[i + 1] > ends[i]]
+            else:
+                groups = [(i, (key == i).nonzero().squeeze(1)) for i in key.unique().tolist() if i]
+            geo = [r for i, r in groups if i <= 5]
+            if geo:  # the geometric ops not folded into the crop, one gather
+                rows = slice(geo[0].start, geo[-1].stop) if k == 0 else torch.cat(geo)  # ops 1..5 adjoin
+                op_k, sign_k = ops[k][cur], signs[k][cur]
+                self._apply(x, rows, lambda t, r, o=op_k, sg=sign_k: _affine(t, o[r], geo_mag[o[r]] * sg[r]))
+            for i, rows in groups:
+                if i >= 6:
+                    name = RANDAUGMENT_OPS[i]
+                    self._apply(x, rows, lambda t, r, name=name, sg=signs[k][cur]: self._color(t, name, sg[r]))
+        x = x.index_select(0, row_of.to(dev))  # back to the batch's order
         # normalise and RandomErasing (value 0 after normalisation) in one pass
         et, el, eh, ew = (v.to(dev).view(n, 1, 1) for v in erase.unbind(1))
         ar = torch.arange(s, device=dev).view(1, s)
@@ -479,7 +576,16 @@ class BatchAugment:
         keep = ~(rows & cols)  # (B, S, S)
         scale = (1.0 / (255.0 * self.std)).to(dev)
         shift = (-self.mean / self.std).to(dev)
-        return torch.addcmul(shift, x, scale).mul_(keep.unsqueeze(1))
+        return x.mul_(scale).add_(shift).mul_(keep.unsqueeze(1))  # in place: x is our own buffer
+
+    @staticmethod
+    def _apply(x: torch.Tensor, rows, fn) -> None:
+        """x[rows] = fn(x[rows], rows) in place; ``rows`` a slice or an index tensor."""
+        if isinstance(rows, slice):
+            x[rows] = fn(x[rows], torch.arange(rows.start, rows.stop))
+        else:
+            d = rows.to(x.device)
+            x.index_copy_(0, d, fn(x.index_select(0, d), rows))
 
     def _color(self, sub: torch.Tensor, name: str, sign: torch.Tensor) -> torch.Tensor:
         """One photometric RandAugment op on the samples ``sub`` that drew it (0..255 floats)."""
