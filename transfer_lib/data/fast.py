@@ -297,7 +297,7 @@ def resized_crops(images: torch.Tensor, crops: torch.Tensor, flips: torch.Tensor
         return torch.matmul(x, wx.transpose(1, 2).unsqueeze(1))
     # every crop is enlarged (always when the cache is stored at <= S): PIL's triangle filter is
     # then plain bilinear, clamped at the crop's edges; one grid_sample, ~4x cheaper
-    grid = _warped_crop_grid(crops, flips, h, w, size).to(dev, non_blocking=True)
+    grid = _warped_crop_grid(crops, flips, h, w, size, device=dev)
     return F.grid_sample(images.float(), grid, mode="bilinear", padding_mode="border",
                          align_corners=False)
 
@@ -419,7 +419,8 @@ def _homog(theta: torch.Tensor) -> torch.Tensor:
 
 
 def _warped_crop_grid(crops: torch.Tensor, flips: torch.Tensor, h: int, w: int, s: int,
-                      warps: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = ()) -> torch.Tensor:
+                      warps: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = (),
+                      device: torch.device | str = "cpu") -> torch.Tensor:
     """grid_sample coordinates (n, S, S, 2) (align_corners=False) of crop (top, left, ch, cw)
     resized to S x S, flipped, then warped by geometric ops: ``warps`` lists, in the order they
     are applied, (sample indices, op, signed magnitude).
@@ -438,31 +439,32 @@ def _warped_crop_grid(crops: torch.Tensor, flips: torch.Tensor, h: int, w: int, 
     crop[:, 1, 1], crop[:, 1, 2] = ch / h, (2 * top + ch) / h - 1
     crop[:, 2, 2] = 1
     chain = torch.eye(3, dtype=torch.float64).expand(n, 3, 3).clone()  # output -> warped image
-    axis = (torch.arange(s, dtype=torch.float32) * 2 + 1) / s - 1
-    xs, ys = axis.view(1, 1, s), axis.view(1, s, 1)
+    axis = (torch.arange(s, dtype=torch.float32, device=device) * 2 + 1) / s - 1
+    xs, ys = axis.view(1, 1, s), axis.view(1, s, 1)  # per-pixel work on ``device``, 3x3 maths on the CPU
     sub = torch.unique(torch.cat([idx for idx, _, _ in warps])) if warps else torch.zeros(0, dtype=torch.long)
     valid = None
     if len(sub):
         pos = torch.full((n,), -1, dtype=torch.long)
         pos[sub] = torch.arange(len(sub))
-        valid = torch.ones(len(sub), s, s, dtype=torch.bool)
+        valid = torch.ones(len(sub), s, s, dtype=torch.bool, device=device)
         for idx, op, mag in reversed(warps):  # the last op's inverse first
             chain[idx] = _homog(_affine_theta(op, mag, s, s)) @ chain[idx]
-            t = chain[idx, :2].float().view(len(idx), 6, 1, 1)
+            t = chain[idx, :2].float().view(len(idx), 6, 1, 1).to(device)
             ok = None
             for c in range(2):  # inside the image this op was applied to
                 plane = torch.addcmul(t[:, 3 * c + 2], t[:, 3 * c], xs).addcmul(t[:, 3 * c + 1], ys)
                 inside = plane.abs_() < 1
                 ok = inside if ok is None else ok.logical_and_(inside)
-            valid[pos[idx]] &= ok
+            valid[pos[idx].to(device)] &= ok
     # the grid, one plane (x, then y) at a time: (n, S, S) planes keep the per-sample clamps and
     # masks vectorised along rows (an (n, S, S, 2) layout makes them several times slower)
-    theta = (crop @ chain)[:, :2].float().view(n, 6, 1, 1)
-    grid = torch.empty(n, s, s, 2)
+    theta = (crop @ chain)[:, :2].float().view(n, 6, 1, 1).to(device)
+    grid = torch.empty(n, s, s, 2, device=device)
+    sub = sub.to(device)
     for c, (size, start, length) in enumerate(((w, left, cw), (h, top, ch))):
         plane = torch.addcmul(theta[:, 3 * c + 2], theta[:, 3 * c], xs).addcmul(theta[:, 3 * c + 1], ys)
-        lo = ((2 * start + 1) / size - 1).float().view(n, 1, 1)  # first and last crop pixel centre
-        hi = ((2 * (start + length) - 1) / size - 1).float().view(n, 1, 1)
+        lo = ((2 * start + 1) / size - 1).float().view(n, 1, 1).to(device)  # first, last crop pixel
+        hi = ((2 * (start + length) - 1) / size - 1).float().view(n, 1, 1).to(device)
         plane = torch.minimum(torch.maximum(plane, lo, out=plane), hi, out=plane)
         if valid is not None:
             plane[sub] = plane[sub].masked_fill_(~valid, -4.0)
@@ -542,7 +544,7 @@ class BatchAugment:
                 warps.append((row_of[idx], ops[k][idx], geo_mag[ops[k][idx]] * signs[k][idx]))
         images = images.index_select(0, cur.to(dev))  # uint8, source size: a cheap copy
         if enlarging and warps:
-            grid = _warped_crop_grid(crops[cur], flips[cur], h, w, s, warps).to(dev, non_blocking=True)
+            grid = _warped_crop_grid(crops[cur], flips[cur], h, w, s, warps, device=dev)
             x = F.grid_sample(images.float(), grid, mode="bilinear", padding_mode="zeros",
                               align_corners=False)
         else:
