@@ -456,19 +456,26 @@ def _warped_crop_grid(crops: torch.Tensor, flips: torch.Tensor, h: int, w: int, 
                 inside = plane.abs_() < 1
                 ok = inside if ok is None else ok.logical_and_(inside)
             valid[pos[idx].to(device)] &= ok
-    # the grid, one plane (x, then y) at a time: (n, S, S) planes keep the per-sample clamps and
-    # masks vectorised along rows (an (n, S, S, 2) layout makes them several times slower)
+    # The grid, one coordinate at a time. Unwarped samples: x depends on the column only and y
+    # on the row only, so each is a clamped (n, S) line broadcast into the grid. Warped samples:
+    # full (m, S, S) planes, clamped, with the filled points sent far outside.
     theta = (crop @ chain)[:, :2].float().view(n, 6, 1, 1).to(device)
     grid = torch.empty(n, s, s, 2, device=device)
+    line_shape = ((n, 1, s), (n, s, 1))
     sub = sub.to(device)
+    planes = []
     for c, (size, start, length) in enumerate(((w, left, cw), (h, top, ch))):
-        plane = torch.addcmul(theta[:, 3 * c + 2], theta[:, 3 * c], xs).addcmul(theta[:, 3 * c + 1], ys)
         lo = ((2 * start + 1) / size - 1).float().view(n, 1, 1).to(device)  # first, last crop pixel
         hi = ((2 * (start + length) - 1) / size - 1).float().view(n, 1, 1).to(device)
-        plane = torch.minimum(torch.maximum(plane, lo, out=plane), hi, out=plane)
-        if valid is not None:
-            plane[sub] = plane[sub].masked_fill_(~valid, -4.0)
-        grid[..., c] = plane
+        line = torch.addcmul(theta[:, 3 * c + 2], theta[:, 4 * c], (xs, ys)[c])  # (n, 1, S) / (n, S, 1)
+        grid[..., c] = torch.minimum(torch.maximum(line, lo), hi).view(line_shape[c])
+        if len(sub):
+            t, lo_s, hi_s = theta[sub], lo[sub], hi[sub]
+            plane = torch.addcmul(t[:, 3 * c + 2], t[:, 3 * c], xs).addcmul(t[:, 3 * c + 1], ys)
+            plane = torch.minimum(torch.maximum(plane, lo_s, out=plane), hi_s, out=plane)
+            planes.append(plane.masked_fill_(~valid, -4.0))
+    if planes:
+        grid.index_copy_(0, sub, torch.stack(planes, -1))
     return grid
 
 
