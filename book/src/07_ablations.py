@@ -46,7 +46,7 @@ print(viz.describe_setup(profile, rafdb))
 
 # %%
 BUDGETS = {  # TrainConfig overrides for every run, and the number of seeds, per profile
-    "smoke": dict(seeds=1, epochs=1, max_steps=2),
+    "smoke": dict(seeds=1, epochs=1, max_steps=1),
     "cpu": dict(seeds=1, epochs=1, max_steps=15),  # 480 training images a row, then the test set
     "paper": dict(seeds=3),  # the authors' recipe, 40 epochs
 }
