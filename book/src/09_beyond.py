@@ -35,7 +35,8 @@ rafdb = find_rafdb()
 print(viz.describe_setup(profile, rafdb))
 run_dir = viz.book_run_dir("transfer", profile)
 summary = run_or_load(run_dir, **viz.transfer_run_config(profile, rafdb))  # chapter 6's call
-model = model_from_checkpoint(run_dir / "last.pt")
+device = "cuda" if torch.cuda.is_available() else "cpu"  # the paper-size model wants a GPU
+model = model_from_checkpoint(run_dir / "last.pt", map_location=device)
 names = model.config.class_names
 trained_on = "RAF-DB" if profile.name == "paper" and rafdb is not None else "synthetic faces"
 print(f"chapter 6's model: {summary['variant']} ({summary['size']}), trained on {trained_on}, "
@@ -64,7 +65,7 @@ for part in conditions:
             batch.append(transform(Image.fromarray(render_face(k, seed=s, occlude_part=part))))
             labels.append(k)
     with torch.no_grad():
-        pred = model(torch.stack(batch)).argmax(1)
+        pred = model(torch.stack(batch).to(device)).argmax(1).cpu()
     correct = (pred == torch.tensor(labels)).float()
     rows.append(dict(hidden=part or "nothing", accuracy=100 * correct.mean().item(),
                      images=len(labels)))
@@ -108,7 +109,7 @@ found = face_lib.detect_faces(photo)
 assert len(found) >= 1, "no face found in the astronaut photo"
 face = found[0]
 crop = face_lib.align_face(photo, face)
-probs = predict_faces(model, [crop])[0]
+probs = predict_faces(model, [crop], device=device)[0]
 fig, (a, b, c) = plt.subplots(1, 3, figsize=(10, 3), gridspec_kw={"width_ratios": [1.3, 1, 1.4]})
 a.imshow(photo)
 x0, y0, w, h = face.box
