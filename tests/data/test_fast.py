@@ -110,8 +110,9 @@ def test_train_paths_have_the_same_output_statistics(faces, cache):
     # per-image means: same spread (crops, lighting ops)
     ma, mb = per_image.mean((1, 2, 3)).numpy(), batched.mean((1, 2, 3)).numpy()
     assert _ks(ma, mb) < 0.15
-    # flip rate
-    flips = torch.cat([aug(x, generator=g) is not None and aug.last_params["flips"] for _ in range(20)])
+    # flip rate (drawn per sample whatever the image size: small images keep this cheap)
+    small = x[:, :, :16, :16].contiguous()
+    flips = torch.cat([aug(small, generator=g) is not None and aug.last_params["flips"] for _ in range(20)])
     assert abs(flips.float().mean() - 0.5) < 0.05
 
 

@@ -38,23 +38,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _rate(batches, seconds: float, sync) -> tuple[float, int]:
+    """Images per second over ``seconds`` of ``batches`` (re-iterated for each epoch; an
+    iterable, not a one-shot generator), after one warm-up batch; ``sync`` before each clock
+    read (``torch.cuda.synchronize`` on CUDA)."""
     it = iter(batches)
     next(it)  # warm-up: workers started, first batch decoded
+    sync()
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         try:
             x, _ = next(it)
         except StopIteration:
-            it = iter(batches)
+            it = iter(batches)  # a new epoch
             continue
         n += len(x)
     sync()
     rate = n / (time.perf_counter() - t0)
     if hasattr(it, "close"):
-        it.close()  # stops the DataLoader's workers before the next path is timed
+        it.close()  # stops the fast loader's threads before the next path is timed
     del it
     gc.collect()
     return rate, n
+
+
+class _ToDevice:
+    """Re-iterable: each epoch of ``loader`` with its batches copied to ``device``."""
+
+    def __init__(self, loader, device: torch.device):
+        self.loader, self.device = loader, device
+
+    def __iter__(self):
+        for x, y in self.loader:
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,11 +84,9 @@ def run(args: argparse.Namespace) -> int:
                             num_workers=args.workers, persistent_workers=args.workers > 0,
                             pin_memory=device.type == "cuda")
 
-    def to_device():
-        for x, y in std_loader:
-            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-
-    std, n_std = _rate(to_device(), args.seconds, sync)
+    std, n_std = _rate(_ToDevice(std_loader, device), args.seconds, sync)
+    del std_loader  # its persistent workers go before the fast path is timed
+    gc.collect()
 
     cache = build_cache(build_dataset(name, root, "train"), args.cache_dir)
     fast_loader = FastLoader(cache, args.batch_size, shuffle=True, drop_last=True, device=device,
@@ -84,12 +97,14 @@ def run(args: argparse.Namespace) -> int:
     result = dict(machine=machine, device=str(device), dataset=name, images=len(ds),
                   batch_size=args.batch_size, input_size=config.input_size, workers=args.workers,
                   standard_images_per_s=round(std, 1), fast_images_per_s=round(fast, 1),
-                  ratio=round(fast / std, 2), torch=torch.__version__)
+                  ratio=round(fast / std, 2), torch=torch.__version__,
+                  load_average=[round(v, 2) for v in os.getloadavg()])
     print(f"machine: {machine}; data: {name} ({len(ds)} train images), batch {args.batch_size}, "
           f"{config.input_size} px")
     print(f"standard DataLoader ({args.workers} workers): {std:8.1f} images/s ({n_std} images)")
     print(f"fast path ({device}):{'':16}{fast:8.1f} images/s ({n_fast} images)")
-    print(f"ratio: {fast / std:.2f}x")
+    print(f"ratio: {fast / std:.2f}x (load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores: "
+          "other jobs slow both paths)")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")

@@ -10,21 +10,41 @@ decodes a JPEG and runs eight PIL/tensor steps per image on the CPU. Here:
    mtime, the class names and the store size), so a changed source file gives a new cache;
    files are written to a temporary name and renamed (atomic), stale caches of the same data set
    and split are removed.
-2. :class:`FastLoader` yields whole batches: it gathers the rows of a batch from the memmap,
-   pins them and moves them to ``device`` (``non_blocking`` on CUDA) while the previous batch
-   is being augmented, then applies ``augment``. Order is a deterministic function of
+2. :class:`FastLoader` yields whole batches. On CUDA a thread gathers the rows of the next
+   batches from the memmap and pins them while this one moves them to the GPU
+   (``non_blocking``) and augments them there. On the CPU, ``workers`` threads (default: the
+   cores) each gather and augment whole batches with one intra-op thread apiece, yielded in
+   order (the augmentation of a step does not depend on which thread ran it). Order is a deterministic function of
    ``(seed, epoch)``; ``set_epoch(e)`` before each epoch, as with ``DistributedSampler``.
    ``rank``/``world_size`` shard the epoch for DistributedDataParallel (every rank gets the same
    number of samples: padded by wrap-around, or trimmed with ``drop_last``).
 3. :class:`BatchAugment` draws every random parameter on the CPU from an explicit
    ``torch.Generator`` (seeded per epoch, rank and step by the loader), then runs the batch on
    its own device. ``train=True`` reproduces the distribution of the per-image train transform:
-   per-sample RandomResizedCrop (same sampling; crop, resize and flip as two matrix products,
-   antialiased like PIL), horizontal
-   flip, RandAugment (2 of torchvision's 14 ops, its magnitude table at magnitude 5, random
-   sign), normalisation, RandomErasing. ``train=False`` is the eval transform (short side to S,
-   centre crop, normalise), within one grey level of the per-image one.
+   per-sample RandomResizedCrop (same sampling), horizontal flip, RandAugment (2 of
+   torchvision's 14 ops, its magnitude table at magnitude 5, random sign), normalisation,
+   RandomErasing. ``train=False`` is the eval transform (short side to S, centre crop,
+   normalise), within one grey level of the per-image one.
 
+   How (and where it departs from the per-image path, by design):
+
+   * crop + resize + flip is one bilinear ``grid_sample`` from the source, clamped at the
+     crop's edges: within one grey level of PIL's antialiased ``resized_crop`` when every crop
+     is enlarged (always for a cache stored at <= S: RAF-DB and the synthetic set at 112).
+     When some crop shrinks (e.g. 100 px -> the tiny model's 64), two matrix products with
+     PIL's antialiasing triangle filter instead (also within one grey level);
+   * the geometric RandAugment ops (shear, translate, rotate) are folded into that same
+     ``grid_sample`` when nothing before them in the sample's chain needs the unwarped image
+     (the crop, Identity, geometric, Brightness, Color, Posterize, Solarize: per-pixel ops that
+     keep a zero fill at zero, so they commute with the warp). torchvision applies them to the
+     resized uint8 image with nearest interpolation; here the point is interpolated bilinearly
+     from the source once. Whole-pixel translations are identical; shear and rotation differ
+     by interpolation only (a few grey levels per image on average, the same geometry and the
+     same zero-filled area). A geometric op after Contrast, Sharpness, AutoContrast or
+     Equalize (about 10 % of samples) runs afterwards, nearest, as torchvision does;
+   * the photometric ops run once per slot on the samples that drew them, on whole grey
+     levels (rounded after each op, as uint8 would be); the batch is processed in the order of
+     its first op so each of that slot's ops works on one contiguous slice.
 Usage (what the trainer codes against)::
 
     from transfer_lib.data import build_dataset
