@@ -528,6 +528,16 @@ class BatchAugment:
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"expected a uint8 batch (B, 3, H, W), got {images.dtype} {tuple(images.shape)}")
+        if images.device.type == "cpu" and torch.get_num_threads() > 1:
+            # one intra-op thread: these ops are small and many, and OpenMP's threads spin at
+            # every one of them (tens of times slower on a busy machine); FastLoader runs batches
+            # in parallel instead. The caller's setting is restored.
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                return self(images, generator)
+            finally:
+                torch.set_num_threads(threads)
         if not self.train:
             x = TF.resize(images, [self.size], antialias=True)
             x = TF.center_crop(x, [self.size, self.size])
