@@ -27,7 +27,13 @@ def count_parameters(module: torch.nn.Module) -> int:
 
 
 def forward_flops(model: torch.nn.Module, batch: int = 1) -> int:
-    """Forward FLOPs (2 x multiply-adds) of ``batch`` images, counted by torch's FlopCounterMode."""
+    """Forward FLOPs (2 x multiply-adds) of ``batch`` images, counted by torch's FlopCounterMode.
+
+    On a CPU the counter does not see inside ``scaled_dot_product_attention``, so the count
+    leaves out the attention matmuls (QK^T and AV: 0.95 G per 112 x 112 image at the paper
+    size); the paper-size model then counts 29.6 G, the figure usually quoted for TransFER. On a
+    GPU (flash / memory-efficient kernels) they are counted: 30.56 G.
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
     s = model.config.input_size

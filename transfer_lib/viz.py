@@ -152,7 +152,8 @@ def overlay(image: Any, heat: torch.Tensor | np.ndarray, alpha: float = 0.5,
     h = h[0, 0].numpy()
     h = (h - h.min()) / max(float(h.max() - h.min()), 1e-8)
     colour = matplotlib.colormaps[cmap](h)[..., :3]
-    return (1 - alpha) * img + alpha * colour
+    # float rounding can leave values a hair above 1, which matplotlib warns about when drawing
+    return np.clip((1 - alpha) * img + alpha * colour, 0.0, 1.0)
 
 
 def plot_class_counts(counts: Sequence[int], class_names: Sequence[str], title: str = "",
