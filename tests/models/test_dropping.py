@@ -129,3 +129,32 @@ def test_both_modes_agree_in_eval():
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(a(x), b(x))
+
+
+def test_mad_can_drop_several_maps():
+    mad = MultiAttentionDropping(p=1.0, num_drop=2).train()
+    out = mad(torch.rand(4000, 4, 2, 2) + 0.1)
+    zero_maps = (out == 0).flatten(2).all(-1)
+    assert (zero_maps.sum(1) == 2).all()
+    for b in range(4):  # each branch dropped half the time: 2 of 4, uniformly
+        assert within_binomial(int(zero_maps[:, b].sum()), 4000, 0.5)
+
+
+@pytest.mark.parametrize("mode", ["head", "token"])
+def test_msad_can_drop_several(mode):
+    msad = MultiHeadSelfAttentionDropping(p=1.0, mode=mode, num_drop=3).train()
+    out = msad(qkv_ones(n=500, tokens=20))
+    if mode == "head":
+        zero = (out == 0).permute(0, 3, 1, 2, 4).flatten(2).all(-1)  # (N, heads)
+    else:
+        zero = (out == 0).flatten(2).all(-1)  # (N, tokens)
+        assert zero[:, 8:].sum() == 0
+    assert (zero.sum(1) == 3).all()
+
+
+def test_num_drop_reaches_the_model_and_is_checked():
+    model = build_model("transfer", "tiny", mad_num_drop=2, msad_num_drop=2)
+    assert model.local_cnn.regulariser.num_drop == 2
+    assert all(b.attn.msad.num_drop == 2 for b in model.transformer.blocks)
+    with pytest.raises(ValueError, match="mad_num_drop"):
+        build_model("transfer", "tiny", mad_num_drop=3)

@@ -57,6 +57,7 @@ class TransFERConfig:
     use_lanet: bool = True
     map_regulariser: str = "mad"  # mad | none | dropout | dropblock | spatial
     mad_p: float = 0.6
+    mad_num_drop: int = 1  # maps zeroed in a hit sample (the paper: more than one gains nothing)
     dropblock_size: int = 3
     # transformer with MSAD
     embed_dim: int = 768
@@ -67,6 +68,7 @@ class TransFERConfig:
     qk_scale: float | None = None  # None: head_dim ** -0.5, as in the TransFER code
     layer_norm_eps: float = 1e-6
     msad_p: float = 0.3
+    msad_num_drop: int = 1  # heads (or tokens) zeroed in a hit sample
     msad_mode: str = "head"  # head (the paper) | token (the authors' code)
     extra: dict = field(default_factory=dict)
 
@@ -82,6 +84,10 @@ class TransFERConfig:
             raise ValueError("stem_widths and stem_depths must have the same length")
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}")
+        if not 1 <= self.mad_num_drop <= self.num_branches:
+            raise ValueError(f"mad_num_drop={self.mad_num_drop} must lie in 1..num_branches={self.num_branches}")
+        if not 1 <= self.msad_num_drop <= self.num_heads:
+            raise ValueError(f"msad_num_drop={self.msad_num_drop} must lie in 1..num_heads={self.num_heads}")
         for name in ("mad_p", "msad_p"):
             p = getattr(self, name)
             if not 0.0 <= p <= 1.0:

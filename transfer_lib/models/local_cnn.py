@@ -41,19 +41,20 @@ class MultiAttentionDropping(nn.Module):
     """MAD: in training, for each sample with probability ``p``, zero one of its B maps.
 
     maps: (N, B, H, W) -> (N, B, H, W). The dropped branch is drawn uniformly; nothing is
-    rescaled, and nothing is dropped in eval mode.
+    rescaled, and nothing is dropped in eval mode. ``num_drop`` > 1 zeroes that many distinct
+    maps instead (the paper reports no gain from dropping more than one).
     """
 
-    def __init__(self, p: float = 0.6) -> None:
+    def __init__(self, p: float = 0.6, num_drop: int = 1) -> None:
         super().__init__()
         self.p = p
+        self.num_drop = num_drop
 
     def keep_mask(self, n: int, branches: int, device: torch.device) -> torch.Tensor:
         """(N, B) mask of ones with one zero in each sample chosen to drop."""
         drop = torch.rand(n, device=device) < self.p  # (N,)
-        which = torch.randint(branches, (n,), device=device)  # (N,)
         # arithmetic, not boolean indexing: no host sync, no graph break under torch.compile
-        return 1.0 - F.one_hot(which, branches).float() * drop[:, None].float()  # (N, B)
+        return 1.0 - _chosen(n, branches, self.num_drop, device) * drop[:, None].float()  # (N, B)
 
     def forward(self, maps: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
@@ -62,7 +63,15 @@ class MultiAttentionDropping(nn.Module):
         return maps * self.keep_mask(n, b, maps.device).to(maps.dtype)[:, :, None, None]
 
     def extra_repr(self) -> str:
-        return f"p={self.p}"
+        return f"p={self.p}, num_drop={self.num_drop}"
+
+
+def _chosen(n: int, size: int, k: int, device: torch.device) -> torch.Tensor:
+    """(n, size) float mask with ones at k distinct positions per row, drawn uniformly."""
+    if k == 1:
+        return F.one_hot(torch.randint(size, (n,), device=device), size).float()
+    ranks = torch.rand(n, size, device=device).argsort(dim=1).argsort(dim=1)  # a random permutation
+    return (ranks < k).float()
 
 
 class DropBlock2d(nn.Module):
@@ -89,10 +98,10 @@ class DropBlock2d(nn.Module):
         return f"p={self.p}, block_size={self.block_size}"
 
 
-def make_map_regulariser(name: str, p: float, block_size: int = 3) -> nn.Module:
+def make_map_regulariser(name: str, p: float, block_size: int = 3, num_drop: int = 1) -> nn.Module:
     """The regulariser applied to the (N, B, H, W) stack of LANet maps in training."""
     if name == "mad":
-        return MultiAttentionDropping(p)
+        return MultiAttentionDropping(p, num_drop)
     if name == "none":
         return nn.Identity()
     if name == "dropout":
@@ -112,10 +121,11 @@ class LocalCNN(nn.Module):
     """
 
     def __init__(self, channels: int, num_branches: int = 2, reduction: int = 16,
-                 regulariser: str = "mad", p: float = 0.6, block_size: int = 3) -> None:
+                 regulariser: str = "mad", p: float = 0.6, block_size: int = 3,
+                 num_drop: int = 1) -> None:
         super().__init__()
         self.lanets = nn.ModuleList(LANet(channels, reduction) for _ in range(num_branches))
-        self.regulariser = make_map_regulariser(regulariser, p, block_size)
+        self.regulariser = make_map_regulariser(regulariser, p, block_size, num_drop)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         maps = torch.cat([lanet(x) for lanet in self.lanets], dim=1)  # (N, B, H, W)

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from transfer_lib.models.local_cnn import _chosen
+
 
 class MultiHeadSelfAttentionDropping(nn.Module):
     """MSAD on a qkv tensor (B, N, 3, heads, head_dim) -> same shape.
@@ -30,21 +32,23 @@ class MultiHeadSelfAttentionDropping(nn.Module):
     or one of the first ``heads`` tokens (``token``), drawn uniformly. No rescaling.
     """
 
-    def __init__(self, p: float = 0.3, mode: str = "head") -> None:
+    def __init__(self, p: float = 0.3, mode: str = "head", num_drop: int = 1) -> None:
         super().__init__()
         if mode not in ("head", "token"):
             raise ValueError(f"MSAD mode {mode!r} is not 'head' or 'token'")
         self.p = p
         self.mode = mode
+        self.num_drop = num_drop  # > 1: that many distinct heads (or of the first tokens)
 
     def keep_mask(self, qkv: torch.Tensor) -> torch.Tensor:
         """A mask broadcastable to qkv: (B, 1, 1, heads, 1) or (B, N, 1, 1, 1)."""
         b, n, _, heads, _ = qkv.shape
         hit = torch.rand(b, device=qkv.device) < self.p  # (B,)
-        which = torch.randint(heads, (b,), device=qkv.device)  # (B,)
-        size = heads if self.mode == "head" else n  # token mode: index drawn from range(heads)
         # arithmetic, not boolean indexing: no host sync, no graph break under torch.compile
-        mask = (1 - F.one_hot(which, size) * hit[:, None]).to(qkv.dtype)  # (B, size)
+        chosen = _chosen(b, heads, self.num_drop, qkv.device)  # (B, heads)
+        if self.mode == "token":  # the index is drawn from range(heads) but hits the token axis
+            chosen = F.pad(chosen, (0, n - heads)) if n >= heads else chosen[:, :n]
+        mask = (1 - chosen * hit[:, None]).to(qkv.dtype)  # (B, heads) or (B, N)
         if self.mode == "head":
             return mask[:, None, None, :, None]
         return mask[:, :, None, None, None]
@@ -55,7 +59,7 @@ class MultiHeadSelfAttentionDropping(nn.Module):
         return qkv * self.keep_mask(qkv)
 
     def extra_repr(self) -> str:
-        return f"p={self.p}, mode={self.mode!r}"
+        return f"p={self.p}, mode={self.mode!r}, num_drop={self.num_drop}"
 
 
 class MSADAttention(nn.Module):
@@ -67,13 +71,14 @@ class MSADAttention(nn.Module):
     """
 
     def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = False,
-                 qk_scale: float | None = None, msad_p: float = 0.3, msad_mode: str = "head") -> None:
+                 qk_scale: float | None = None, msad_p: float = 0.3, msad_mode: str = "head",
+                 msad_num_drop: int = 1) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.scale = qk_scale if qk_scale is not None else self.head_dim**-0.5
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
-        self.msad = MultiHeadSelfAttentionDropping(msad_p, msad_mode)
+        self.msad = MultiHeadSelfAttentionDropping(msad_p, msad_mode, msad_num_drop)
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, return_attention: bool = False):
@@ -109,10 +114,11 @@ class MSADBlock(nn.Module):
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 3.0, qkv_bias: bool = False,
                  qk_scale: float | None = None, eps: float = 1e-6, msad_p: float = 0.3,
-                 msad_mode: str = "head") -> None:
+                 msad_mode: str = "head", msad_num_drop: int = 1) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=eps)
-        self.attn = MSADAttention(dim, num_heads, qkv_bias, qk_scale, msad_p, msad_mode)
+        self.attn = MSADAttention(dim, num_heads, qkv_bias, qk_scale, msad_p, msad_mode,
+                                  msad_num_drop)
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
@@ -132,12 +138,14 @@ class MSADTransformer(nn.Module):
 
     def __init__(self, num_tokens: int, dim: int = 768, depth: int = 8, num_heads: int = 8,
                  mlp_ratio: float = 3.0, qkv_bias: bool = False, qk_scale: float | None = None,
-                 eps: float = 1e-6, msad_p: float = 0.3, msad_mode: str = "head") -> None:
+                 eps: float = 1e-6, msad_p: float = 0.3, msad_mode: str = "head",
+                 msad_num_drop: int = 1) -> None:
         super().__init__()
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens + 1, dim))
         self.blocks = nn.ModuleList(
-            MSADBlock(dim, num_heads, mlp_ratio, qkv_bias, qk_scale, eps, msad_p, msad_mode)
+            MSADBlock(dim, num_heads, mlp_ratio, qkv_bias, qk_scale, eps, msad_p, msad_mode,
+                      msad_num_drop)
             for _ in range(depth)
         )
         self.norm = nn.LayerNorm(dim, eps=eps)

@@ -57,13 +57,13 @@ class TransFER(nn.Module):
         self.stem = IR50Stem(c.stem_widths, c.stem_depths)
         self.local_cnn = (
             LocalCNN(c.stem_channels, c.num_branches, c.lanet_reduction, c.map_regulariser,
-                     c.mad_p, c.dropblock_size)
+                     c.mad_p, c.dropblock_size, c.mad_num_drop)
             if c.use_lanet else None
         )
         self.projection = nn.Conv2d(c.stem_channels, c.embed_dim, 1)
         self.transformer = MSADTransformer(
             c.num_tokens, c.embed_dim, c.depth, c.num_heads, c.mlp_ratio, c.qkv_bias,
-            c.qk_scale, c.layer_norm_eps, c.msad_p, c.msad_mode,
+            c.qk_scale, c.layer_norm_eps, c.msad_p, c.msad_mode, c.msad_num_drop,
         )
         self.head = nn.Linear(c.embed_dim, c.num_classes)
         nn.init.zeros_(self.head.weight)  # as the authors: the head starts at zero
