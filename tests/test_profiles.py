@@ -48,8 +48,15 @@ def test_active_profile_paper_on_gpu_with_rafdb(monkeypatch, tmp_path):
     assert active_profile().name == "paper"
 
 
+def _layout(root):
+    (root / "basic" / "EmoLabel").mkdir(parents=True)
+    (root / "basic" / "EmoLabel" / "list_patition_label.txt").write_text("")
+
+
 def test_find_rafdb_none_and_relative(monkeypatch, tmp_path):
     monkeypatch.delenv("TRANSFER_RAFDB", raising=False)
+    # no package-root fallback here: this checkout may hold a data/RAF-DB of its own
+    monkeypatch.setattr("transfer_lib.profiles.__file__", str(tmp_path / "pkg" / "profiles.py"))
     monkeypatch.chdir(tmp_path)
     assert find_rafdb() is None
     (tmp_path / "data" / "rafdb" / "basic" / "EmoLabel").mkdir(parents=True)
@@ -65,3 +72,24 @@ def test_get_profile_and_replace_validate():
     assert p.epochs == 5 and p.lr == PROFILES["smoke"].lr
     with pytest.raises(ValueError, match="optimiser"):
         get_profile("smoke").replace(optimiser="rmsprop")
+
+
+def test_find_rafdb_from_inside_the_book(monkeypatch, tmp_path):
+    """Chapters run from book/: data/RAF-DB of the project root (the folder with _config.yml /
+    pyproject.toml above the working directory) is found; then the package's own checkout."""
+    monkeypatch.delenv("TRANSFER_RAFDB", raising=False)
+    monkeypatch.setattr("transfer_lib.profiles.__file__", str(tmp_path / "pkg" / "profiles.py"))
+    project = tmp_path / "project"
+    (project / "book" / "src").mkdir(parents=True)
+    monkeypatch.chdir(project / "book" / "src")
+    _layout(project / "data" / "RAF-DB")
+    assert find_rafdb() is None  # no marker yet: not a project root
+    (project / "_config.yml").write_text("title: x\n")
+    assert find_rafdb() == project / "data" / "RAF-DB"
+    # an editable install: the folder holding the package's pyproject.toml, from anywhere
+    (project / "_config.yml").unlink()
+    (project / "pyproject.toml").write_text("")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("transfer_lib.profiles.__file__",
+                        str(project / "transfer_lib" / "profiles.py"))
+    assert find_rafdb() == project / "data" / "RAF-DB"

@@ -162,13 +162,24 @@ def find_rafdb(extra: list[str | os.PathLike] | None = None) -> Path | None:
     """The root of RAF-DB in its distributed layout, or None.
 
     Looks in ``$TRANSFER_RAFDB``, then ``data/RAF-DB``, ``data/rafdb`` and Colab's
-    ``/content/drive/MyDrive/RAF-DB``. A root qualifies when it holds
+    ``/content/drive/MyDrive/RAF-DB``. The relative places are tried from the working directory
+    and then from the project root: each folder above it holding ``_config.yml`` or
+    ``pyproject.toml`` (the book runs its chapters from inside ``book/``), then the folder holding
+    the package's ``pyproject.toml`` (an editable install). A root qualifies when it holds
     ``basic/EmoLabel/list_patition_label.txt`` (or the root itself is the ``basic`` folder).
     """
     candidates: list[str | os.PathLike] = []
     if os.environ.get("TRANSFER_RAFDB"):
         candidates.append(os.environ["TRANSFER_RAFDB"])
     candidates += list(extra or []) + list(RAFDB_CANDIDATES)
+    cwd = Path.cwd().resolve()
+    roots = [d for d in cwd.parents if (d / "_config.yml").is_file() or (d / "pyproject.toml").is_file()]
+    package_root = Path(__file__).resolve().parent.parent
+    if (package_root / "pyproject.toml").is_file():
+        roots.append(package_root)
+    for c in RAFDB_CANDIDATES:
+        if not Path(c).expanduser().is_absolute():
+            candidates += [d / c for d in dict.fromkeys(roots) if d != cwd]
     for c in candidates:
         root = Path(c).expanduser()
         if (root / "basic" / "EmoLabel" / "list_patition_label.txt").is_file():
