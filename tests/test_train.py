@@ -44,6 +44,10 @@ def test_run_directory_holds_everything(smoke_run):
     assert summary["final_accuracy"] == pytest.approx(float(cm.diag().sum()) / 21)
     config = json.loads((out / "config.json").read_text())
     assert config["profile"]["name"] == "smoke" and config["model"]["variant"] == "transfer"
+    # fast is on by default on CUDA only
+    pipeline = "fast" if torch.cuda.is_available() else "per-image"
+    assert config["pipeline"] == summary["pipeline"] == pipeline
+    assert all(x["pipeline"] == pipeline for x in lines)
 
 
 def test_checkpoints_load_safely(smoke_run):

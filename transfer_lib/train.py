@@ -17,6 +17,23 @@ every rank. So a run killed at any moment and resumed with ``--resume`` restarts
 the last finished epoch and, on a CPU, ends with bitwise the same weights as a run never
 interrupted (``tests/test_train_resume.py`` checks it with SIGKILL).
 
+Two input pipelines (``TrainConfig.fast``; on by default on CUDA, ``--fast`` / ``--no-fast``):
+
+* ``per-image``: a torch ``DataLoader`` decoding each JPEG and running the per-image transforms
+  (:func:`train_transform_for`) in ``workers`` processes;
+* ``fast``: :func:`~transfer_lib.data.fast.build_cache` decodes the data set once into a uint8
+  memmap (under ``cache_dir``, default ``<data root>/../cache/<root name>-<hash>``, or
+  ``$TRANSFER_CACHE``), :class:`~transfer_lib.data.fast.FastLoader` gathers whole batches (on
+  CUDA pinned, copied ``non_blocking``) and the batch is augmented on the training device:
+  :class:`~transfer_lib.data.fast.BatchAugment` for ``augment="paper"``,
+  :class:`LightBatchAugment` (crop + flip) for ``"light"``; evaluation runs through the cache
+  too (``BatchAugment(train=False)``). The order of an epoch depends on (seed, epoch), each
+  rank's shard on (rank, world_size) with the same number of batches on every rank, and the
+  augmentation of a step on (seed, epoch, rank, step): resumption stays exact.
+
+``config.json``, every ``metrics.jsonl`` line and ``summary.json`` record the ``pipeline`` that
+ran; the metrics lines also hold images/s and the seconds spent waiting for data.
+
 Speed on a GPU: bf16 autocast (``amp_dtype="fp16"`` adds a GradScaler), channels_last, optional
 ``torch.compile``; attention runs through ``scaled_dot_product_attention`` (flash kernels).
 On a CPU the same code runs in fp32. Under ``torchrun`` the model is wrapped in
@@ -26,11 +43,15 @@ DistributedDataParallel; only rank 0 evaluates and writes files.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
+import itertools
 import json
 import math
 import os
 import random
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,6 +130,7 @@ class TrainConfig:
     channels_last: bool | None = None  # None: on for CUDA
     compile: bool = False
     fast: bool | None = None  # the uint8 cache + batched augmentation; None: on for CUDA if present
+    cache_dir: str | None = None  # the fast path's cache; None: $TRANSFER_CACHE or <data>/../cache
     progress: bool = True
 
     def profile_obj(self) -> Profile:
@@ -179,13 +201,20 @@ class EpochShardSampler(Sampler):
         return math.ceil(self.n / self.world_size)
 
 
+#: RandomResizedCrop's ranges of the ``light`` augmentation (per-image and batched alike).
+LIGHT_CROP_SCALE: tuple[float, float] = (0.7, 1.0)
+LIGHT_CROP_RATIO: tuple[float, float] = (0.9, 1.1)
+PIPELINES: tuple[str, ...] = ("fast", "per-image")
+CACHE_ENV = "TRANSFER_CACHE"
+
+
 def _light_train_transform(config):
     """Crop and flip only: what a from-scratch model on the synthetic set learns from fastest."""
     from torchvision import transforms as T
 
     s = config.input_size
     return T.Compose([
-        T.RandomResizedCrop(s, scale=(0.7, 1.0), ratio=(0.9, 1.1)),
+        T.RandomResizedCrop(s, scale=LIGHT_CROP_SCALE, ratio=LIGHT_CROP_RATIO),
         T.RandomHorizontalFlip(),
         T.ToTensor(),
         T.Normalize(config.mean, config.std),
@@ -199,6 +228,52 @@ def train_transform_for(config, augment: str):
         return transforms.train_transform(config)
     light = getattr(transforms, "light_train_transform", None)
     return light(config) if light is not None else _light_train_transform(config)
+
+
+@functools.cache
+def _batch_augment_classes():
+    """(BatchAugment, LightBatchAugment), imported on first use (torchvision is slow to import
+    and the CLI imports this module to build its parser)."""
+    from transfer_lib.data.fast import BatchAugment, resized_crops, sample_crops
+
+    class LightBatchAugment(BatchAugment):
+        """The ``light`` train augmentation on a uint8 batch: :func:`_light_train_transform`
+        (RandomResizedCrop at :data:`LIGHT_CROP_SCALE` / :data:`LIGHT_CROP_RATIO`, horizontal
+        flip, normalise), each image within one grey level of the per-image transform for the
+        same crop and flip. Parameters come from ``generator`` (drawn on the CPU), so a batch is
+        reproducible on any device; ``last_params`` holds ``crops`` and ``flips``."""
+
+        def __init__(self, config, scale=LIGHT_CROP_SCALE, ratio=LIGHT_CROP_RATIO):
+            super().__init__(config, train=True)
+            self.scale, self.ratio = tuple(scale), tuple(ratio)
+
+        def __repr__(self) -> str:
+            return f"LightBatchAugment(size={self.size}, scale={self.scale}, ratio={self.ratio})"
+
+        def _train(self, images: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
+            n, _, h, w = images.shape
+            crops = sample_crops(n, h, w, scale=self.scale, ratio=self.ratio, generator=g)
+            flips = torch.rand(n, generator=g) < 0.5
+            self.last_params = dict(crops=crops, flips=flips)
+            x = resized_crops(images, crops, flips, self.size).round_()  # params on the CPU
+            return self.normalise(x)  # whole grey levels, as the uint8 PIL crop gives
+
+    return BatchAugment, LightBatchAugment
+
+
+def __getattr__(name: str):
+    if name == "LightBatchAugment":
+        return _batch_augment_classes()[1]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def batch_augment_for(config, augment: str, train: bool = True):
+    """The fast path's counterpart of :func:`train_transform_for` (``train=False``: of the eval
+    transform): ``BatchAugment`` for ``"paper"``, ``LightBatchAugment`` for ``"light"``."""
+    batch_augment, light = _batch_augment_classes()
+    if not train:
+        return batch_augment(config, train=False)
+    return batch_augment(config, train=True) if augment == "paper" else light(config)
 
 
 def resolve_data_root(cfg: TrainConfig, prof: Profile, ctx: DistContext) -> Path:
@@ -239,6 +314,56 @@ def build_loaders(cfg: TrainConfig, prof: Profile, model_config, root: Path, ctx
     test_loader = DataLoader(test_set, batch_size=max(64, prof.batch_size), shuffle=False,
                              num_workers=workers, pin_memory=pin, persistent_workers=workers > 0)
     return train_loader, sampler, generator, test_loader
+
+
+def cache_dir_for(cfg: TrainConfig, root: Path) -> Path:
+    """Where the fast path caches ``root``: under ``cfg.cache_dir``, ``$TRANSFER_CACHE`` or
+    ``root/../cache`` (``data/cache`` when that is read-only), a folder of its own per data root
+    (build_cache replaces the caches of the same data set and split in its folder, so two
+    synthetic sets must not share one)."""
+    resolved = Path(root).resolve()
+    base = cfg.cache_dir or os.environ.get(CACHE_ENV)
+    if not base:
+        base = resolved.parent / "cache" if os.access(resolved.parent, os.W_OK) else "data/cache"
+    return Path(base) / f"{resolved.name}-{hashlib.sha1(str(resolved).encode()).hexdigest()[:8]}"
+
+
+def build_fast_loaders(cfg: TrainConfig, prof: Profile, model_config, root: Path,
+                       ctx: DistContext, train_set, test_set):
+    """The fast path's loaders: (train FastLoader, test FastLoader or None off rank 0).
+
+    Rank 0 decodes the caches (once per source) while the others wait, then every rank maps
+    them. The train loader shuffles by (seed, epoch) (``set_epoch``), gives rank ``r`` of ``w``
+    its own shard with the same number of batches on every rank, and augments step ``t`` with a
+    generator seeded by (seed, epoch, rank, t). On the CPU it augments in this thread
+    (``workers=1``): FastLoader's worker threads would set the process-wide intra-op thread
+    count to one under the training step, at a moment that varies from run to run.
+    """
+    from transfer_lib.data.fast import FastLoader, build_cache
+
+    cache_dir = cache_dir_for(cfg, root)
+    train_cache = test_cache = None
+    for turn in ("main", "others"):
+        if ctx.is_main == (turn == "main"):
+            train_cache = build_cache(train_set, cache_dir)
+            if ctx.is_main:
+                test_cache = build_cache(test_set, cache_dir)
+        barrier(ctx)
+    per_rank_batch = max(1, prof.batch_size // ctx.world_size) if ctx.distributed else prof.batch_size
+    per_rank = math.ceil(len(train_cache) / ctx.world_size)
+    drop_last = per_rank >= per_rank_batch * 2  # BatchNorm needs more than one image
+    workers = 1 if ctx.device.type == "cpu" else None
+    train_loader = FastLoader(train_cache, per_rank_batch, shuffle=True, drop_last=drop_last,
+                              device=ctx.device, augment=batch_augment_for(model_config, prof.augment),
+                              seed=cfg.seed, rank=ctx.rank, world_size=ctx.world_size,
+                              workers=workers)
+    test_loader = None
+    if test_cache is not None:
+        test_loader = FastLoader(test_cache, max(64, prof.batch_size), shuffle=False,
+                                 drop_last=False, device=ctx.device,
+                                 augment=batch_augment_for(model_config, prof.augment, train=False),
+                                 seed=cfg.seed, workers=workers)
+    return train_loader, test_loader
 
 
 # ---------------------------------------------------------------------------------------------
@@ -393,6 +518,8 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> dict:
     device = ctx.device
     on_cuda = device.type == "cuda"
     use_amp = on_cuda if cfg.amp is None else cfg.amp
+    fast = on_cuda if cfg.fast is None else bool(cfg.fast)
+    pipeline = "fast" if fast else "per-image"
     amp_dtype = AMP_DTYPES[cfg.amp_dtype]
     channels_last = on_cuda if cfg.channels_last is None else cfg.channels_last
     hook = _test_hook()
@@ -422,12 +549,18 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> dict:
     class_names = list(probe.classes)
     model, mc = build_training_model(cfg, prof, class_names)
     train_set = build_dataset(cfg.dataset, root, "train",
-                              transform=train_transform_for(mc, prof.augment))
-    test_set = build_dataset(cfg.dataset, root, "test", transform=eval_transform(mc))
+                              transform=None if fast else train_transform_for(mc, prof.augment))
+    test_set = build_dataset(cfg.dataset, root, "test", transform=None if fast else eval_transform(mc))
     if len(train_set) == 0 or len(test_set) == 0:
         raise DataError(f"{root}: {len(train_set)} training and {len(test_set)} test images found")
-    train_loader, sampler, loader_gen, test_loader = build_loaders(
-        cfg, prof, mc, root, ctx, train_set, test_set)
+    sampler = loader_gen = None
+    if fast:
+        train_loader, test_loader = build_fast_loaders(cfg, prof, mc, root, ctx, train_set, test_set)
+        train_augment = repr(train_loader.augment)
+    else:
+        train_loader, sampler, loader_gen, test_loader = build_loaders(
+            cfg, prof, mc, root, ctx, train_set, test_set)
+        train_augment = repr(train_set.transform)
     steps_per_epoch = len(train_loader) if cfg.max_steps is None else min(len(train_loader), cfg.max_steps)
 
     model = model.to(device)
@@ -446,6 +579,11 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> dict:
         optimiser.load_state_dict(ckpt["optimizer"])
         scaler.load_state_dict(ckpt["scaler"])
         start_epoch, global_step = int(ckpt["epoch"]), int(ckpt["global_step"])
+        before = ckpt.get("pipeline", "per-image")
+        if before != pipeline and ctx.is_main:
+            print(f"warning: {last_path} was trained with the {before} input pipeline and resumes "
+                  f"with the {pipeline} one (--{'no-' if before == 'per-image' else ''}fast keeps "
+                  f"it): the batches differ from an uninterrupted run", file=sys.stderr)
         best_acc, wall_before = float(ckpt["best_accuracy"]), float(ckpt["wall_seconds"])
         rngs = ckpt["rng"]
         set_rng_state(rngs[ctx.rank] if ctx.rank < len(rngs) else rngs[0])
@@ -459,7 +597,9 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> dict:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(
             {"train": cfg.to_dict(), "profile": prof.to_dict(), "model": mc.to_dict(),
-             "data_root": str(root), "world_size": ctx.world_size, "device": str(device)},
+             "data_root": str(root), "world_size": ctx.world_size, "device": str(device),
+             "pipeline": pipeline, "train_augment": train_augment,
+             "cache": str(train_loader.cache.path) if fast else None},
             indent=1, default=str))
         # drop metric lines of epochs that will be run again
         metrics_path = run_dir / "metrics.jsonl"
@@ -488,19 +628,28 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> dict:
     epoch_log: dict = {}
     check_every = 1 if device.type == "cpu" else 25
     for epoch in range(start_epoch, prof.epochs):
-        sampler.set_epoch(epoch)
-        loader_gen.manual_seed(cfg.seed * 1_000_003 + epoch * 131 + ctx.rank)
+        if fast:
+            train_loader.set_epoch(epoch)  # order by (seed, epoch); augmentation by step too
+        else:
+            sampler.set_epoch(epoch)
+            loader_gen.manual_seed(cfg.seed * 1_000_003 + epoch * 131 + ctx.rank)
         model.train()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.int64)
         seen = 0
         lr = prof.lr_at(epoch)
         t0 = time.perf_counter()
+        data_wait = 0.0
         bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{prof.epochs}",
                    disable=not (ctx.is_main and cfg.progress), leave=False, dynamic_ncols=True)
-        for i, (images, labels) in enumerate(train_loader):
-            if i >= steps_per_epoch:
+        batches = iter(itertools.islice(train_loader, steps_per_epoch))
+        for i in range(steps_per_epoch):
+            t_wait = time.perf_counter()
+            try:
+                images, labels = next(batches)
+            except StopIteration:
                 break
+            data_wait += time.perf_counter() - t_wait
             lr = prof.lr_at(epoch + i / steps_per_epoch)
             for group in optimiser.param_groups:
                 group["lr"] = lr
@@ -531,6 +680,7 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> dict:
             if hook == ("kill_in_epoch", epoch + 1) and i == 0:
                 os.kill(os.getpid(), signal.SIGKILL)  # a crash in the middle of an epoch
         bar.close()
+        del batches  # ends the loader's producer thread / worker iteration
         if ctx.distributed:  # BatchNorm statistics are per rank: take rank 0's everywhere
             for buf in model.buffers():
                 torch.distributed.broadcast(buf, src=0)
@@ -547,7 +697,8 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> dict:
             "epoch": epoch + 1, "loss": float(totals[0]) / n_seen, "lr": lr,
             "train_accuracy": float(totals[1]) / n_seen,
             "images_per_second": n_seen / max(train_seconds, 1e-9),
-            "train_seconds": train_seconds,
+            "train_seconds": train_seconds, "data_wait_seconds": data_wait,
+            "pipeline": pipeline,
         }
 
         is_last = epoch + 1 == prof.epochs
@@ -572,7 +723,7 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> dict:
                 "global_step": global_step, "optimizer": optimiser.state_dict(),
                 "scaler": scaler.state_dict(), "rng": rngs, "best_accuracy": best_acc,
                 "wall_seconds": wall, "train_config": _plain(cfg.to_dict()),
-                "profile": _plain(prof.to_dict()),
+                "profile": _plain(prof.to_dict()), "pipeline": pipeline,
             }
             if improved:
                 save_atomic({"model": state["model"], "config": state["config"],
@@ -591,7 +742,8 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> dict:
     if ctx.is_main:
         summary = _write_summary(cfg, prof, mc, ctx, run_dir, model, test_loader, last_metrics,
                                  best_acc, wall_before + time.perf_counter() - started,
-                                 amp_dtype if use_amp else None, channels_last, epoch_log)
+                                 amp_dtype if use_amp else None, channels_last, epoch_log,
+                                 pipeline)
     if ctx.distributed and os.environ.get("TRANSFER_TEST_DUMP_WEIGHTS"):
         save_atomic(model.state_dict(),
                     Path(os.environ["TRANSFER_TEST_DUMP_WEIGHTS"]) / f"rank{ctx.rank}.pt")
@@ -619,7 +771,7 @@ def _check_finite(ctx: DistContext, loss_sum: torch.Tensor, epoch: int, step: in
 
 
 def _write_summary(cfg, prof, mc, ctx, run_dir, model, test_loader, metrics, best_acc, wall,
-                   amp_dtype, channels_last, epoch_log) -> dict:
+                   amp_dtype, channels_last, epoch_log, pipeline="per-image") -> dict:
     from transfer_lib.evaluate import evaluate
 
     if metrics is None:  # resumed after the last epoch's checkpoint: evaluate again
@@ -638,6 +790,7 @@ def _write_summary(cfg, prof, mc, ctx, run_dir, model, test_loader, metrics, bes
         "epochs": prof.epochs,
         "wall_seconds": wall,
         "images_per_second": epoch_log.get("images_per_second"),
+        "pipeline": pipeline,
         "device": f"{device} ({name})" + (f" x{ctx.world_size}" if ctx.distributed else ""),
         "world_size": ctx.world_size,
         "profile": prof.name,

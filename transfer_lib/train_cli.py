@@ -11,6 +11,8 @@ Examples:
 
 Without --data the synthetic set is generated under data/ on first use and reused.
 RUN_DIR gets config.json, metrics.jsonl, last.pt, best.pt and, when complete, summary.json.
+On CUDA the fast input pipeline is on by default (--no-fast: the per-image DataLoader); on a
+CPU it is off (--fast turns it on); config.json and the metrics record which one ran.
 Profiles (transfer_lib/profiles.py): smoke, cpu, paper; options below override their fields.
 """
 
@@ -32,7 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--dataset", choices=DATASETS, default="rafdb")
     g.add_argument("--workers", type=int, metavar="N", help="data loader processes")
     g.add_argument("--fast", action=argparse.BooleanOptionalAction, default=None,
-                   help="uint8 cache + batched augmentation (default: on for CUDA if available)")
+                   help="the fast input pipeline: images decoded once into a uint8 cache, whole "
+                        "batches augmented on the training device (default: on for CUDA, off "
+                        "on CPU; --fast forces it on a CPU)")
+    g.add_argument("--cache-dir", metavar="DIR",
+                   help="where --fast caches the decoded images (default: $TRANSFER_CACHE, else "
+                        "DATA/../cache; on Colab a local folder such as /content/cache)")
     g = parser.add_argument_group("recipe (defaults from --profile)")
     g.add_argument("--profile", choices=PROFILE_NAMES, default=None,
                    help="smoke | cpu | paper (default: $TRANSFER_PROFILE, else paper on a GPU "
@@ -92,6 +99,7 @@ def config_from_args(args: argparse.Namespace):
         ir50=args.ir50, vit=args.vit, seed=args.seed, resume=args.resume,
         max_steps=args.max_steps, device=args.device, amp=args.amp, amp_dtype=args.amp_dtype,
         channels_last=args.channels_last, compile=args.compile, fast=args.fast,
+        cache_dir=args.cache_dir,
         progress=args.progress,
     )
 
