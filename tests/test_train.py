@@ -82,6 +82,17 @@ def test_run_or_load_skips_a_complete_run(smoke_run, monkeypatch):
     assert run_or_load(out, **SMOKE) == summary
 
 
+def test_run_or_load_refuses_a_complete_run_of_another_recipe(smoke_run, monkeypatch):
+    out, _ = smoke_run
+    monkeypatch.setattr("transfer_lib.train.train", lambda cfg: {"retrained": True})
+    with pytest.raises(TransferError, match=r"another recipe \(epochs: saved 2, asked 3"):
+        run_or_load(out, **{**SMOKE, "epochs": 3})
+    with pytest.raises(TransferError, match="msad_mode"):
+        run_or_load(out, **{**SMOKE, "msad_mode": "token"})
+    # how a run executes (progress bar, device) is not part of its recipe
+    assert run_or_load(out, **{**SMOKE, "progress": True, "device": "cpu"})["complete"]
+
+
 def test_run_or_load_trains_when_missing(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr("transfer_lib.train.train", lambda cfg: calls.append(cfg) or {"x": 1})

@@ -504,12 +504,49 @@ def run_or_load(run_dir: str | os.PathLike, config: TrainConfig | dict | None = 
     """The summary of the complete run in ``run_dir``; train it first (resuming if it was
     interrupted) when it is not complete. The book calls this, so a rebuild never retrains."""
     run_dir = Path(run_dir)
+    cfg = _as_config(config, kwargs)
     summary = _read_summary(run_dir)
     if summary is not None:
+        stale = _recipe_differences(run_dir, cfg)
+        if stale:
+            raise TransferError(
+                f"{run_dir} holds a complete run of another recipe ({'; '.join(stale)}). "
+                f"Delete that folder to train the new recipe, or pass another run directory."
+            )
         return summary
-    cfg = _as_config(config, kwargs)
     cfg = dataclasses.replace(cfg, out=str(run_dir), resume=(run_dir / "last.pt").is_file())
     return train(cfg)
+
+
+#: TrainConfig fields that change how a run is executed but not what it computes.
+_EXECUTION_FIELDS = ("out", "resume", "progress", "device", "amp", "channels_last", "compile",
+                     "fast", "workers", "profile")
+
+
+def _recipe_differences(run_dir: Path, cfg: TrainConfig) -> list[str]:
+    """What differs between the recipe saved in ``run_dir/config.json`` and ``cfg``'s."""
+    try:
+        saved = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return []  # an older or foreign run directory: nothing to compare against
+
+    def plain(x):
+        return json.loads(json.dumps(x, default=str))
+
+    wanted_train = plain(cfg.to_dict())
+    wanted_profile = plain(cfg.profile_obj().to_dict())
+    diffs = []
+    for key, value in wanted_train.items():
+        if key in _EXECUTION_FIELDS or key in PROFILE_OVERRIDES or key not in saved.get("train", {}):
+            continue
+        if saved["train"][key] != value:
+            diffs.append(f"{key}: saved {saved['train'][key]!r}, asked {value!r}")
+    for key, value in wanted_profile.items():
+        if key in ("name", "description", "workers") or key not in saved.get("profile", {}):
+            continue
+        if saved["profile"][key] != value:
+            diffs.append(f"{key}: saved {saved['profile'][key]!r}, asked {value!r}")
+    return diffs
 
 
 def _train(cfg: TrainConfig, ctx: DistContext) -> dict:
