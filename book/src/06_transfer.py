@@ -60,8 +60,9 @@ assert dict(shapes) == {
 #
 # ## 65.2 M parameters, 29.6 GFLOPs
 #
-# The spec gives the paper-size model "about 65.2 M parameters (stem 17.6 M)" and "about
-# 29.6 GFLOPs" per image (FLOPs = 2 x multiply-adds, forward only). We count both:
+# Built as the authors' code builds it, the paper-size model has about 65.2 M parameters (stem
+# 17.6 M) and costs about 29.6 GFLOPs per image (FLOPs = 2 x multiply-adds, forward only), the
+# figures usually quoted for TransFER. We count both:
 
 # %%
 rows = [(name, count_parameters(m) / 1e6) for name, m in model.named_children()]
@@ -85,7 +86,7 @@ del model  # the paper-size model is not the one we train on a CPU
 # %% [markdown]
 # Most of the weight sits in the transformer (8 blocks of 5.9 M). The 29.6 G is what a FLOP
 # counter that sees only the layers' matrix products reports: on a CPU, torch's counter does not
-# see inside `scaled_dot_product_attention`, and the spec's figure matches a count that leaves
+# see inside `scaled_dot_product_attention`, and the quoted figure matches a count that leaves
 # it out. The attention's own two products, Q K^T and weights x V, add
 # 8 x 2 x 2 x 197^2 x 768 = 0.95 G (what the explicit path counts, and what the GPU benchmark
 # of chapter 9 reports: 30.6 G).
