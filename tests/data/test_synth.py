@@ -72,3 +72,17 @@ def test_ensure_synthetic_reuses_and_regenerates(tmp_path):
     ensure_synthetic(tmp_path / "s", train=14, test=7, seed=1, workers=1)
     assert marker.stat().st_mtime_ns != stamp  # parameters differ: regenerated
     assert len(build_dataset("synthetic", root, "test")) == 7
+
+
+def test_difficulty_levers(monkeypatch):
+    from transfer_lib.data import synth
+
+    lo, hi = synth.INTENSITY_RANGE
+    ts = [synth.sample_face(0, np.random.default_rng(s)).intensity for s in range(50)]
+    assert lo <= min(ts) and max(ts) <= hi
+    pose = [synth.sample_face(0, np.random.default_rng(s)).pose["scale"] for s in range(50)]
+    assert synth.FACE_SCALE[0] <= min(pose) and max(pose) <= synth.FACE_SCALE[1]
+    base = render_face("Anger", seed=2, nuisance=False)
+    monkeypatch.setattr(synth, "STROKE", 2 * synth.STROKE)
+    thick = render_face("Anger", seed=2, nuisance=False)
+    assert (np.abs(thick.astype(int) - base).sum(-1) > 30).mean() > 0.002  # wider strokes

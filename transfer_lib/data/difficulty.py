@@ -3,7 +3,9 @@
 Run ``python -m transfer_lib.data.difficulty [--minutes 2] [--json PATH]``; it generates (or
 reuses) the default embedded set with :func:`ensure_synthetic` and prints test accuracy and
 balanced accuracy (mean per-class recall) of: the majority class, a logistic regression on the
-raw 48 x 48 pixels (downsampled for memory), and a small CNN trained for ``--minutes``.
+raw 48 x 48 pixels (downsampled for memory), and a small CNN trained for ``--minutes``. The
+JSON records the generator version and the 1-minute load average before and after: the CNN's
+figure depends on how many epochs fit in its minutes, so a busy machine reads lower.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from transfer_lib.data import build_dataset, ensure_synthetic
+from transfer_lib.data.synth import GENERATOR_VERSION
 
 
 def _load(root, split: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(os.cpu_count() or 1)
+    load_start = round(os.getloadavg()[0], 2)
     root = ensure_synthetic()
     xtr, ytr = _load(root, "train", args.size)
     xte, yte = _load(root, "test", args.size)
@@ -97,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     res = dict(machine=f"{os.cpu_count()}-core CPU ({platform.machine()})", train=len(ytr),
                test=len(yte), size=args.size, majority=_scores(majority, yte),
                linear=linear(xtr, ytr, xte, yte), cnn=cnn(xtr, ytr, xte, yte, args.minutes),
-               cnn_minutes=args.minutes)
+               cnn_minutes=args.minutes, generator_version=GENERATOR_VERSION,
+               load_average=[load_start, round(os.getloadavg()[0], 2)])
     print(json.dumps(res, indent=1))
     if args.json:
         with open(args.json, "w") as f:
