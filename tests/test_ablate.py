@@ -4,6 +4,7 @@ import pytest
 
 from transfer_lib.ablate import ROWS, ablate, markdown_table
 from transfer_lib.cli import main
+from transfer_lib.errors import TransferError
 
 
 def test_rows_cover_the_paper_and_the_comparisons():
@@ -31,8 +32,12 @@ def test_ablate_smoke_then_skip(tmp_path, monkeypatch, capsys):
         raise AssertionError("a complete run was trained again")
 
     monkeypatch.setattr("transfer_lib.train.train", boom)
-    again = ablate("smoke", 2, ["vit_fer", "transfer_token"], out, progress=False)
+    again = ablate("smoke", 2, ["vit_fer", "transfer_token"], out, progress=False,
+                   epochs=1, max_steps=1)
     assert again["rows"] == result["rows"]
+    # another recipe in the same folder is refused, not silently answered with the old runs
+    with pytest.raises(TransferError, match="another recipe"):
+        ablate("smoke", 2, ["vit_fer"], out, progress=False, epochs=2, max_steps=1)
 
 
 def test_paper_figure_only_on_real_rafdb():

@@ -6,9 +6,8 @@ import math
 
 import numpy as np
 import pytest
+import skimage  # noqa: F401,E402  (the predict extra; installed by make setup)
 from PIL import Image
-
-pytest.importorskip("skimage")
 from skimage import data  # noqa: E402
 
 from transfer_lib import faces  # noqa: E402
@@ -97,12 +96,7 @@ def test_no_face_in_plain_or_noise_images():
 def test_synthetic_faces_are_not_detected_and_need_no_detect():
     """The LBP cascade is trained on photos; the drawn synthetic faces are mostly missed, which
     is why ``predict --no-detect`` exists. Pin that honestly: if this starts failing, great."""
-    synth = pytest.importorskip("transfer_lib.data.synth")
+    from transfer_lib.data import synth
+
     found = [len(faces.detect_faces(synth.render_face(label, seed=label))) for label in range(7)]
     assert sum(found) <= 2
-    # they are already aligned like RAF-DB: eyes level around the template's height
-    face = synth.render_face(3, seed=0, nuisance=False)
-    eyes = _eyes_in_crop(face)
-    assert eyes is not None and abs(_eye_row_tilt(eyes)) < 8
-    for (ex, ey), (tx, ty) in zip(eyes, faces.TEMPLATE_EYES):
-        assert abs(ex - 100 * tx) < 8 and abs(ey - 100 * ty) < 8

@@ -7,10 +7,9 @@ import pickle
 
 import numpy as np
 import pytest
+import skimage  # noqa: F401,E402  (the predict extra; installed by make setup)
 import torch
 from PIL import Image
-
-pytest.importorskip("skimage")
 from skimage import data  # noqa: E402
 
 from transfer_lib.checkpoint import save_atomic  # noqa: E402
@@ -65,7 +64,7 @@ def test_predict_photo_and_empty_image(files, capsys):
 
 def test_predict_no_detect_on_synthetic_face(files, capsys, tmp_path):
     root, _ = files
-    synth = pytest.importorskip("transfer_lib.data.synth")
+    from transfer_lib.data import synth
     Image.fromarray(synth.render_face("Happiness", seed=1)).save(tmp_path / "synth.png")
     assert main(["predict", str(tmp_path / "synth.png"), "--checkpoint", str(root / "tiny.pt"),
                  "--no-detect"]) == 0

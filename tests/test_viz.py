@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import warnings
 
+import matplotlib  # noqa: E402  (the viz extra; installed by make setup)
 import numpy as np
 import pytest
 import torch
 
-matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
