@@ -63,12 +63,17 @@ def _evolve_ir50_state() -> dict[str, torch.Tensor]:
     return state
 
 
-@pytest.fixture(scope="module")
-def ir50_file(tmp_path_factory):
-    state = _evolve_ir50_state()
-    path = tmp_path_factory.mktemp("evolve") / "backbone_ir50_ms1m_epoch120.pth"
+def _saved(tmp_path_factory, folder: str, filename: str, state: dict):
+    """``state`` written with torch.save under its upstream file name: (path, state)."""
+    path = tmp_path_factory.mktemp(folder) / filename
     torch.save(state, path)
     return path, state
+
+
+@pytest.fixture(scope="module")
+def ir50_file(tmp_path_factory):
+    return _saved(tmp_path_factory, "evolve", "backbone_ir50_ms1m_epoch120.pth",
+                  _evolve_ir50_state())
 
 
 def test_ir50_layout_matches_face_evolve(ir50_file):
@@ -141,10 +146,8 @@ def _timm_vit_small_state() -> dict[str, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def vit_file(tmp_path_factory):
-    state = _timm_vit_small_state()
-    path = tmp_path_factory.mktemp("timm") / "vit_small_p16_224-15ec54c9.pth"
-    torch.save(state, path)
-    return path, state
+    return _saved(tmp_path_factory, "timm", "vit_small_p16_224-15ec54c9.pth",
+                  _timm_vit_small_state())
 
 
 def test_load_vit_small_values_and_report(vit_file, capsys):

@@ -107,44 +107,40 @@ class Profile:
             raise ValueError("epochs, batch_size and eval_every must be at least 1")
 
 
+_CPU = Profile(
+    name="cpu",
+    description="tiny TransFER on the synthetic set, AdamW + cosine from scratch, minutes on 2 cores",
+    size="tiny",
+    epochs=12,
+    batch_size=32,
+    optimiser="adamw",
+    lr=1e-3,
+    weight_decay=0.05,
+    schedule="cosine",
+    milestones=(),
+    warmup_epochs=1.0,
+    min_lr_ratio=0.01,
+    augment="light",
+    eval_every=1,
+    workers=0,
+)
+
 PROFILES: dict[str, Profile] = {
     "paper": Profile(
         name="paper",
         description="the authors' recipe: paper-size TransFER, 40 epochs, SGD 1e-4/1e-5/1e-6",
     ),
-    "cpu": Profile(
-        name="cpu",
-        description="tiny TransFER on the synthetic set, AdamW + cosine from scratch, minutes on 2 cores",
-        size="tiny",
-        epochs=12,
-        batch_size=32,
-        optimiser="adamw",
-        lr=1e-3,
-        weight_decay=0.05,
-        schedule="cosine",
-        milestones=(),
-        warmup_epochs=1.0,
-        min_lr_ratio=0.01,
-        augment="light",
-        eval_every=1,
-        workers=0,
-    ),
-    "smoke": Profile(
+    "cpu": _CPU,
+    # the cpu recipe shrunk to seconds: no warmup, no cosine floor, a few synthetic images
+    "smoke": _CPU.replace(
         name="smoke",
         description="seconds: the tiny model, 2 epochs on a few synthetic images (tests, CI)",
-        size="tiny",
         epochs=2,
         batch_size=8,
-        optimiser="adamw",
-        lr=1e-3,
-        weight_decay=0.05,
-        schedule="cosine",
-        milestones=(),
-        augment="light",
+        warmup_epochs=0.0,
+        min_lr_ratio=0.0,
         synthetic_train=48,
         synthetic_test=21,
-        eval_every=1,
-        workers=0,
     ),
 }
 

@@ -530,11 +530,8 @@ def _recipe_differences(run_dir: Path, cfg: TrainConfig) -> list[str]:
     except (OSError, ValueError):
         return []  # an older or foreign run directory: nothing to compare against
 
-    def plain(x):
-        return json.loads(json.dumps(x, default=str))
-
-    wanted_train = plain(cfg.to_dict())
-    wanted_profile = plain(cfg.profile_obj().to_dict())
+    wanted_train = _plain(cfg.to_dict())
+    wanted_profile = _plain(cfg.profile_obj().to_dict())
     diffs = []
     for key, value in wanted_train.items():
         if key in _EXECUTION_FIELDS or key in PROFILE_OVERRIDES or key not in saved.get("train", {}):
