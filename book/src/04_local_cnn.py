@@ -48,7 +48,12 @@ print(f"B = {config.num_branches} LANets, reduction r = {config.lanet_reduction}
 #
 # A LANet is two 1 x 1 convolutions: 256 channels are squeezed to 256 / r = 16, then to one,
 # and a sigmoid turns the result into a map of weights in (0, 1), one per position of the grid.
-# It is tiny: it chooses *where*, the stem has already said *what*.
+# It is tiny: it chooses *where*, the stem has already said *what*. Each convolution is followed
+# by a BatchNorm, as in the authors' `la_max.py` (the paper's figure shows conv-ReLU-conv-sigmoid).
+# That makes the convolutions' biases redundant: in training, BatchNorm subtracts the batch mean,
+# so a constant added before it cancels and its gradient is zero in exact arithmetic (what a
+# backward pass returns for it is rounding noise, sometimes exactly 0.0). We keep the biases
+# because the authors' checkpoint has them.
 
 # %%
 lanet = LANet(config.stem_channels, config.lanet_reduction).eval()
