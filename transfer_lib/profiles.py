@@ -27,6 +27,7 @@ from pathlib import Path
 PROFILE_NAMES: tuple[str, ...] = ("smoke", "cpu", "paper")
 OPTIMISERS: tuple[str, ...] = ("sgd", "adamw")
 SCHEDULES: tuple[str, ...] = ("step", "cosine")
+BALANCES: tuple[str, ...] = ("none", "sampler")
 
 #: Where ``find_rafdb`` looks, after ``$TRANSFER_RAFDB``, relative to the working directory.
 RAFDB_CANDIDATES: tuple[str, ...] = ("data/RAF-DB", "data/rafdb", "/content/drive/MyDrive/RAF-DB")
@@ -54,13 +55,18 @@ class Profile:
     warmup_epochs: float = 0.0  # linear warmup from 0, in epochs (fractions allowed)
     min_lr_ratio: float = 0.0  # cosine floor, as a fraction of lr
     label_smoothing: float = 0.0
+    grad_clip: float = 0.0  # clip the gradient's global norm to this (0: off, the paper's)
     # data
     augment: str = "paper"  # paper: the authors' train transform; light: crop + flip only
+    balance: str = "none"  # none: each image once an epoch; sampler: classes drawn equally often
     synthetic_train: int = 3000  # images of the generated data set (transfer_lib.data.synth)
     synthetic_test: int = 700
     # cadence
     eval_every: int = 1  # evaluate every k epochs (and always after the last)
     workers: int = 4  # data loader processes for the per-image path
+    # speed on a CPU (on CUDA bf16 autocast and the fast pipeline are on by default anyway)
+    cpu_amp: bool = False  # bf16 autocast where the CPU computes bf16 natively (avx512_bf16/AMX)
+    cpu_fast: bool = False  # the fast input pipeline (uint8 cache, batched augmentation)
 
     def lr_at(self, epoch_float: float) -> float:
         """The learning rate at a (fractional) epoch: a pure function, so resuming is exact."""
@@ -101,6 +107,8 @@ class Profile:
             raise ValueError(f"optimiser={self.optimiser!r} is not one of {', '.join(OPTIMISERS)}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule={self.schedule!r} is not one of {', '.join(SCHEDULES)}")
+        if self.balance not in BALANCES:
+            raise ValueError(f"balance={self.balance!r} is not one of {', '.join(BALANCES)}")
         if self.augment not in ("paper", "light"):
             raise ValueError(f"augment={self.augment!r} is not 'paper' or 'light'")
         if self.epochs < 1 or self.batch_size < 1 or self.eval_every < 1:

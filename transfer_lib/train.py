@@ -84,7 +84,7 @@ TEST_HOOK_ENV = "TRANSFER_TEST_HOOK"
 PROFILE_OVERRIDES: tuple[str, ...] = (
     "variant", "size", "epochs", "batch_size", "optimiser", "lr", "momentum", "weight_decay",
     "schedule", "milestones", "gamma", "warmup_epochs", "label_smoothing", "augment",
-    "eval_every", "workers",
+    "balance", "grad_clip", "eval_every", "workers",
 )
 
 
@@ -111,6 +111,8 @@ class TrainConfig:
     warmup_epochs: float | None = None
     label_smoothing: float | None = None
     augment: str | None = None
+    balance: str | None = None
+    grad_clip: float | None = None
     eval_every: int | None = None
     workers: int | None = None
     # model settings beyond the variant (TransFERConfig fields)
@@ -180,11 +182,15 @@ class EpochShardSampler(Sampler):
     """Shuffled indices for ``rank`` of ``world_size``, a pure function of (seed, epoch).
 
     Every rank draws the same permutation (padded to a multiple of ``world_size``) and takes every
-    ``world_size``-th index, so ranks see disjoint shards of equal length.
+    ``world_size``-th index, so ranks see disjoint shards of equal length. With ``weights`` (one
+    per sample) the epoch is ``n`` draws with replacement in proportion to them (class-balanced
+    sampling: weight 1 / class count), again a pure function of (seed, epoch).
     """
 
-    def __init__(self, n: int, rank: int = 0, world_size: int = 1, seed: int = 0) -> None:
+    def __init__(self, n: int, rank: int = 0, world_size: int = 1, seed: int = 0,
+                 weights: torch.Tensor | None = None) -> None:
         self.n, self.rank, self.world_size, self.seed = n, rank, world_size, seed
+        self.weights = weights
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -192,7 +198,10 @@ class EpochShardSampler(Sampler):
 
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        perm = torch.randperm(self.n, generator=g).tolist()
+        if self.weights is not None:
+            perm = torch.multinomial(self.weights, self.n, replacement=True, generator=g).tolist()
+        else:
+            perm = torch.randperm(self.n, generator=g).tolist()
         total = len(self) * self.world_size
         perm += perm[: total - self.n]
         return iter(perm[self.rank::self.world_size])
@@ -299,11 +308,32 @@ def resolve_data_root(cfg: TrainConfig, prof: Profile, ctx: DistContext) -> Path
     return Path(broadcast_object(ctx, root))
 
 
+def sample_weights(train_set, prof: Profile) -> torch.Tensor | None:
+    """Per-image sampling weights for ``prof.balance == "sampler"``: 1 / (its class's count), so
+    every class is drawn equally often in expectation; None for ``"none"``."""
+    if prof.balance == "none":
+        return None
+    targets = torch.as_tensor(list(train_set.targets), dtype=torch.long)
+    counts = torch.bincount(targets).double()
+    return (1.0 / counts)[targets]
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (avx512_bf16 or AMX): bf16 autocast pays only
+    there; elsewhere it is emulated and slower than fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def build_loaders(cfg: TrainConfig, prof: Profile, model_config, root: Path, ctx: DistContext,
                   train_set, test_set):
     """The per-image torch DataLoaders: (train loader, its sampler, its generator, test loader)."""
     workers = prof.workers
-    sampler = EpochShardSampler(len(train_set), ctx.rank, ctx.world_size, cfg.seed)
+    sampler = EpochShardSampler(len(train_set), ctx.rank, ctx.world_size, cfg.seed,
+                                weights=sample_weights(train_set, prof))
     generator = torch.Generator()
     pin = ctx.device.type == "cuda"
     per_rank_batch = max(1, prof.batch_size // ctx.world_size) if ctx.distributed else prof.batch_size
@@ -356,7 +386,7 @@ def build_fast_loaders(cfg: TrainConfig, prof: Profile, model_config, root: Path
     train_loader = FastLoader(train_cache, per_rank_batch, shuffle=True, drop_last=drop_last,
                               device=ctx.device, augment=batch_augment_for(model_config, prof.augment),
                               seed=cfg.seed, rank=ctx.rank, world_size=ctx.world_size,
-                              workers=workers)
+                              workers=workers, sample_weights=sample_weights(train_set, prof))
     test_loader = None
     if test_cache is not None:
         test_loader = FastLoader(test_cache, max(64, prof.batch_size), shuffle=False,
@@ -551,8 +581,10 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> dict:
     run_dir = cfg.run_dir()
     device = ctx.device
     on_cuda = device.type == "cuda"
-    use_amp = on_cuda if cfg.amp is None else cfg.amp
-    fast = on_cuda if cfg.fast is None else bool(cfg.fast)
+    on_cpu = device.type == "cpu"
+    use_amp = (on_cuda or (on_cpu and prof.cpu_amp and cpu_has_native_bf16())) \
+        if cfg.amp is None else cfg.amp
+    fast = (on_cuda or (on_cpu and prof.cpu_fast)) if cfg.fast is None else bool(cfg.fast)
     pipeline = "fast" if fast else "per-image"
     amp_dtype = AMP_DTYPES[cfg.amp_dtype]
     channels_last = on_cuda if cfg.channels_last is None else cfg.channels_last
@@ -699,6 +731,9 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> dict:
                 loss = loss * float("nan")
             optimiser.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
+            if prof.grad_clip > 0:  # the gradient's global norm, unscaled first under fp16
+                scaler.unscale_(optimiser)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), prof.grad_clip)
             scaler.step(optimiser)
             scaler.update()
             global_step += 1

@@ -23,7 +23,7 @@ import json
 import os
 
 from transfer_lib.models.config import MAP_REGULARISERS, MSAD_MODES, SIZES, VARIANTS
-from transfer_lib.profiles import OPTIMISERS, PROFILE_NAMES, SCHEDULES
+from transfer_lib.profiles import BALANCES, OPTIMISERS, PROFILE_NAMES, SCHEDULES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,6 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--weight-decay", type=float, metavar="WD")
     g.add_argument("--schedule", choices=SCHEDULES)
     g.add_argument("--milestones", metavar="E1,E2", help="epochs of the step schedule, e.g. 15,30")
+    g.add_argument("--warmup-epochs", type=float, metavar="E", help="linear warmup, in epochs")
+    g.add_argument("--label-smoothing", type=float, metavar="EPS", help="0: plain cross-entropy")
+    g.add_argument("--balance", choices=BALANCES,
+                   help="none: each image once an epoch; sampler: class-balanced sampling")
+    g.add_argument("--grad-clip", type=float, metavar="NORM",
+                   help="clip the gradient's global norm (0: off)")
     g.add_argument("--eval-every", type=int, metavar="K", help="evaluate every K epochs")
     g.add_argument("--msad-mode", choices=MSAD_MODES, help="head (the paper) | token (authors' code)")
     g.add_argument("--map-regulariser", choices=MAP_REGULARISERS)
@@ -95,6 +101,8 @@ def config_from_args(args: argparse.Namespace):
         variant=args.variant, size=args.size, epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, optimiser=args.optimiser, weight_decay=args.weight_decay,
         schedule=args.schedule, milestones=milestones, eval_every=args.eval_every,
+        warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
+        balance=args.balance, grad_clip=args.grad_clip,
         workers=args.workers, msad_mode=args.msad_mode, map_regulariser=args.map_regulariser,
         ir50=args.ir50, vit=args.vit, seed=args.seed, resume=args.resume,
         max_steps=args.max_steps, device=args.device, amp=args.amp, amp_dtype=args.amp_dtype,

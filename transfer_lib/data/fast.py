@@ -659,21 +659,26 @@ class FastLoader:
     """Whole batches from an :class:`ImageCache`: (x, y) with x on ``device``.
 
     x is ``augment(uint8 batch)`` (float, normalised) or, with ``augment=None``, the uint8 batch
-    (B, 3, S, S); y is (B,) long on ``device``. The order of epoch ``e`` depends only on
-    ``(seed, e)``; the augmentation of step ``t`` only on ``(seed, e, rank, t)``, so a run
-    resumed at an epoch boundary sees exactly the same batches.
+    (B, 3, S, S); y is (B,) long on ``device``. The order of epoch ``e`` (a permutation, or
+    with ``sample_weights`` draws with replacement) depends only on ``(seed, e)``; the
+    augmentation of step ``t`` only on ``(seed, e, rank, t)``, so a run resumed at an epoch
+    boundary sees exactly the same batches.
     """
 
     def __init__(self, cache: ImageCache, batch_size: int, shuffle: bool = True,
                  drop_last: bool = False, device: str | torch.device | None = None,
                  augment: BatchAugment | None = None, seed: int = 0, rank: int = 0,
-                 world_size: int = 1, prefetch: int = 2, workers: int | None = None):
+                 world_size: int = 1, prefetch: int = 2, workers: int | None = None,
+                 sample_weights: torch.Tensor | None = None):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank={rank} must lie in 0..world_size-1={world_size - 1}")
         self.cache, self.batch_size, self.shuffle, self.drop_last = cache, batch_size, shuffle, drop_last
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.augment, self.seed, self.rank, self.world_size = augment, seed, rank, world_size
         self.prefetch = prefetch
+        #: per-sample weights: each epoch is len(cache) draws with replacement in proportion to
+        #: them (class-balanced sampling), instead of a permutation
+        self.sample_weights = sample_weights
         #: CPU device: threads that each gather and augment whole batches (one intra-op thread
         #: each: parallel over batches scales on a busy machine, OpenMP inside one batch does not)
         self.workers = max(1, int(workers or os.cpu_count() or 1))
@@ -687,7 +692,10 @@ class FastLoader:
         n = len(self.cache)
         if self.shuffle:
             g = torch.Generator().manual_seed(_step_seed(self.seed, self.epoch))
-            order = torch.randperm(n, generator=g)
+            if self.sample_weights is not None:
+                order = torch.multinomial(self.sample_weights, n, replacement=True, generator=g)
+            else:
+                order = torch.randperm(n, generator=g)
         else:
             order = torch.arange(n)
         if self.world_size > 1:
