@@ -356,10 +356,13 @@ def run_one(run_dir: str | os.PathLike, cfg, occlusion: bool = True,
     ``loadavg_after`` (of the call that trained it, from run_dir/provenance.json, when known),
     ``occlusion_checkpoint`` and ``occlusion_method``.
     """
-    from transfer_lib.train import _read_summary, run_or_load
+    from transfer_lib.train import run_or_load
 
     run_dir = Path(run_dir)
-    trained = _read_summary(run_dir) is None
+    try:  # complete runs are loaded by run_or_load, not trained
+        trained = not json.loads((run_dir / "summary.json").read_text()).get("complete")
+    except (OSError, ValueError):
+        trained = True
     before, started = _loadavg(), _now()
     summary = run_or_load(run_dir, cfg)
     if trained:

@@ -13,9 +13,9 @@ How a part is hidden depends on the data set:
   drawn again from its own seed with the part under a grey box (same identity, expression, pose,
   lighting and noise; :func:`~transfer_lib.data.synth.render_sample` with ``occlude_part=``) and
   JPEG-encoded at the sample's own quality, exactly as ``generate`` wrote it. Without a part,
-  this gives the file on disk byte for byte (tests check it). The drawings are cached as uint8
-  arrays under ``<root>/occlusion/`` (:func:`rendered_split`), so evaluating another checkpoint
-  costs only its forward passes;
+  this gives the file on disk byte for byte (tests check it). The JPEG files are cached under
+  ``<root>/occlusion/`` (:func:`rendered_split`; about 3 kB a face), so evaluating another
+  checkpoint costs only its forward passes;
 * **any other data set** (RAF-DB's aligned 100 x 100 faces and the others): a grey box (128)
   covers the part's region of the aligned layout, :data:`ALIGNED_PART_REGIONS`, on the image as
   read, before the eval transform (:func:`hide_part`).
@@ -219,13 +219,26 @@ def render_test_face(marker: dict, split: str, index: int, label: int,
     return jpeg_bytes(img, quality)
 
 
-def _render_chunk(job: tuple) -> dict[str, np.ndarray]:
+def _render_chunk(job: tuple) -> dict[str, list[bytes]]:
     marker, split, items, parts = job
-    out = {p: [] for p in parts}
-    for index, label in items:
-        for part in parts:
-            out[part].append(decode(render_test_face(marker, split, index, label, part)))
-    return {p: np.stack(v) for p, v in out.items()}
+    return {part: [render_test_face(marker, split, index, label, part) for index, label in items]
+            for part in parts}
+
+
+def _save_jpegs(path: Path, jpegs: Sequence[bytes]) -> None:
+    """JPEG files as one .npz: their bytes end to end (``jpeg``, uint8) and where each starts
+    (``offsets``, int64, N + 1); no pickle, so it loads safely."""
+    offsets = np.cumsum([0] + [len(j) for j in jpegs]).astype(np.int64)
+    data = np.frombuffer(b"".join(jpegs), dtype=np.uint8)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.npz")
+    np.savez(tmp, jpeg=data, offsets=offsets)
+    os.replace(tmp, path)  # never a half-written cache
+
+
+def _load_jpegs(path: Path) -> list[bytes]:
+    with np.load(path, allow_pickle=False) as f:
+        data, offsets = f["jpeg"], f["offsets"]
+    return [data[a:b].tobytes() for a, b in zip(offsets[:-1], offsets[1:])]
 
 
 def _sample_index(path: Path, split: str) -> int:
@@ -254,13 +267,13 @@ def occlusion_cache_dir(root: str | os.PathLike, marker: dict, split: str,
 
 def rendered_split(root: str | os.PathLike, dataset, parts: Sequence[str], *,
                    workers: int | None = None, cache_dir: str | os.PathLike | None = None,
-                   progress: bool = False) -> dict[str, np.ndarray]:
+                   progress: bool = False) -> dict[str, list[bytes]]:
     """The faces of ``dataset`` (a split of the synthetic set at ``root``) drawn again with each
-    of ``parts`` hidden: ``{part: (N, 100, 100, 3) uint8}`` in ``dataset``'s order, the pixels of
-    the JPEG files that ``generate`` would have written.
+    of ``parts`` hidden: ``{part: [JPEG bytes, one per sample]}`` in ``dataset``'s order, the
+    files that ``generate`` would have written with the part hidden (:func:`decode` reads one).
 
-    Cached as ``{part}.npy`` in :func:`occlusion_cache_dir` (memory-mapped when read back); parts
-    not cached yet are drawn in ``workers`` processes (default :data:`RENDER_WORKERS`). Raises
+    Cached as ``{part}.npz`` in :func:`occlusion_cache_dir`; parts not cached yet are drawn in
+    ``workers`` processes (default :data:`RENDER_WORKERS`). Raises
     DataError when the set was written by another generator version, or when drawing its first
     face again does not give its file's bytes (the generator changed without a version bump).
     """
@@ -278,13 +291,16 @@ def rendered_split(root: str | os.PathLike, dataset, parts: Sequence[str], *,
     split = dataset.split
     items = [(_sample_index(p, split), int(k)) for p, k in dataset.samples]
     folder = occlusion_cache_dir(root, marker, split, cache_dir)
-    found: dict[str, np.ndarray] = {}
+    found: dict[str, list[bytes]] = {}
     for part in parts:
-        path = folder / f"{part}.npy"
+        path = folder / f"{part}.npz"
         if path.is_file():
-            arr = np.load(path, mmap_mode="r")
-            if arr.shape[0] == len(items):
-                found[part] = arr
+            try:
+                jpegs = _load_jpegs(path)
+            except (OSError, ValueError, KeyError):
+                continue  # unreadable: draw it again
+            if len(jpegs) == len(items):
+                found[part] = jpegs
     todo = [p for p in parts if p not in found]
     if not todo:
         return found
@@ -305,11 +321,8 @@ def rendered_split(root: str | os.PathLike, dataset, parts: Sequence[str], *,
         chunks = [_render_chunk(job) for job in jobs]
     folder.mkdir(parents=True, exist_ok=True)
     for part in todo:
-        arr = np.concatenate([c[part] for c in chunks])
-        tmp = folder / f".{part}.{os.getpid()}.npy"
-        np.save(tmp, arr)
-        os.replace(tmp, folder / f"{part}.npy")  # never a half-written cache
-        found[part] = arr
+        found[part] = [j for c in chunks for j in c[part]]
+        _save_jpegs(folder / f"{part}.npz", found[part])
     (folder / "params.json").write_text(json.dumps(
         {"marker": marker, "split": split, "generator_version": GENERATOR_VERSION,
          "images": len(items)}, indent=1))
@@ -319,17 +332,19 @@ def rendered_split(root: str | os.PathLike, dataset, parts: Sequence[str], *,
     return found
 
 
-class ArrayDataset(Dataset):
-    """(H, W, 3) uint8 images with labels, read as PIL RGB, then ``transform``."""
+class JpegDataset(Dataset):
+    """JPEG files in memory with labels, decoded as PIL RGB (as the data sets read files), then
+    ``transform``."""
 
-    def __init__(self, images: np.ndarray, targets: Sequence[int], transform=None) -> None:
-        self.images, self.targets, self.transform = images, list(targets), transform
+    def __init__(self, jpegs: Sequence[bytes], targets: Sequence[int], transform=None) -> None:
+        self.jpegs, self.targets, self.transform = list(jpegs), list(targets), transform
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.jpegs)
 
     def __getitem__(self, index: int):
-        img = Image.fromarray(np.asarray(self.images[index]))
+        with Image.open(io.BytesIO(self.jpegs[index])) as f:
+            img = f.convert("RGB")
         return (self.transform(img) if self.transform else img), self.targets[index]
 
 
@@ -358,9 +373,9 @@ def occlusion_sets(root: str | os.PathLike, dataset: str = "rafdb", split: str =
     sets: dict[str, Dataset] = {"none": HiddenPartDataset(base, None, transform)}
     synthetic = dataset in ("rafdb", "synthetic") and synthetic_marker(root) is not None
     if synthetic:
-        arrays = rendered_split(root, base, parts, workers=workers, cache_dir=cache_dir,
-                                progress=progress)
-        sets.update({p: ArrayDataset(arrays[p], base.targets, transform) for p in parts})
+        jpegs = rendered_split(root, base, parts, workers=workers, cache_dir=cache_dir,
+                               progress=progress)
+        sets.update({p: JpegDataset(jpegs[p], base.targets, transform) for p in parts})
     else:
         sets.update({p: HiddenPartDataset(base, p, transform) for p in parts})
     return sets, "re-rendered" if synthetic else "grey box"
@@ -435,7 +450,7 @@ def format_occlusion(result: dict, title: str | None = None) -> str:
 
 
 __all__ = [
-    "ALIGNED_PART_REGIONS", "CONDITIONS", "FILL", "ArrayDataset", "HiddenPartDataset",
+    "ALIGNED_PART_REGIONS", "CONDITIONS", "FILL", "HiddenPartDataset", "JpegDataset",
     "evaluate_occlusion", "format_occlusion", "hide_part", "measure_part_regions",
     "occlusion_cache_dir", "occlusion_sets", "parse_parts", "part_boxes", "render_test_face",
     "rendered_split", "synthetic_marker", "synthetic_root",
