@@ -743,7 +743,9 @@ def markdown_table(result: dict) -> str:
                   f"{mach.get('cpu')}, {mach.get('cpu_count')} cores, "
                   f"{mach.get('torch_threads')} torch threads; load average (1, 5, 15 min) "
                   f"{prov.get('loadavg_start')} at the start, {prov.get('loadavg_end')} at the "
-                  f"end; {len(prov.get('runs', []))} runs, "
+                  f"end; {len(prov.get('runs', []))} runs ("
+                  f"{sum(bool(r.get('trained_by_this_command')) for r in prov.get('runs', []))} "
+                  f"trained by this command, the others loaded), "
                   f"{prov.get('runs_wall_seconds', 0.0) / 60:.1f} min of training in all."]
     return "\n".join(lines) + "\n"
 
