@@ -2,54 +2,125 @@ import json
 
 import pytest
 
-from transfer_lib.ablate import ROWS, ablate, markdown_table
+from transfer_lib.ablate import (
+    ROWS,
+    ablate,
+    committed_figure,
+    load_ablation,
+    markdown_table,
+    rerun,
+)
 from transfer_lib.cli import main
-from transfer_lib.errors import TransferError
+from transfer_lib.data.synth import PARTS
+from transfer_lib.errors import DataError, TransferError
 
 
-def test_rows_cover_the_paper_and_the_comparisons():
-    assert {"vit_fer", "local", "local_mad", "transfer", "transfer_token", "local_dropout",
-            "local_dropblock", "local_spatial"} == set(ROWS)
+def test_rows_cover_the_cnn_the_paper_and_the_comparisons():
+    assert list(ROWS) == ["ir50", "vit_fer", "local", "local_mad", "transfer", "transfer_token",
+                          "local_dropout", "local_dropblock", "local_spatial"]
+    assert ROWS["ir50"].variant == "ir50"
     assert ROWS["local_dropblock"].variant == "local_mad"
 
 
-def test_ablate_smoke_then_skip(tmp_path, monkeypatch, capsys):
-    out = tmp_path / "abl"
-    rc = main(["ablate", "--profile", "smoke", "--seeds", "2", "--rows", "vit_fer,transfer_token",
-               "--epochs", "1", "--max-steps", "1", "--out", str(out), "--no-progress"])
+@pytest.fixture(scope="module")
+def smoke_ablation(tmp_path_factory):
+    """ir50, vit_fer and local at the smoke scale, 2 seeds, one step each, through the CLI."""
+    tmp = tmp_path_factory.mktemp("abl")
+    out, results = tmp / "runs", tmp / "results" / "ablation-smoke"
+    rc = main(["ablate", "--profile", "smoke", "--seeds", "2", "--rows", "ir50,vit_fer,local",
+               "--epochs", "1", "--max-steps", "1", "--out", str(out), "--results", str(results),
+               "--no-progress"])
     assert rc == 0
-    result = json.loads((out / "ablation.json").read_text())
-    assert [r["row"] for r in result["rows"]] == ["vit_fer", "transfer_token"]
-    for r in result["rows"]:
+    return out, results
+
+
+def test_ablate_smoke_writes_rows_pairs_occlusion_provenance(smoke_ablation, capsys):
+    out, results = smoke_ablation
+    result = load_ablation(results)
+    assert json.loads((out / "ablation.json").read_text()) == result
+    assert result["seed_plan"] == {"ir50": [0, 1], "vit_fer": [0, 1], "local": [0, 1]}
+    rows = {r["row"]: r for r in result["rows"]}
+    assert list(rows) == ["ir50", "vit_fer", "local"]
+    for r in rows.values():
         assert len(r["accuracy"]) == 2 and r["accuracy_std"] is not None
         assert r["paper_accuracy"] is None  # synthetic data: no paper figure
-    assert result["rows"][1]["msad_mode"] == "token"
-    assert (out / "transfer_token" / "seed1" / "summary.json").is_file()
-    md = (out / "ablation.md").read_text()
-    assert "| `vit_fer` |" in md and "90.91" in md and "not reproduced" in md
+        for run in r["runs"]:
+            m = run["metrics"]
+            assert 0 <= m["accuracy"] <= 100 and 0 <= m["occluded_accuracy"] <= 100
+            assert {f"occluded_{p}" for p in PARTS} | {f"drop_{p}" for p in PARTS} <= set(m)
+            assert run["occlusion_checkpoint"] == "last.pt"
+            assert run["occlusion_method"] == "re-rendered"
+            occ = json.loads((out / r["row"] / f"seed{run['seed']}" / "occlusion.json").read_text())
+            # the fp32 re-evaluation of the final weights gives the run's own figure (up to one
+            # image, should the trainer evaluate at another precision or through its cache)
+            assert abs(m["occluded_none"] - m["accuracy"]) <= 100 / occ["num_samples"] + 1e-9
+            assert occ["checkpoint"] == "last.pt" and list(occ["occlusion"]) == ["none", *PARTS]
+    assert rows["ir50"]["variant"] == "ir50"
+    summary = json.loads((out / "ir50" / "seed1" / "summary.json").read_text())
+    assert summary["variant"] == "ir50" and summary["seed"] == 1
+    # the pairs: (i) -> (ii) only, since local_mad and transfer did not run
+    assert [(c["before"], c["to"]) for c in result["comparisons"]] == [("vit_fer", "local")]
+    diff = result["comparisons"][0]["differences"]["accuracy"]
+    assert diff["n"] == 2 and diff["low"] <= diff["mean"] <= diff["high"]
+    # provenance
+    prov = result["provenance"]
+    assert prov["command"].startswith("python -m transfer_lib ablate --profile smoke --seeds 2")
+    assert f"--results {results}" in prov["command"]
+    for key in ("git", "python", "torch", "machine", "loadavg_start", "loadavg_end", "started",
+                "finished", "wall_seconds", "train_overrides", "runs"):
+        assert key in prov
+    assert prov["train_overrides"] == {"epochs": 1, "max_steps": 1}
+    assert {"cpu", "cpu_count", "torch_threads"} <= set(prov["machine"])
+    assert len(prov["runs"]) == 6 and all(r["wall_seconds"] > 0 for r in prov["runs"])
+    assert all(r["trained_by_this_command"] for r in prov["runs"])
+    md = results.with_suffix(".md").read_text()
+    assert md == (out / "ablation.md").read_text() == markdown_table(result)
+    assert "| `ir50` |" in md and "90.91" in md and "not reproduced" in md
+    assert "`vit_fer` → `local`" in md and "95 % interval" in md and "Occlusion" in md
+    assert committed_figure(results, "vit_fer", 1) == rows["vit_fer"]["runs"][1]["metrics"]["accuracy"]
+    with pytest.raises(TransferError, match="no seed 7"):
+        committed_figure(result, "vit_fer", 7)
+    with pytest.raises(TransferError, match="not in this ablation"):
+        committed_figure(result, "transfer", 0)
+
+
+def test_ablate_again_recomputes_nothing(smoke_ablation, monkeypatch):
+    out, results = smoke_ablation
+    before = load_ablation(results)
 
     def boom(*a, **k):
-        raise AssertionError("a complete run was trained again")
+        raise AssertionError("a complete run was trained or tested again")
 
     monkeypatch.setattr("transfer_lib.train.train", boom)
-    again = ablate("smoke", 2, ["vit_fer", "transfer_token"], out, progress=False,
+    monkeypatch.setattr("transfer_lib.occlusion.evaluate_occlusion", boom)
+    again = ablate("smoke", 2, ["ir50", "vit_fer", "local"], out, progress=False,
                    epochs=1, max_steps=1)
-    assert again["rows"] == result["rows"]
+    assert [r["runs"] for r in again["rows"]] != []
+    for a, b in zip(again["rows"], before["rows"]):
+        assert [r["metrics"] for r in a["runs"]] == [r["metrics"] for r in b["runs"]]
+    assert not any(r["trained_by_this_command"] for r in again["provenance"]["runs"])
     # another recipe in the same folder is refused, not silently answered with the old runs
     with pytest.raises(TransferError, match="another recipe"):
         ablate("smoke", 2, ["vit_fer"], out, progress=False, epochs=2, max_steps=1)
 
 
-def test_paper_figure_only_on_real_rafdb():
-    row = {"row": "transfer", "description": "d", "accuracy_mean": 1.0, "accuracy_std": 0.0,
-           "mean_class_accuracy_mean": 1.0, "mean_class_accuracy_std": 0.0, "paper_accuracy": 90.91}
-    md = markdown_table({"profile": "paper", "data": "data/RAF-DB", "dataset": "rafdb",
-                         "seeds": 1, "rows": [row]})
-    assert "| 90.91 |" in md
+def test_rerun_lands_on_the_committed_figure(smoke_ablation, tmp_path):
+    _, results = smoke_ablation
+    record = rerun(results, "ir50", 0, tmp_path / "again")
+    assert record["trained"] and record["seed"] == 0
+    assert abs(record["metrics"]["accuracy"] - committed_figure(results, "ir50", 0)) <= 1.0
+
+
+def test_load_ablation_errors(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        load_ablation(tmp_path / "nothing")
+    (tmp_path / "old.json").write_text(json.dumps({"rows": []}))
+    with pytest.raises(DataError, match="layout version"):
+        load_ablation(tmp_path / "old.json")
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["--rows", "vit_fer,bogus"], ["bogus", "local_mad", "transfer_token"]),
+    (["--rows", "vit_fer,bogus"], ["bogus", "local_mad", "transfer_token", "ir50"]),
     (["--seeds", "0"], ["--seeds 0"]),
 ])
 def test_bad_ablate_arguments(argv, words, tmp_path, capsys):
