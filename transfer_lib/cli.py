@@ -16,6 +16,7 @@ from transfer_lib.errors import TransferError
 COMMANDS: dict[str, tuple[str, str]] = {
     "summary": ("transfer_lib.summary", "build a model, print its summary and run a forward pass"),
     "synth": ("transfer_lib.data.synth_cli", "write the synthetic expression data set in RAF-DB's layout"),
+    "pretrain": ("transfer_lib.pretrain", "train the tiny stem to recognise synthetic identities (IR-50 analogue)"),
     "train": ("transfer_lib.train_cli", "train a model (profiles smoke, cpu, paper)"),
     "eval": ("transfer_lib.evaluate_cli", "evaluate a checkpoint or the authors' released weights"),
     "ablate": ("transfer_lib.ablate", "run the paper's ablation rows over seeds and tabulate"),

@@ -166,10 +166,37 @@ class FaceSpec:
     occluder_params: dict
 
 
+def sample_identity(rng: np.random.Generator) -> dict:
+    """Draw who a face is: skin and hair colour, hair style, face shape, the geometry of eyes,
+    brows, nose and mouth, the resting mouth curve (``rest_curve``, added to the expression's
+    ``mouth_curve``), iris colour, gaze and beard. :func:`sample_face` draws it after the
+    expression, in this order."""
+    u = rng.uniform
+    skin_t = float(u())
+    skin = np.array([238, 200, 170]) * (1 - skin_t) + np.array([110, 72, 50]) * skin_t
+    skin = skin * rng.uniform(0.93, 1.07, 3)
+    hair_choices = np.array([[30, 25, 20], [70, 45, 25], [140, 100, 55], [200, 170, 110],
+                             [120, 120, 120], [160, 60, 30]])
+    hair = hair_choices[rng.integers(len(hair_choices))] * rng.uniform(0.8, 1.2)
+    return dict(
+        skin=skin, hair=hair, hair_style=int(rng.integers(5)),
+        face_w=float(u(66, 80)), face_h=float(u(82, 94)), jaw=float(u(0.0, 1.0)),
+        eye_y=float(u(-3, 3)), eye_dx=float(u(15, 19)), eye_w=float(u(7, 9)),
+        brow_thick=float(u(1.8, 3.5)), brow_gap=float(u(4, 7)),
+        mouth_y=float(u(-3, 3)), mouth_w=float(u(11, 14)), rest_curve=float(rng.normal(0, 0.15)),
+        nose_len=float(u(-3, 3)), iris=np.array([60, 40, 25]) * u(0.5, 1.8),
+        gaze=float(u(-2, 2)), beard=bool(u() < 0.1),
+    )
+
+
 def sample_face(label: int | str, rng: np.random.Generator, occlusion: float = DEFAULT_OCCLUSION,
-                intensity: float | None = None) -> FaceSpec:
+                intensity: float | None = None, identity: dict | None = None) -> FaceSpec:
     """Draw a face of class ``label`` (0-based or a name). The draw order is fixed, so the same
-    ``rng`` state gives the same identity whatever is asked of the occluder afterwards."""
+    ``rng`` state gives the same identity whatever is asked of the occluder afterwards.
+
+    ``identity`` (a :func:`sample_identity` dict) fixes who the face is; ``rng`` then draws no
+    identity, only expression, pose, photometry and occluder (see :func:`identity_face`).
+    """
     k = _label_index(label)
     u = rng.uniform
     t = float(u(*INTENSITY_RANGE)) if intensity is None else float(intensity)
@@ -185,21 +212,10 @@ def sample_face(label: int | str, rng: np.random.Generator, occlusion: float = D
         cues["mouth_open"] = 0.25 * t  # bared, clenched teeth instead of pressed lips
         cues["teeth"] = 1.0
         cues["lip_press"] = 0.3
-    skin_t = float(u())
-    skin = np.array([238, 200, 170]) * (1 - skin_t) + np.array([110, 72, 50]) * skin_t
-    skin = skin * rng.uniform(0.93, 1.07, 3)
-    hair_choices = np.array([[30, 25, 20], [70, 45, 25], [140, 100, 55], [200, 170, 110],
-                             [120, 120, 120], [160, 60, 30]])
-    hair = hair_choices[rng.integers(len(hair_choices))] * rng.uniform(0.8, 1.2)
-    identity = dict(
-        skin=skin, hair=hair, hair_style=int(rng.integers(5)),
-        face_w=float(u(66, 80)), face_h=float(u(82, 94)), jaw=float(u(0.0, 1.0)),
-        eye_y=float(u(-3, 3)), eye_dx=float(u(15, 19)), eye_w=float(u(7, 9)),
-        brow_thick=float(u(1.8, 3.5)), brow_gap=float(u(4, 7)),
-        mouth_y=float(u(-3, 3)), mouth_w=float(u(11, 14)), rest_curve=float(rng.normal(0, 0.15)),
-        nose_len=float(u(-3, 3)), iris=np.array([60, 40, 25]) * u(0.5, 1.8),
-        gaze=float(u(-2, 2)), beard=bool(u() < 0.1),
-    )
+    if identity is None:
+        identity = sample_identity(rng)
+    else:
+        identity = dict(identity)  # the caller's dict is shared by its images
     cues["mouth_curve"] += identity["rest_curve"]
     pose = dict(angle=float(rng.normal(0, 8)), scale=float(u(*FACE_SCALE)),
                 dx=float(u(-7, 7)), dy=float(u(-7, 7)), yaw=float(u(-0.35, 0.35)))
@@ -520,6 +536,45 @@ def render_sample(label: int, seed_seq: np.random.SeedSequence, occlusion: float
     """The image of one data-set sample (what :func:`generate` writes, before JPEG)."""
     spec = sample_face(label, np.random.default_rng(seed_seq), occlusion=occlusion)
     return _finish(spec, _draw_face(spec, occlude_part), IMAGE_SIZE), spec.photo["quality"]
+
+
+# --------------------------------------------------------------------------------------------
+# Identity faces: the same person under every expression (face-recognition pretraining)
+# --------------------------------------------------------------------------------------------
+#: First element of every identity-face spawn key. The expression data set's seeds are
+#: ``SeedSequence(seed, spawn_key=(split code, ...))`` with split codes 0 and 1
+#: (:data:`_SPLIT_CODE`), so no identity or identity image shares a seed with an image of any
+#: expression set, whatever the base seed: the people are other people.
+IDENTITY_SPAWN_CODE = 1000
+
+
+def identity_seed(seed: int, identity: int) -> np.random.SeedSequence:
+    """The seed of person ``identity``'s :func:`sample_identity` draw."""
+    return np.random.SeedSequence(seed, spawn_key=(IDENTITY_SPAWN_CODE, identity))
+
+
+def identity_image_seed(seed: int, identity: int, image: int) -> np.random.SeedSequence:
+    """The seed of everything but the identity in image ``image`` of person ``identity``."""
+    return np.random.SeedSequence(seed, spawn_key=(IDENTITY_SPAWN_CODE, identity, image))
+
+
+def identity_face(identity: int, image: int, seed: int = 0, occlusion: float = DEFAULT_OCCLUSION,
+                  size: int = IMAGE_SIZE) -> tuple[np.ndarray, FaceSpec]:
+    """Image ``image`` of synthetic person ``identity``: a (size, size, 3) uint8 array and its
+    :class:`FaceSpec`.
+
+    The identity (``spec.identity``) comes from :func:`identity_seed` alone, so every image of a
+    person shows the same face; the expression (a class drawn uniformly from all seven, at a
+    random intensity), pose, lighting, background, noise, blur and occluder come from
+    :func:`identity_image_seed` and vary from image to image. ``spec.label`` is that expression,
+    a nuisance here: face-recognition pretraining labels an image with ``identity``. Seeds are
+    disjoint from the expression set's (:data:`IDENTITY_SPAWN_CODE`). No JPEG round trip.
+    """
+    person = sample_identity(np.random.default_rng(identity_seed(seed, identity)))
+    rng = np.random.default_rng(identity_image_seed(seed, identity, image))
+    label = int(rng.integers(len(RAFDB_CLASSES)))
+    spec = sample_face(label, rng, occlusion=occlusion, identity=person)
+    return _finish(spec, _draw_face(spec, None), size), spec
 
 
 # --------------------------------------------------------------------------------------------
