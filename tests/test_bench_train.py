@@ -1,6 +1,7 @@
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -109,7 +110,7 @@ def test_bench_train_bad_arguments(capsys):
 
 @pytest.mark.slow
 def test_gpu_check_script_in_cpu_mode(tmp_path):
-    env = {**os.environ, "DEVICE": "cpu", "OUT": str(tmp_path / "out")}
+    env = {**os.environ, "DEVICE": "cpu", "OUT": str(tmp_path / "out"), "PYTHON": sys.executable}
     r = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh")], env=env,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
