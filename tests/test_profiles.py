@@ -93,3 +93,22 @@ def test_find_rafdb_from_inside_the_book(monkeypatch, tmp_path):
     monkeypatch.setattr("transfer_lib.profiles.__file__",
                         str(project / "transfer_lib" / "profiles.py"))
     assert find_rafdb() == project / "data" / "RAF-DB"
+
+
+def test_gpu_profile_is_the_cpu_recipe_at_rafdb_size():
+    p, cpu = PROFILES["gpu"], PROFILES["cpu"]
+    assert PROFILE_NAMES[-1] == "gpu" and get_profile("gpu") is p
+    assert (p.size, p.synthetic_train, p.synthetic_test) == ("small", 12_271, 3_068)
+    assert (p.optimiser, p.schedule) == (cpu.optimiser, cpu.schedule) == ("adamw", "cosine")
+    assert p.synthetic_root == "data/synthetic-12271-3068"
+    assert p.lr_at(0.0) < 0.01 * p.lr and p.lr_at(p.epochs) < p.lr_at(p.epochs / 2) < p.lr
+
+
+def test_active_profile_gpu_without_rafdb(monkeypatch, tmp_path):
+    monkeypatch.delenv("TRANSFER_PROFILE", raising=False)
+    monkeypatch.delenv("TRANSFER_RAFDB", raising=False)
+    monkeypatch.setattr("transfer_lib.profiles.find_rafdb", lambda extra=None: None)
+    monkeypatch.setattr("transfer_lib.profiles._cuda_available", lambda: True)
+    assert active_profile().name == "gpu"
+    monkeypatch.setattr("transfer_lib.profiles._cuda_available", lambda: False)
+    assert active_profile().name == "cpu"

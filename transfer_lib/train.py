@@ -34,9 +34,14 @@ Two input pipelines (``TrainConfig.fast``; on by default on CUDA, ``--fast`` / `
 ``config.json``, every ``metrics.jsonl`` line and ``summary.json`` record the ``pipeline`` that
 ran; the metrics lines also hold images/s and the seconds spent waiting for data.
 
-Speed on a GPU: bf16 autocast (``amp_dtype="fp16"`` adds a GradScaler), channels_last, optional
-``torch.compile``; attention runs through ``scaled_dot_product_attention`` (flash kernels).
-On a CPU the same code runs in fp32. Under ``torchrun`` the model is wrapped in
+Speed on a GPU: autocast in bf16 where the GPU has bf16 tensor cores and in fp16 with a
+GradScaler elsewhere (a T4; :func:`pick_amp_dtype`, ``--amp-dtype`` overrides), channels_last,
+a fused optimiser, and optional ``torch.compile`` of the forward pass, loss and accuracy as one
+graph (:func:`make_forward_loss`, ``fullgraph=True``; ``--compile-mode reduce-overhead`` adds
+CUDA graphs); attention runs through ``scaled_dot_product_attention`` (flash kernels). The loss
+and accuracy add up on the device and are read on the host every ``sync_every`` steps (25 on
+CUDA, every step on a CPU), so the GPU never waits for Python in between. On a CPU the same code
+runs in fp32. Under ``torchrun`` the model is wrapped in
 DistributedDataParallel; only rank 0 evaluates and writes files.
 """
 
@@ -76,6 +81,10 @@ from transfer_lib.profiles import Profile, get_profile
 
 DATASETS: tuple[str, ...] = ("rafdb", "ferplus", "affectnet7", "affectnet8")
 AMP_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
+#: torch.compile modes; the two that capture CUDA graphs need static shapes (drop_last batches).
+COMPILE_MODES: tuple[str, ...] = ("default", "reduce-overhead", "max-autotune",
+                                  "max-autotune-no-cudagraphs")
+CUDA_GRAPH_MODES: tuple[str, ...] = ("reduce-overhead", "max-autotune")
 #: A test hook, e.g. ``TRANSFER_TEST_HOOK=kill_in_epoch:2`` (SIGKILL this process after the
 #: first step of epoch 2) or ``nan_at_step:7`` (make the loss NaN at global step 7).
 TEST_HOOK_ENV = "TRANSFER_TEST_HOOK"
@@ -128,9 +137,11 @@ class TrainConfig:
     max_steps: int | None = None  # at most this many batches per epoch (tests, quick checks)
     device: str | None = None  # None: cuda if available, else cpu
     amp: bool | None = None  # None: on for CUDA, off on CPU
-    amp_dtype: str = "bf16"  # bf16 | fp16 (fp16 adds a GradScaler)
+    amp_dtype: str | None = None  # bf16 | fp16 (adds a GradScaler); None: pick_amp_dtype(device)
     channels_last: bool | None = None  # None: on for CUDA
     compile: bool = False
+    compile_mode: str | None = None  # one of COMPILE_MODES; None: "default"
+    sync_every: int | None = None  # read loss/accuracy on the host every k steps; None: 25 CUDA, 1 CPU
     fast: bool | None = None  # the uint8 cache + batched augmentation; None: on for CUDA if present
     cache_dir: str | None = None  # the fast path's cache; None: $TRANSFER_CACHE or <data>/../cache
     progress: bool = True
@@ -163,7 +174,8 @@ class TrainConfig:
         check("msad_mode", self.msad_mode, MSAD_MODES)
         check("map_regulariser", self.map_regulariser, MAP_REGULARISERS)
         check("amp_dtype", self.amp_dtype, tuple(AMP_DTYPES))
-        for name in ("epochs", "batch_size", "eval_every", "max_steps"):
+        check("compile_mode", self.compile_mode, COMPILE_MODES)
+        for name in ("epochs", "batch_size", "eval_every", "max_steps", "sync_every"):
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise TransferError(f"{name}={v} must be at least 1")
@@ -471,15 +483,92 @@ def build_training_model(cfg: TrainConfig, prof: Profile, class_names: list[str]
 
 def build_optimiser(model: torch.nn.Module, prof: Profile) -> torch.optim.Optimizer:
     """SGD (the paper: momentum, weight decay on every parameter) or AdamW (no decay on norms,
-    biases, position embedding and cls token)."""
+    biases, position embedding and cls token). On CUDA the fused implementation (one kernel for
+    every parameter's update, and no host sync under a GradScaler); on a CPU torch's default."""
+    fused = _fused_kwargs(model)
     if prof.optimiser == "sgd":
         return torch.optim.SGD(model.parameters(), lr=prof.lr, momentum=prof.momentum,
-                               weight_decay=prof.weight_decay)
+                               weight_decay=prof.weight_decay, **fused)
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         (no_decay if p.ndim < 2 or name.endswith(("pos_embed", "cls_token")) else decay).append(p)
     return torch.optim.AdamW([{"params": decay, "weight_decay": prof.weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=prof.lr)
+                              {"params": no_decay, "weight_decay": 0.0}], lr=prof.lr, **fused)
+
+
+def _fused_kwargs(model: torch.nn.Module) -> dict:
+    """``{"fused": True}`` when every parameter is on CUDA and this torch fuses SGD and AdamW."""
+    import inspect
+
+    on_cuda = all(p.is_cuda for p in model.parameters())
+    has_fused = all("fused" in inspect.signature(cls).parameters
+                    for cls in (torch.optim.SGD, torch.optim.AdamW))
+    return {"fused": True} if on_cuda and has_fused else {}
+
+
+def pick_amp_dtype(device: str | torch.device) -> str:
+    """The autocast dtype for ``device``: ``"bf16"`` on a CPU and on GPUs with bf16 tensor cores
+    (compute capability 8.0 and up: A100, H100, L4, RTX 30xx), ``"fp16"`` on older GPUs (T4,
+    V100), which then train with a GradScaler. (``torch.cuda.is_bf16_supported()`` says True on a
+    T4 too, counting slow emulation, so the capability decides.)"""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return "bf16"
+    return "bf16" if torch.cuda.get_device_capability(device) >= (8, 0) else "fp16"
+
+
+# ---------------------------------------------------------------------------------------------
+# The training step
+# ---------------------------------------------------------------------------------------------
+def make_forward_loss(net, label_smoothing: float = 0.0, device_type: str = "cpu",
+                      amp_dtype: torch.dtype | None = None):
+    """The part of a training step that ``torch.compile`` takes as one graph.
+
+    Returns ``forward_loss(images (B, 3, S, S), labels (B,)) -> (loss (), correct ())``: the
+    mean cross-entropy of ``net``'s logits (in fp32, with ``label_smoothing``) and the number of
+    right answers, under autocast in ``amp_dtype`` when given. It has no graph break for any
+    variant (tests/test_train_compile.py), so :func:`compile_step` can ask for ``fullgraph``.
+    """
+    def forward_loss(images: torch.Tensor, labels: torch.Tensor):
+        with torch.autocast(device_type, dtype=amp_dtype or torch.bfloat16,
+                            enabled=amp_dtype is not None):
+            logits = net(images)  # (B, classes)
+            loss = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
+        correct = (logits.detach().argmax(1) == labels).sum()  # () int64, stays on the device
+        return loss, correct
+
+    return forward_loss
+
+
+def compile_step(fn, mode: str | None = "default", fullgraph: bool = True):
+    """``torch.compile(fn)`` in ``mode`` (one of COMPILE_MODES). ``fullgraph``: fail on a graph
+    break instead of silently splitting the step (off under DDP, whose optimiser splits it)."""
+    if mode not in (None, *COMPILE_MODES):
+        raise TransferError(f"compile mode {mode!r} is not one of {', '.join(COMPILE_MODES)}")
+    return torch.compile(fn, fullgraph=fullgraph, mode=None if mode in (None, "default") else mode)
+
+
+class _NoBar:
+    """Stands in for a tqdm bar when progress is off or tqdm is not installed."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix(self, **kwargs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(total: int, desc: str, enabled: bool):
+    if enabled:
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:  # an optional nicety: train without it
+            return _NoBar()
+        return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
+    return _NoBar()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -523,6 +612,8 @@ def train(config: TrainConfig | dict | None = None, **kwargs) -> dict:
     cfg = _as_config(config, kwargs)
     cfg.validate()
     ctx = init_distributed(cfg.device)
+    if cfg.amp_dtype is None:  # recorded resolved in config.json
+        cfg = dataclasses.replace(cfg, amp_dtype=pick_amp_dtype(ctx.device))
     try:
         return _train(cfg, ctx)
     finally:
@@ -549,8 +640,8 @@ def run_or_load(run_dir: str | os.PathLike, config: TrainConfig | dict | None = 
 
 
 #: TrainConfig fields that change how a run is executed but not what it computes.
-_EXECUTION_FIELDS = ("out", "resume", "progress", "device", "amp", "channels_last", "compile",
-                     "fast", "workers", "profile")
+_EXECUTION_FIELDS = ("out", "resume", "progress", "device", "amp", "amp_dtype", "channels_last",
+                     "compile", "compile_mode", "sync_every", "fast", "workers", "profile")
 
 
 def _recipe_differences(run_dir: Path, cfg: TrainConfig) -> list[str]:
@@ -684,15 +775,19 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> dict:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         net = DDP(model, device_ids=[device.index] if on_cuda else None)
+    forward_loss = make_forward_loss(net, prof.label_smoothing, device.type,
+                                     amp_dtype if use_amp else None)
+    compile_mode = cfg.compile_mode or "default"
     if cfg.compile:
-        net = torch.compile(net)
-
-    from tqdm.auto import tqdm
+        forward_loss = compile_step(forward_loss, compile_mode, fullgraph=not ctx.distributed)
+    cuda_graphs = cfg.compile and on_cuda and compile_mode in CUDA_GRAPH_MODES
+    # the host reads the loss every sync_every steps (a sync); in between the GPU runs ahead
+    sync_every = cfg.sync_every or (25 if on_cuda else 1)
+    postfix_every = sync_every if sync_every > 1 else 10
 
     started = time.perf_counter()
     last_metrics: dict | None = None
     epoch_log: dict = {}
-    check_every = 1 if device.type == "cpu" else 25
     for epoch in range(start_epoch, prof.epochs):
         if fast:
             train_loader.set_epoch(epoch)  # order by (seed, epoch); augmentation by step too
@@ -706,8 +801,9 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> dict:
         lr = prof.lr_at(epoch)
         t0 = time.perf_counter()
         data_wait = 0.0
-        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{prof.epochs}",
-                   disable=not (ctx.is_main and cfg.progress), leave=False, dynamic_ncols=True)
+        running_loss = 0.0
+        bar = _progress_bar(steps_per_epoch, f"epoch {epoch + 1}/{prof.epochs}",
+                            ctx.is_main and cfg.progress)
         batches = iter(itertools.islice(train_loader, steps_per_epoch))
         for i in range(steps_per_epoch):
             t_wait = time.perf_counter()
@@ -723,10 +819,9 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> dict:
             labels = labels.to(device, non_blocking=True)
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                logits = net(images)
-                loss = F.cross_entropy(logits.float(), labels,
-                                       label_smoothing=prof.label_smoothing)
+            if cuda_graphs:  # a new iteration: the graphs' previous outputs may be overwritten
+                torch.compiler.cudagraph_mark_step_begin()
+            loss, n_correct = forward_loss(images, labels)
             if hook == ("nan_at_step", global_step):
                 loss = loss * float("nan")
             optimiser.zero_grad(set_to_none=True)
@@ -737,14 +832,17 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> dict:
             scaler.step(optimiser)
             scaler.update()
             global_step += 1
-            loss_sum += loss.detach() * labels.shape[0]
-            correct += (logits.detach().argmax(1) == labels).sum()
+            loss_sum += loss.detach() * labels.shape[0]  # on the device: no sync
+            correct += n_correct
             seen += labels.shape[0]
-            if (i + 1) % check_every == 0 or i + 1 == steps_per_epoch:
-                _check_finite(ctx, loss_sum, epoch, global_step, lr, last_path)
-            if ctx.is_main and cfg.progress and (i % 10 == 0 or i + 1 == steps_per_epoch):
+            last = i + 1 == steps_per_epoch
+            if (i + 1) % sync_every == 0 or last:
+                running_loss = float(loss_sum)  # the step's only host sync, every k steps
+                _check_finite(ctx, running_loss, epoch, global_step, lr, last_path)
+            if ctx.is_main and cfg.progress and ((i + 1) % postfix_every == 0 or last):
                 rate = seen * ctx.world_size / max(time.perf_counter() - t0, 1e-9)
-                bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{rate:.0f}", lr=f"{lr:.2e}")
+                bar.set_postfix(loss=f"{running_loss / max(seen, 1):.3f}", img_s=f"{rate:.0f}",
+                                lr=f"{lr:.2e}")
             bar.update(1)
             if hook == ("kill_in_epoch", epoch + 1) and i == 0:
                 os.kill(os.getpid(), signal.SIGKILL)  # a crash in the middle of an epoch
@@ -756,7 +854,7 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> dict:
         if on_cuda:
             torch.cuda.synchronize()
         train_seconds = time.perf_counter() - t0
-        _check_finite(ctx, loss_sum, epoch, global_step, lr, last_path)
+        _check_finite(ctx, float(loss_sum), epoch, global_step, lr, last_path)
         totals = torch.stack([loss_sum.float(), correct.float(),
                               torch.tensor(float(seen), device=device)])
         if ctx.distributed:
@@ -825,9 +923,10 @@ def _plain(d: dict) -> dict:
     return json.loads(json.dumps(d, default=str))
 
 
-def _check_finite(ctx: DistContext, loss_sum: torch.Tensor, epoch: int, step: int, lr: float,
+def _check_finite(ctx: DistContext, loss_sum: float, epoch: int, step: int, lr: float,
                   last_path: Path) -> None:
-    bad = not bool(torch.isfinite(loss_sum))
+    """Stop with a clear error when the summed loss (read on the host) is NaN or inf on any rank."""
+    bad = not math.isfinite(loss_sum)
     if not any_rank(ctx, bad):
         return
     kept = (f"the last good checkpoint is {last_path} (end of epoch {epoch})" if last_path.exists()

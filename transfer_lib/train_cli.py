@@ -13,7 +13,8 @@ Without --data the synthetic set is generated under data/ on first use and reuse
 RUN_DIR gets config.json, metrics.jsonl, last.pt, best.pt and, when complete, summary.json.
 On CUDA the fast input pipeline is on by default (--no-fast: the per-image DataLoader); on a
 CPU it is off (--fast turns it on); config.json and the metrics record which one ran.
-Profiles (transfer_lib/profiles.py): smoke, cpu, paper; options below override their fields.
+Profiles (transfer_lib/profiles.py): smoke, cpu, paper, gpu; options below override their fields.
+On a GPU: python -m transfer_lib train --profile paper --compile --compile-mode reduce-overhead
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from transfer_lib.profiles import BALANCES, OPTIMISERS, PROFILE_NAMES, SCHEDULES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from transfer_lib.train import AMP_DTYPES, DATASETS
+    from transfer_lib.train import AMP_DTYPES, COMPILE_MODES, DATASETS
 
     g = parser.add_argument_group("data")
     g.add_argument("--data", metavar="DIR", help="data set root (default: the synthetic set)")
@@ -42,8 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "DATA/../cache; on Colab a local folder such as /content/cache)")
     g = parser.add_argument_group("recipe (defaults from --profile)")
     g.add_argument("--profile", choices=PROFILE_NAMES, default=None,
-                   help="smoke | cpu | paper (default: $TRANSFER_PROFILE, else paper on a GPU "
-                        "with RAF-DB found, else cpu)")
+                   help="smoke | cpu | paper | gpu (default: $TRANSFER_PROFILE, else on a GPU "
+                        "paper with RAF-DB found and gpu without, else cpu)")
     g.add_argument("--variant", choices=VARIANTS)
     g.add_argument("--size", choices=SIZES)
     g.add_argument("--epochs", type=int, metavar="N")
@@ -72,11 +73,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--device", metavar="DEV", help="cuda | cpu | cuda:1 (default: cuda if present)")
     g.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="mixed precision (default: on for CUDA)")
-    g.add_argument("--amp-dtype", choices=tuple(AMP_DTYPES), default="bf16",
-                   help="bf16, or fp16 with a GradScaler")
+    g.add_argument("--amp-dtype", choices=tuple(AMP_DTYPES), default=None,
+                   help="bf16, or fp16 with a GradScaler (default: bf16 where the GPU has bf16 "
+                        "tensor cores, fp16 on older GPUs such as the T4)")
     g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="channels_last memory format (default: on for CUDA)")
-    g.add_argument("--compile", action="store_true", help="torch.compile the model")
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile the forward pass, loss and accuracy as one graph")
+    g.add_argument("--compile-mode", choices=COMPILE_MODES, default=None,
+                   help="torch.compile mode (implies --compile); reduce-overhead and "
+                        "max-autotune capture CUDA graphs (default: default)")
+    g.add_argument("--sync-every", type=int, metavar="K",
+                   help="read the loss on the host every K steps (default: 25 on CUDA, 1 on CPU)")
     g.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar")
 
@@ -106,7 +114,8 @@ def config_from_args(args: argparse.Namespace):
         workers=args.workers, msad_mode=args.msad_mode, map_regulariser=args.map_regulariser,
         ir50=args.ir50, vit=args.vit, seed=args.seed, resume=args.resume,
         max_steps=args.max_steps, device=args.device, amp=args.amp, amp_dtype=args.amp_dtype,
-        channels_last=args.channels_last, compile=args.compile, fast=args.fast,
+        channels_last=args.channels_last, compile=args.compile or args.compile_mode is not None,
+        compile_mode=args.compile_mode, sync_every=args.sync_every, fast=args.fast,
         cache_dir=args.cache_dir,
         progress=args.progress,
     )

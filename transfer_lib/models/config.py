@@ -26,7 +26,7 @@ IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 VARIANTS: tuple[str, ...] = ("ir50", "vit_fer", "local", "local_mad", "transfer")
-SIZES: tuple[str, ...] = ("paper", "tiny")
+SIZES: tuple[str, ...] = ("paper", "tiny", "small")
 MSAD_MODES: tuple[str, ...] = ("head", "token")
 MAP_REGULARISERS: tuple[str, ...] = ("mad", "none", "dropout", "dropblock", "spatial")
 
@@ -141,6 +141,21 @@ SIZE_PRESETS: dict[str, dict] = {
         depth=2,
         num_heads=4,
         mlp_ratio=2.0,
+    ),
+    # Between the two, for a GPU without RAF-DB (the ``gpu`` profile): the paper's 112 x 112
+    # input, 14 x 14 tokens and mlp_ratio, half the stem's widths and under a third of its units,
+    # a 256-wide 4-block transformer (head_dim 64). Forward 2.6 GFLOPs per image against tiny's
+    # 0.12 and paper's 29.6 (``python -m transfer_lib summary --size small``), 4.7 M parameters:
+    # sized so that the gpu profile's whole book fits in 30 minutes on a T4 (profiles.py).
+    "small": dict(
+        input_size=112,
+        stem_widths=(32, 64, 128),
+        stem_depths=(2, 3, 6),
+        lanet_reduction=8,
+        embed_dim=256,
+        depth=4,
+        num_heads=4,
+        mlp_ratio=3.0,
     ),
 }
 
