@@ -450,7 +450,9 @@ def ablate_command(profile: str, seeds: int | None, rows: Sequence[str], out: st
     if dataset != "rafdb":
         cmd += ["--dataset", dataset]
     rest = dict(train_overrides)
-    for key, flag in (("epochs", "--epochs"), ("max_steps", "--max-steps"), ("device", "--device")):
+    for key, flag in (("epochs", "--epochs"), ("warmup_epochs", "--warmup-epochs"),
+                      ("eval_every", "--eval-every"), ("max_steps", "--max-steps"),
+                      ("device", "--device")):
         if rest.get(key) is not None:
             cmd += [flag, str(rest.pop(key))]
     if not occlusion:
@@ -770,6 +772,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", metavar="DIR", help="data set root (default: the synthetic set)")
     parser.add_argument("--dataset", choices=DATASETS, default="rafdb")
     parser.add_argument("--epochs", type=int, metavar="N", help="override the profile's epochs")
+    parser.add_argument("--warmup-epochs", type=float, metavar="E",
+                        help="override the profile's warmup (with a shorter --epochs budget)")
+    parser.add_argument("--eval-every", type=int, metavar="K",
+                        help="evaluate every K epochs (the last epoch is always evaluated)")
     parser.add_argument("--max-steps", type=int, metavar="N", help="at most N batches per epoch")
     parser.add_argument("--device", metavar="DEV")
     parser.add_argument("--no-occlusion", dest="occlusion", action="store_false",
@@ -785,7 +791,8 @@ def run(args: argparse.Namespace) -> int:
         profile = args.profile or active_profile().name
     except ValueError as err:
         raise TransferError(str(err)) from None
-    overrides = {k: v for k, v in (("epochs", args.epochs), ("max_steps", args.max_steps),
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("warmup_epochs", args.warmup_epochs),
+                                   ("eval_every", args.eval_every), ("max_steps", args.max_steps),
                                    ("device", args.device)) if v is not None}
     result = ablate(profile, args.seeds, parse_rows(args.rows), args.out, args.data, args.dataset,
                     progress=args.progress, results=args.results, occlusion=args.occlusion,

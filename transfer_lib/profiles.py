@@ -122,20 +122,25 @@ class Profile:
 
 _CPU = Profile(
     name="cpu",
-    description="tiny TransFER on the synthetic set, AdamW + cosine from scratch, minutes on 2 cores",
+    description="tiny TransFER on the synthetic set from scratch: balanced sampling, label "
+                "smoothing, clipped AdamW + warmup + cosine, fp32, minutes on 2 cores",
     size="tiny",
-    epochs=12,
+    epochs=30,
     batch_size=32,
     optimiser="adamw",
     lr=1e-3,
     weight_decay=0.05,
     schedule="cosine",
     milestones=(),
-    warmup_epochs=1.0,
+    warmup_epochs=3.0,
     min_lr_ratio=0.01,
+    label_smoothing=0.1,
+    grad_clip=1.0,
     augment="light",
-    eval_every=1,
+    balance="sampler",
+    eval_every=3,
     workers=0,
+    cpu_fast=True,
 )
 
 PROFILES: dict[str, Profile] = {
@@ -152,6 +157,7 @@ PROFILES: dict[str, Profile] = {
         batch_size=8,
         warmup_epochs=0.0,
         min_lr_ratio=0.0,
+        eval_every=1,
         synthetic_train=48,
         synthetic_test=21,
     ),
