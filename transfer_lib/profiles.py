@@ -47,6 +47,7 @@ class Profile:
     # model
     variant: str = "transfer"
     size: str = "paper"  # paper | tiny | small (transfer_lib.models.config.SIZES)
+    input_size: int = 0  # input side in pixels; 0: the size's own (112 paper/small, 64 tiny)
     # schedule
     epochs: int = 40
     batch_size: int = 64
@@ -125,6 +126,7 @@ _CPU = Profile(
     description="tiny TransFER on the synthetic set from scratch: balanced sampling, label "
                 "smoothing, clipped AdamW + warmup + cosine, fp32, minutes on 2 cores",
     size="tiny",
+    input_size=48,
     epochs=30,
     batch_size=32,
     optimiser="adamw",
@@ -172,6 +174,7 @@ PROFILES["gpu"] = _CPU.replace(
     name="gpu",
     description="small TransFER on a RAF-DB-sized synthetic set, AdamW + cosine, minutes on a T4",
     size="small",
+    input_size=0,
     epochs=20,
     batch_size=128,
     warmup_epochs=1.0,

@@ -92,7 +92,7 @@ TEST_HOOK_ENV = "TRANSFER_TEST_HOOK"
 #: Profile fields a TrainConfig may override (None: take the profile's).
 PROFILE_OVERRIDES: tuple[str, ...] = (
     "variant", "size", "epochs", "batch_size", "optimiser", "lr", "momentum", "weight_decay",
-    "schedule", "milestones", "gamma", "warmup_epochs", "label_smoothing", "augment",
+    "input_size", "schedule", "milestones", "gamma", "warmup_epochs", "label_smoothing", "augment",
     "balance", "grad_clip", "eval_every", "workers",
 )
 
@@ -108,6 +108,7 @@ class TrainConfig:
     # recipe overrides (None: the profile's value)
     variant: str | None = None
     size: str | None = None
+    input_size: int | None = None
     epochs: int | None = None
     batch_size: int | None = None
     optimiser: str | None = None
@@ -455,6 +456,8 @@ def build_training_model(cfg: TrainConfig, prof: Profile, class_names: list[str]
     from transfer_lib.models import make_config, model_from_config
 
     overrides = dict(cfg.model_overrides)
+    if prof.input_size and "input_size" not in overrides:
+        overrides["input_size"] = prof.input_size
     if cfg.msad_mode:
         overrides["msad_mode"] = cfg.msad_mode
     if cfg.map_regulariser:

@@ -12,6 +12,8 @@
 # %% [setup]
 
 # %%
+import json
+
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
@@ -94,10 +96,83 @@ del model  # the paper-size model is not the one we train on a CPU
 # ## Training
 #
 # The library's trainer runs the active profile's recipe (`transfer_lib.profiles`): the
-# authors' SGD recipe on RAF-DB at `paper`, a tiny TransFER (64 x 64 input, 2 blocks) trained
-# from scratch with AdamW on the synthetic faces at `cpu`, a few steps at `smoke`. `run_or_load`
+# authors' SGD recipe on RAF-DB at `paper`, a tiny TransFER (64 x 64 input, 2 blocks of width 96)
+# trained from scratch on the synthetic faces at `cpu`, a few steps at `smoke`. `run_or_load`
 # trains only when the run directory holds no complete run, so rebuilding the book does not
 # retrain; chapters 8 and 9 use this model.
+#
+# ### Why the `cpu` recipe is not the paper's
+#
+# The paper fine-tunes pretrained weights with SGD at a learning rate of $10^{-4}$. From random
+# weights, on two CPU cores, that learns nothing in the minutes we have, so the `cpu` profile
+# changes the recipe, one reason at a time:
+#
+# | change | why |
+# | --- | --- |
+# | tiny size: 64 x 64 input, stem widths 16/32/64, 2 blocks of width 96 | 0.12 GFLOPs a face instead of 29.6: an epoch of 3,000 faces in seconds |
+# | AdamW, lr $10^{-3}$, weight decay 0.05, cosine decay | SGD at $10^{-4}$ only fine-tunes; a model trained from scratch needs a larger, adaptive step |
+# | class-balanced sampling | the synthetic set copies RAF-DB's imbalance (Fear 2 %, Happiness 39 %); without it the three rarest classes stayed at 0 % |
+# | label smoothing 0.1 | the usual companion of balanced sampling: the rare classes' few images are seen many times |
+# | gradient clipping at norm 1, 3 warmup epochs | the rows with a transformer, trained from scratch, stalled at chance for whole runs on some seeds; clipping and a longer warmup stopped that |
+# | 30 epochs, evaluated every 3 | the transformer converges more slowly than the CNN |
+# | the fast input pipeline, fp32 | images decoded once into a uint8 cache and augmented a batch at a time; fp32 so that every CPU gives the same numbers (bf16 pays only on CPUs with native bf16) |
+#
+# The evidence for the middle rows comes from sweeps of the library's own trainer
+# (`benchmarks/recipe_sweep.py`, `train(profile="cpu", ...)` with one change at a time), run on a
+# lent GPU because 70 runs of this model take hours on two cores; a GPU rounds differently, so
+# the figures are a guide to the recipe, not to the CPU's exact numbers. A run counts as
+# *stalled* when its mean class accuracy ends below 30 % (chance is 14 %).
+
+# %%
+sweeps = [viz.project_root() / "benchmarks" / "results" / f
+          for f in ("recipe_sweep_h200.jsonl", "recipe_sweep_2_h200.jsonl")]
+runs = pd.DataFrame([json.loads(line) for path in sweeps for line in path.read_text().splitlines()])
+runs["config"] = runs["name"].str.replace(r"-s\d+$", "", regex=True)
+runs["stalled"] = runs["mean_class_accuracy"] < 0.30
+evidence = runs.groupby("config").agg(
+    variant=("overrides", lambda o: o.iloc[0]["variant"]),
+    epochs=("overrides", lambda o: o.iloc[0]["epochs"]),
+    seeds=("name", "size"), stalled=("stalled", "sum"),
+    mca_mean=("mean_class_accuracy", lambda v: 100 * v.mean()),
+    mca_best=("mean_class_accuracy", lambda v: 100 * v.max()))
+shown = ["abl-ir50-e24", "abl-transfer-e24", "abl-vit_fer-e24", "abl-local-e24",
+         "abl-local_mad-e24", "t64-e16-lr0.001-b32", "t64-e16-lr0.002-b32",
+         "t64-e32-lr0.001-b32", "t64-e16-clip1-wu3", "pt-transfer-e16", "pt-vit_fer-e16",
+         "pt-local_mad-e16"]
+display(evidence.loc[shown].round(1))
+clip = evidence.loc["t64-e16-clip1-wu3"]
+noclip = evidence.loc[["t64-e16-lr0.001-b32", "abl-transfer-e24", "abl-vit_fer-e24",
+                       "abl-local-e24", "abl-local_mad-e24"]]
+pretrained = evidence.loc[["pt-transfer-e16", "pt-vit_fer-e16", "pt-local_mad-e16"]]
+print(f"transformer rows without clipping: {int(noclip['stalled'].sum())} of "
+      f"{int(noclip['seeds'].sum())} runs stalled; with clipping and a 3-epoch warmup: "
+      f"{int(clip['stalled'])} of {int(clip['seeds'])}; the CNN (ir50): "
+      f"{int(evidence.loc['abl-ir50-e24', 'stalled'])} of "
+      f"{int(evidence.loc['abl-ir50-e24', 'seeds'])}")
+print(f"with the identity-pretrained stem (no clipping): {int(pretrained['stalled'].sum())} of "
+      f"{int(pretrained['seeds'].sum())} runs stalled, best mean class accuracy "
+      f"{pretrained['mca_best'].max():.1f} %")
+assert clip["stalled"] == 0 and noclip["stalled"].sum() > 0  # the reason for the clipping row
+# ... and for leaving the pretrained stem out of the default recipe (next section)
+assert (pretrained["stalled"].sum() / pretrained["seeds"].sum()
+        > noclip["stalled"].sum() / noclip["seeds"].sum())
+
+# %% [markdown]
+# ### Pretraining, as the paper does
+#
+# The paper's stem was first trained to recognise *people* (MS-Celeb-1M). The offline analogue
+# here is `python -m transfer_lib pretrain`: the tiny stem learns to tell apart 300 synthetic
+# identities (expression varied and never the label, identities drawn from seeds the expression
+# set never uses), and is written in face.evoLVe's IR-50 key layout, so `train --ir50 FILE` loads
+# it through the same loader as the real file (chapter 3). The `pt-` rows above fine-tune from
+# it. Whether the `cpu` profile uses it is decided by those measurements: it does not, because
+# starting from it the transformer rows stalled *more* often, not less. A plausible reason, not
+# tested here: features trained to separate identities are the nuisance an expression model has
+# to ignore, and a randomly initialised transformer on top of them first has to unlearn them. On
+# RAF-DB the real MS-Celeb-1M stem is what the paper starts from; the reader with the file gets
+# that path through `--ir50`.
+#
+# ### The run
 
 # %%
 run_dir = viz.book_run_dir("transfer", profile)
@@ -158,6 +233,11 @@ b.set_xlim(0, 100)
 fig.tight_layout()
 plt.show()
 assert confusion.shape == (len(names), len(names)) and confusion.sum() > 0
+if profile.name == "cpu":  # the recipe's aim on the synthetic set
+    met = summary["mean_class_accuracy"] >= 0.90 and per_class.min() >= 80
+    print(f"aim of the cpu recipe (mean class accuracy >= 90 %, every class >= 80 %): "
+          f"{'met' if met else 'not met'} - {100 * summary['mean_class_accuracy']:.1f} %, weakest "
+          f"class {per_class.idxmin()} {per_class.min():.1f} %")
 assert abs(confusion.diag().sum().item() / confusion.sum().item() - acc) < 1e-9
 
 # %% [markdown]
