@@ -121,6 +121,9 @@ def load_eval_set(data: str | os.PathLike, dataset: str, config, split: str = "t
     from transfer_lib.data.transforms import eval_transform
 
     if not os.path.exists(data):
+        from transfer_lib.data.synth import interrupted_note
+
         raise TransferError(f"data set folder not found: {data}. Expected the root of {dataset} "
-                            f"in its distributed layout (see docs: datasets as distributed).")
+                            f"in its distributed layout (see docs: datasets as distributed)."
+                            + interrupted_note(data))
     return build_dataset(dataset, data, split, transform=eval_transform(config))

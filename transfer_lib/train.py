@@ -302,10 +302,13 @@ def resolve_data_root(cfg: TrainConfig, prof: Profile, ctx: DistContext) -> Path
     if cfg.data is not None:
         root = Path(cfg.data)
         if not root.exists():
+            from transfer_lib.data.synth import interrupted_note
+
             raise DataError(
                 f"data set folder not found: {root}. Expected the root of {cfg.dataset} in its "
                 f"distributed layout (for RAF-DB: {root}/basic/EmoLabel/list_patition_label.txt "
                 f"and {root}/basic/Image/aligned/); leave --data out to use the synthetic set."
+                + interrupted_note(root)
             )
         return root
     if cfg.dataset != "rafdb":
