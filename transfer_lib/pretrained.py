@@ -140,10 +140,11 @@ def read_torch_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001
+        from transfer_lib.checkpoint import load_failure
+
         raise CheckpointError(
-            f"{path} is not a torch file that loads safely ({type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else ''}); for the authors' Paddle weights "
-            f"use load_official_transfer / --official"
+            f"{path} is not a torch file that loads safely ({load_failure(err)}); for the "
+            f"authors' Paddle weights use load_official_transfer / --official"
         ) from None
     for wrapper in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):

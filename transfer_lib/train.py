@@ -134,6 +134,7 @@ class TrainConfig:
     # run control
     seed: int = 0
     resume: bool = False
+    new_recipe: bool = False  # resume under a changed recipe (config.json keeps the old one)
     max_steps: int | None = None  # at most this many batches per epoch (tests, quick checks)
     device: str | None = None  # None: cuda if available, else cpu
     amp: bool | None = None  # None: on for CUDA, off on CPU
@@ -618,7 +619,12 @@ def train(config: TrainConfig | dict | None = None, **kwargs) -> dict:
     if cfg.amp_dtype is None:  # recorded resolved in config.json
         cfg = dataclasses.replace(cfg, amp_dtype=pick_amp_dtype(ctx.device))
     try:
-        return _train(cfg, ctx)
+        from transfer_lib.rundir import RunLock
+
+        if not ctx.is_main:  # rank 0 holds the run directory's lock for every rank
+            return _train(cfg, ctx)
+        with RunLock(cfg.run_dir()):
+            return _train(cfg, ctx)
     finally:
         cleanup(ctx)
 
@@ -643,7 +649,7 @@ def run_or_load(run_dir: str | os.PathLike, config: TrainConfig | dict | None = 
 
 
 #: TrainConfig fields that change how a run is executed but not what it computes.
-_EXECUTION_FIELDS = ("out", "resume", "progress", "device", "amp", "amp_dtype", "channels_last",
+_EXECUTION_FIELDS = ("out", "resume", "new_recipe", "cache_dir", "progress", "device", "amp", "amp_dtype", "channels_last",
                      "compile", "compile_mode", "sync_every", "fast", "workers", "profile")
 
 
@@ -668,6 +674,34 @@ def _recipe_differences(run_dir: Path, cfg: TrainConfig) -> list[str]:
         if saved["profile"][key] != value:
             diffs.append(f"{key}: saved {saved['profile'][key]!r}, asked {value!r}")
     return diffs
+
+
+def _recipe_history(run_dir: Path, changed: list[str], start_epoch: int) -> list[dict]:
+    """``config.json``'s ``history``: the recipes this run had before its current one (each the
+    whole earlier ``config.json`` plus ``until_epoch``, when the next took over, and ``changed``),
+    oldest first. A resume under the same recipe keeps it as it was."""
+    try:
+        saved = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(saved, dict):
+        return []
+    history = list(saved.get("history") or [])
+    if changed:
+        history.append({**{k: v for k, v in saved.items() if k != "history"},
+                        "until_epoch": start_epoch, "changed": changed})
+    return history
+
+
+def _load_last(last_path: Path, best_path: Path, device: torch.device) -> dict:
+    """``last.pt`` for a resume; a damaged one is refused with what can still be done."""
+    best = (f"{best_path} (the best weights, without optimiser state) can be evaluated with "
+            f"`eval --checkpoint {best_path}` but not resumed from" if best_path.is_file()
+            else f"there is no {best_path.name} to fall back on")
+    return load_checkpoint(last_path, map_location=device, hint=(
+        f"Cannot resume: {last_path} is truncated or damaged (a full disk, or a copy cut short). "
+        f"Restore an earlier copy of it (a backup, Drive's version history) and --resume again, "
+        f"or start a new --out; {best}."))
 
 
 def _train(cfg: TrainConfig, ctx: DistContext) -> dict:
@@ -697,6 +731,15 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> dict:
             )
         if cfg.resume and not last_path.exists() and (run_dir / "config.json").exists():
             pass  # killed before the first checkpoint: start over in the same folder
+    changed: list[str] = []
+    if ctx.is_main and cfg.resume and last_path.exists():
+        changed = _recipe_differences(run_dir, cfg)
+        if changed and not cfg.new_recipe:
+            raise TransferError(
+                f"{run_dir} was trained with another recipe ({'; '.join(changed)}). --resume "
+                f"continues a run as it began: repeat its options (its config.json lists them), "
+                f"pass --new-recipe (new_recipe=True) to go on under the new recipe (config.json "
+                f"then keeps the old one under 'history'), or choose another --out.")
     barrier(ctx)
 
     # data
@@ -731,7 +774,7 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> dict:
 
     start_epoch, global_step, best_acc, wall_before = 0, 0, -1.0, 0.0
     if cfg.resume and last_path.exists():
-        ckpt = load_checkpoint(last_path, map_location=device)
+        ckpt = _load_last(last_path, best_path, device)
         if ckpt.get("config") != mc.to_dict():
             raise CheckpointError(f"{last_path} was trained as another model; resume with the "
                                   f"same --variant/--size/model options, or choose another --out")
@@ -755,11 +798,13 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> dict:
 
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        history = _recipe_history(run_dir, changed, start_epoch) if cfg.resume else []
         (run_dir / "config.json").write_text(json.dumps(
             {"train": cfg.to_dict(), "profile": prof.to_dict(), "model": mc.to_dict(),
              "data_root": str(root), "world_size": ctx.world_size, "device": str(device),
              "pipeline": pipeline, "train_augment": train_augment,
-             "cache": str(train_loader.cache.path) if fast else None},
+             "cache": str(train_loader.cache.path) if fast else None,
+             **({"history": history} if history else {})},
             indent=1, default=str))
         # drop metric lines of epochs that will be run again
         metrics_path = run_dir / "metrics.jsonl"

@@ -68,6 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("run")
     g.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/PROFILE-VARIANT-seedS)")
     g.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
+    g.add_argument("--new-recipe", action="store_true",
+                   help="with --resume: go on although the recipe changed (config.json keeps the "
+                        "earlier one under 'history'); without it a changed recipe is refused")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--max-steps", type=int, metavar="N", help="at most N batches per epoch (tests)")
     g.add_argument("--device", metavar="DEV", help="cuda | cpu | cuda:1 (default: cuda if present)")
@@ -113,6 +116,7 @@ def config_from_args(args: argparse.Namespace):
         balance=args.balance, grad_clip=args.grad_clip,
         workers=args.workers, msad_mode=args.msad_mode, map_regulariser=args.map_regulariser,
         ir50=args.ir50, vit=args.vit, seed=args.seed, resume=args.resume,
+        new_recipe=args.new_recipe,
         max_steps=args.max_steps, device=args.device, amp=args.amp, amp_dtype=args.amp_dtype,
         channels_last=args.channels_last, compile=args.compile or args.compile_mode is not None,
         compile_mode=args.compile_mode, sync_every=args.sync_every, fast=args.fast,
