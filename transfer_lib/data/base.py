@@ -72,6 +72,20 @@ def open_text(path: Path) -> Iterator[IO[str]]:
             raise _not_text(path, err) from None
 
 
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (this one counts): a temporary file named after a process
+    that is gone was left by a run that was killed."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, owned by another user
+        return True
+    return True
+
+
 class FolderListing:
     """Which files exist, one directory listing per folder (faster than one stat per file,
     which matters on Google Drive)."""

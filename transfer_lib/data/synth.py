@@ -698,26 +698,16 @@ def check_target(out: Path, force: bool = False) -> None:
 def _fresh_tmp(out: Path) -> Path:
     """A new temporary sibling of ``out``; leftovers of interrupted runs whose process is gone
     (``.NAME.tmp-PID``) are removed first."""
+    from transfer_lib.data.base import process_alive
+
     out.parent.mkdir(parents=True, exist_ok=True)
     for old in out.parent.glob(f".{out.name}.tmp-*"):
         pid = old.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _process_alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(old, ignore_errors=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     return tmp
-
-
-def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # exists, owned by someone else
-        return True
-    return True
 
 
 def interrupted_note(root: str | os.PathLike) -> str:
