@@ -124,3 +124,16 @@ def test_out_is_a_file(tmp_path, capsys):
     f.write_text("mine")
     assert main([*BASE, "--out", str(f)]) == 2
     assert "is a file" in capsys.readouterr().err and f.read_text() == "mine"
+
+
+def test_run_or_load_when_best_pt_is_missing(run):
+    (run / "best.pt").unlink()
+    with pytest.raises(TransferError, match=r"best.pt is missing: restore it.*last.pt.*delete"):
+        run_or_load(run, profile="smoke", epochs=1, max_steps=1, progress=False)
+
+
+def test_a_summary_that_is_not_a_dict_is_rebuilt_from_last_pt(run, capsys):
+    (run / "summary.json").write_text("[1, 2]")
+    summary = run_or_load(run, profile="smoke", epochs=1, max_steps=1, progress=False)
+    assert summary["complete"] and json.loads((run / "summary.json").read_text()) == summary
+    assert "not a run summary" in capsys.readouterr().err

@@ -90,9 +90,26 @@ def model_from_checkpoint(path: str | os.PathLike, map_location: str | torch.dev
     from transfer_lib.models import TransFERConfig, model_from_config
 
     ckpt = load_checkpoint(path, map_location)
-    config = TransFERConfig.from_dict(ckpt["config"])
-    model = model_from_config(config)
-    missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
+    try:
+        if not isinstance(ckpt["config"], dict):
+            raise ValueError(f"its config is a {type(ckpt['config']).__name__}, not a dict")
+        config = TransFERConfig.from_dict(ckpt["config"])
+        model = model_from_config(config)
+    except (TypeError, ValueError, KeyError) as err:
+        raise CheckpointError(
+            f"{path} holds a model config this version of transfer_lib cannot build ({err}). "
+            f"It was written by another version, or edited: evaluate it with the version that "
+            f"trained it, or train again."
+        ) from None
+    try:
+        missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
+    except (RuntimeError, TypeError, AttributeError) as err:  # shapes that do not fit the config
+        lines = [line.strip() for line in str(err).splitlines() if "size mismatch" in line]
+        raise CheckpointError(
+            f"{path}: the weights do not fit the model its own config describes "
+            f"({'; '.join(lines[:3]) or type(err).__name__}). The file was edited or pieced "
+            f"together from two runs: use the RUN_DIR/best.pt or last.pt a run wrote."
+        ) from None
     if missing or unexpected:
         raise CheckpointError(
             f"{path} does not match its own config: missing {missing[:5]}, unexpected {unexpected[:5]}"

@@ -180,8 +180,15 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise TransferError(f"{name}={v} must be at least 1")
-        if self.lr is not None and not self.lr > 0:
-            raise TransferError(f"lr={self.lr} must be positive")
+        if self.workers is not None and self.workers < 0:
+            raise TransferError(f"workers={self.workers} must be 0 (load in this process) or more")
+        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
+            raise TransferError(f"lr={self.lr} must be a positive, finite number (e.g. 1e-3)")
+        for name in ("weight_decay", "momentum", "gamma", "warmup_epochs", "label_smoothing",
+                     "grad_clip"):
+            v = getattr(self, name)
+            if v is not None and not (v >= 0 and math.isfinite(v)):
+                raise TransferError(f"{name}={v} must be a finite number, 0 or more")
         try:
             self.profile_obj()
         except ValueError as err:
@@ -587,9 +594,14 @@ def _test_hook() -> tuple[str, int] | None:
 
 
 def _read_summary(run_dir: Path) -> dict | None:
+    path = run_dir / "summary.json"
     try:
-        summary = json.loads((run_dir / "summary.json").read_text())
+        summary = json.loads(path.read_text())
     except (OSError, ValueError):
+        return None
+    if not isinstance(summary, dict):  # overwritten by something else: finish the run again
+        print(f"warning: {path} holds a {type(summary).__name__}, not a run summary; the run is "
+              f"finished again from its last.pt", file=sys.stderr)
         return None
     return summary if summary.get("complete") else None
 
@@ -642,6 +654,12 @@ def run_or_load(run_dir: str | os.PathLike, config: TrainConfig | dict | None = 
             raise TransferError(
                 f"{run_dir} holds a complete run of another recipe ({'; '.join(stale)}). "
                 f"Delete that folder to train the new recipe, or pass another run directory."
+            )
+        if not (run_dir / "best.pt").is_file():
+            raise TransferError(
+                f"{run_dir} holds a complete run (summary.json) but its best.pt is missing: "
+                f"restore it from a copy, use {run_dir / 'last.pt'} (the final weights) instead, "
+                f"or delete {run_dir} to train the run again."
             )
         return summary
     cfg = dataclasses.replace(cfg, out=str(run_dir), resume=(run_dir / "last.pt").is_file())
