@@ -157,7 +157,7 @@ def test_interrupted_synth_keeps_the_old_set_whole(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["s"]  # the half-drawn set is gone
 
 
-def test_loader_refuses_an_incomplete_set_and_stale_leftovers_are_cleaned(tmp_path):
+def test_loader_refuses_an_incomplete_set_and_stale_leftovers_are_cleaned(tmp_path, capsys):
     out = generate(tmp_path / "s", train=7, test=7, workers=1)
     marker = json.loads((out / "synthetic.json").read_text())
     (out / "synthetic.json").write_text(json.dumps({**marker, "state": "incomplete"}))
@@ -172,6 +172,11 @@ def test_loader_refuses_an_incomplete_set_and_stale_leftovers_are_cleaned(tmp_pa
         build_dataset("synthetic", tmp_path / "new", "train")
     assert "interrupted" in str(err.value) and "run it again" in str(err.value)
     assert "obtain" not in str(err.value)
+    from transfer_lib.cli import main
+
+    assert main(["train", "--profile", "smoke", "--data", str(tmp_path / "new"),
+                 "--out", str(tmp_path / "run")]) == 2  # the same from the trainer
+    assert "was interrupted" in capsys.readouterr().err
     generate(tmp_path / "new", train=7, test=7, workers=1)
     assert not left.exists()
     assert len(build_dataset("synthetic", tmp_path / "new", "test")) == 7
