@@ -771,11 +771,6 @@ def _swap_in(tmp: Path, root: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _project_root() -> Path:
-    here = Path(__file__).resolve().parents[2]
-    return here if (here / "pyproject.toml").exists() else Path.cwd()
-
-
 def ensure_synthetic(root: str | os.PathLike = "data/synthetic", train: int = DEFAULT_TRAIN,
                      test: int = DEFAULT_TEST, seed: int = 0, occlusion: float = DEFAULT_OCCLUSION,
                      balance: str = "rafdb", workers: int | None = None) -> Path:
@@ -787,9 +782,11 @@ def ensure_synthetic(root: str | os.PathLike = "data/synthetic", train: int = DE
     temporary sibling folder that is renamed into place, so a half-written set is never used. A
     folder at ``root`` that is not a synthetic set is refused (DataError), never replaced.
     """
+    from transfer_lib.profiles import project_root
+
     root = Path(root)
     if not root.is_absolute():
-        root = _project_root() / root
+        root = project_root() / root
     params = _params(train, test, seed, occlusion, balance, workers)
 
     def ready() -> bool:
