@@ -677,7 +677,8 @@ def _recipe_differences(run_dir: Path, cfg: TrainConfig) -> list[str]:
         saved = json.loads((run_dir / "config.json").read_text())
     except (OSError, ValueError):
         return []  # an older or foreign run directory: nothing to compare against
-
+    if not isinstance(saved, dict):
+        return []
     wanted_train = _plain(cfg.to_dict())
     wanted_profile = _plain(cfg.profile_obj().to_dict())
     diffs = []

@@ -11,6 +11,9 @@ Examples:
 
 Without --data the synthetic set is generated under data/ on first use and reused.
 RUN_DIR gets config.json, metrics.jsonl, last.pt, best.pt and, when complete, summary.json.
+One run at a time uses a RUN_DIR (a second is refused while the first runs; a killed run's lock
+goes with its process). --resume refuses a changed recipe and lists the changes; --new-recipe
+goes on anyway and config.json keeps the earlier recipe under "history".
 On CUDA the fast input pipeline is on by default (--no-fast: the per-image DataLoader); on a
 CPU it is off (--fast turns it on); config.json and the metrics record which one ran.
 Profiles (transfer_lib/profiles.py): smoke, cpu, paper, gpu; options below override their fields.
