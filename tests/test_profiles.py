@@ -112,3 +112,24 @@ def test_active_profile_gpu_without_rafdb(monkeypatch, tmp_path):
     assert active_profile().name == "gpu"
     monkeypatch.setattr("transfer_lib.profiles._cuda_available", lambda: False)
     assert active_profile().name == "cpu"
+
+
+def test_one_project_root_for_data_weights_and_runs(monkeypatch, tmp_path):
+    from transfer_lib import pretrain, viz
+    from transfer_lib.profiles import project_root
+
+    assert viz.project_root is project_root and pretrain.project_root is project_root
+    # a pip install (no pyproject.toml beside the package), chapters run from book/src
+    monkeypatch.setattr("transfer_lib.profiles.__file__", str(tmp_path / "site" / "pkg" / "p.py"))
+    project = tmp_path / "project"
+    (project / "book" / "src").mkdir(parents=True)
+    (project / "_config.yml").write_text("title: x\n")
+    monkeypatch.chdir(project / "book" / "src")
+    assert project_root() == project
+    assert viz.book_run_dir("x", "smoke") == project / "runs" / "book" / "smoke" / "x"
+    (project / "weights").mkdir()
+    (project / "weights" / "w.pth").write_bytes(b"0")
+    monkeypatch.delenv("X_WEIGHTS", raising=False)
+    assert viz.find_weights("w.pth", "X_WEIGHTS") == project / "weights" / "w.pth"
+    (project / "_config.yml").unlink()
+    assert project_root() == project / "book" / "src"  # no marker: the working directory

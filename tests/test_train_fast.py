@@ -207,7 +207,7 @@ def test_switching_pipeline_on_resume_warns(tmp_path, cache_dir, capsys):
                   cache_dir=str(cache_dir), progress=False)
     train(TrainConfig(epochs=1, **common))  # per-image (the CPU default)
     assert json.loads((out / "config.json").read_text())["pipeline"] == "per-image"
-    summary = train(TrainConfig(epochs=2, fast=True, resume=True, **common))
+    summary = train(TrainConfig(epochs=2, fast=True, resume=True, new_recipe=True, **common))
     assert summary["pipeline"] == "fast"
     err = capsys.readouterr().err
     assert "per-image input pipeline" in err and "--no-fast" in err

@@ -48,4 +48,4 @@ def test_sigkill_then_resume_gives_the_same_weights(tmp_path):
 def test_resume_of_another_model_is_refused(tmp_path):
     assert _train(tmp_path / "r", "--epochs", "1", "--max-steps", "1").returncode == 0
     r = _train(tmp_path / "r", "--resume", "--variant", "vit_fer")
-    assert r.returncode == 2 and "another model" in r.stderr
+    assert r.returncode == 2 and "another recipe" in r.stderr and "variant: saved" in r.stderr

@@ -9,6 +9,8 @@ RNG states and the epoch. Everything in it is a tensor or a plain type, so it lo
 from __future__ import annotations
 
 import os
+import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -38,8 +40,28 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
     return path
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint dict safely (``weights_only=True``) with clear errors."""
+def load_failure(err: BaseException) -> str:
+    """Why ``torch.load(..., weights_only=True)`` failed, in one line, for an error message.
+
+    Torch's own message for a refused file advises loading it again with ``weights_only=False``;
+    for a malicious file that runs its payload, so that advice is never passed on: a refused file
+    is described by the globals it asks for.
+    """
+    text = str(err)
+    if isinstance(err, pickle.UnpicklingError) or "weights_only" in text or "Weights only" in text:
+        names = list(dict.fromkeys(re.findall(r"GLOBAL ([\w.]+)", text)))
+        what = (f"it asks to run {', '.join(names)}" if names
+                else "it holds objects other than tensors and plain types")
+        return (f"refused by safe (weights-only) loading: {what}. A weights file needs none of "
+                f"that; do not load it any other way unless you wrote it yourself")
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu",
+                    hint: str | None = None) -> dict:
+    """Load a checkpoint dict safely (``weights_only=True``) with clear errors; ``hint`` replaces
+    the default advice for a file that does not load."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(
@@ -50,9 +72,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure here means "not our checkpoint"
         raise CheckpointError(
-            f"{path} is not a checkpoint this project can load safely ({type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else ''}). Expected a torch.save file of "
-            f"tensors and plain types; for the authors' Paddle weights use --official."
+            f"{path} is not a checkpoint this project can load safely ({load_failure(err)}). "
+            + (hint or "Expected a torch.save file of tensors and plain types written by `train`; "
+                       "for the authors' Paddle weights use --official.")
         ) from None
     if not isinstance(obj, dict) or "model" not in obj or "config" not in obj:
         keys = sorted(obj)[:8] if isinstance(obj, dict) else type(obj).__name__
@@ -68,9 +90,26 @@ def model_from_checkpoint(path: str | os.PathLike, map_location: str | torch.dev
     from transfer_lib.models import TransFERConfig, model_from_config
 
     ckpt = load_checkpoint(path, map_location)
-    config = TransFERConfig.from_dict(ckpt["config"])
-    model = model_from_config(config)
-    missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
+    try:
+        if not isinstance(ckpt["config"], dict):
+            raise ValueError(f"its config is a {type(ckpt['config']).__name__}, not a dict")
+        config = TransFERConfig.from_dict(ckpt["config"])
+        model = model_from_config(config)
+    except (TypeError, ValueError, KeyError) as err:
+        raise CheckpointError(
+            f"{path} holds a model config this version of transfer_lib cannot build ({err}). "
+            f"It was written by another version, or edited: evaluate it with the version that "
+            f"trained it, or train again."
+        ) from None
+    try:
+        missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
+    except (RuntimeError, TypeError, AttributeError) as err:  # shapes that do not fit the config
+        lines = [line.strip() for line in str(err).splitlines() if "size mismatch" in line]
+        raise CheckpointError(
+            f"{path}: the weights do not fit the model its own config describes "
+            f"({'; '.join(lines[:3]) or type(err).__name__}). The file was edited or pieced "
+            f"together from two runs: use the RUN_DIR/best.pt or last.pt a run wrote."
+        ) from None
     if missing or unexpected:
         raise CheckpointError(
             f"{path} does not match its own config: missing {missing[:5]}, unexpected {unexpected[:5]}"

@@ -7,7 +7,9 @@ Each command lives in its own module, which provides ``add_arguments(parser)`` a
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
 
 from transfer_lib.errors import TransferError
@@ -45,13 +47,88 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: What to do about an OS error on one of the user's files or folders, by errno.
+OS_ERROR_HINTS: dict[int, str] = {
+    errno.ENOSPC: "the disk is full: free some space or write elsewhere",
+    errno.EDQUOT: "the disk quota is used up: free some space or write elsewhere",
+    errno.EACCES: "choose a file or folder you may write to",
+    errno.EPERM: "choose a file or folder you may write to",
+    errno.EROFS: "the file system is read-only: write elsewhere",
+    errno.EISDIR: "this is a folder: give a file name",
+    errno.ENOTDIR: "a part of this path is a file, not a folder",
+    errno.EEXIST: "a file of that name is in the way",
+    errno.ENAMETOOLONG: "use a shorter path",
+    errno.ENOENT: "check the path",
+}
+
+
+def user_message(err: TransferError) -> str:
+    """The message of ``err``; one re-raised by a DataLoader worker arrives with the worker's
+    whole traceback in it ("Caught DataError in DataLoader worker process 0. Original
+    Traceback ..."), of which only the original message is kept."""
+    text = str(err)
+    if "Original Traceback (most recent call last):" in text:
+        for name in (f"{type(err).__module__}.{type(err).__qualname__}: ",
+                     f"{type(err).__qualname__}: "):
+            if name in text:
+                return text.rsplit(name, 1)[1].rstrip()
+    return text
+
+
+def os_error_message(err: OSError) -> str | None:
+    """``error: ...`` text for an OS error about one of the user's paths, or None for others."""
+    if err.errno not in OS_ERROR_HINTS:
+        return None
+    what = f"{err.strerror or os.strerror(err.errno)} ({OS_ERROR_HINTS[err.errno]})"
+    if err.filename:
+        return f"{err.filename}: {what}"
+    # a full disk may show only when a file is closed, where Python no longer names it
+    return what if err.errno in (errno.ENOSPC, errno.EDQUOT) else None
+
+
+def check_output_file(path: str | os.PathLike | None, option: str) -> None:
+    """Refuse an output file path that cannot be written, before any work is done."""
+    if path is None:
+        return
+    from pathlib import Path
+
+    path = Path(path)
+    if path.is_dir():
+        raise TransferError(f"{option} {path} is a folder: give a file name, e.g. {path / 'out.json'}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise TransferError(f"{option} {path}: {parent} is a file, not a folder")
+            break
+
+
+def check_output_dir(path: str | os.PathLike | None, option: str) -> None:
+    """Refuse an output folder path that is a file (or lies under one)."""
+    if path is None:
+        return
+    from pathlib import Path
+
+    path = Path(path)
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise TransferError(f"{option} {path}: {p} is a file, not a folder")
+            break
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args._module.run(args) or 0)
     except TransferError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {user_message(err)}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        message = os_error_message(err)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -37,16 +37,23 @@ class DistContext:
 
 def pick_device(name: str | None = None, local_rank: int = 0) -> torch.device:
     """``name`` ("cuda", "cpu", "cuda:1"...) or the best available: CUDA, else CPU."""
+    from transfer_lib.errors import TransferError
+
     if name is None or name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        raise TransferError(f"--device {name!r} is not a device: use cpu, cuda or cuda:N "
+                            f"(e.g. cuda:1), or leave it out") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            from transfer_lib.errors import TransferError
-
             raise TransferError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu")
         if device.index is None:
             device = torch.device("cuda", local_rank)
+        if device.index >= torch.cuda.device_count():
+            raise TransferError(f"--device {name}: torch sees {torch.cuda.device_count()} GPU(s), "
+                                f"numbered from 0")
         torch.cuda.set_device(device)
     return device
 

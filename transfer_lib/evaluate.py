@@ -50,6 +50,25 @@ def metrics_from_confusion(confusion: torch.Tensor, class_names: Sequence[str]) 
     }
 
 
+def check_class_names(model_names: Sequence[str], data_names: Sequence[str], source: str = "the model",
+                      dataset: str = "the data set") -> None:
+    """Refuse (TransferError) to score a model on a data set whose classes are other classes or
+    in another order: the same count is not enough (AffectNet-7 and RAF-DB both have 7). A model
+    without class names of its own (``class_0``, ...) is checked by count only."""
+    model_names, data_names = tuple(model_names), tuple(data_names)
+    if len(model_names) != len(data_names):
+        raise TransferError(
+            f"{source} predicts {len(model_names)} classes but {dataset} has {len(data_names)}: "
+            f"evaluate on the data set the model was trained for")
+    generic = model_names == tuple(f"class_{i}" for i in range(len(model_names)))
+    if not generic and model_names != data_names:
+        raise TransferError(
+            f"{source} was trained on other classes than {dataset}'s: it predicts "
+            f"({', '.join(model_names)}), {dataset} labels ({', '.join(data_names)}). Its scores "
+            f"would be read in the wrong order: evaluate on the data set the model was trained "
+            f"for (--dataset).")
+
+
 def _as_batches(data, batch_size: int, workers: int) -> Iterable:
     if isinstance(data, Dataset):
         return DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=workers,
@@ -75,6 +94,8 @@ def evaluate(model: torch.nn.Module, data: Dataset | DataLoader | Iterable, *,
         device = next(model.parameters()).device
     device = torch.device(device)
     names = list(class_names or model.config.class_names)
+    if class_names is None and isinstance(data, Dataset) and hasattr(data, "classes"):
+        check_class_names(names, data.classes, dataset=getattr(data, "name", "the data set"))
     n = len(names)
     confusion = torch.zeros(n, n, dtype=torch.int64, device=device)
     model.eval()
@@ -115,12 +136,25 @@ def format_metrics(metrics: dict, title: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def check_split(dataset: str, split: str) -> None:
+    """Refuse (TransferError) a split that ``dataset`` does not have, naming the ones it has."""
+    from transfer_lib.data import SPLITS
+
+    if split not in SPLITS.get(dataset, (split,)):
+        raise TransferError(f"--split {split}: {dataset} has the splits "
+                            f"{', '.join(SPLITS[dataset])}")
+
+
 def load_eval_set(data: str | os.PathLike, dataset: str, config, split: str = "test"):
     """The ``split`` of ``dataset`` under ``data`` with the eval transform of ``config``."""
     from transfer_lib.data import build_dataset
     from transfer_lib.data.transforms import eval_transform
 
+    check_split(dataset, split)
     if not os.path.exists(data):
+        from transfer_lib.data.synth import interrupted_note
+
         raise TransferError(f"data set folder not found: {data}. Expected the root of {dataset} "
-                            f"in its distributed layout (see docs: datasets as distributed).")
+                            f"in its distributed layout (see docs: datasets as distributed)."
+                            + interrupted_note(data))
     return build_dataset(dataset, data, split, transform=eval_transform(config))

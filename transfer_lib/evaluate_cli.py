@@ -69,13 +69,26 @@ def load_model(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from transfer_lib.cli import check_output_file
     from transfer_lib.distributed import pick_device
     from transfer_lib.errors import TransferError
-    from transfer_lib.evaluate import evaluate, format_metrics, load_eval_set
+    from transfer_lib.evaluate import (
+        check_class_names,
+        check_split,
+        evaluate,
+        format_metrics,
+        load_eval_set,
+    )
     from transfer_lib.occlusion import parse_parts
 
     if not args.occlusion and (args.parts or args.render_workers is not None):
         raise TransferError("--parts and --render-workers go with --occlusion")
+    if args.batch_size < 1:
+        raise TransferError(f"--batch-size {args.batch_size} must be at least 1")
+    if args.workers < 0:
+        raise TransferError(f"--workers {args.workers} must be 0 (load in this process) or more")
+    check_output_file(args.json, "--json")
+    check_split(args.dataset, args.split)
     args.parts = parse_parts(args.parts) if args.occlusion else None  # bad names fail first
     device = pick_device(args.device)
     model, source = load_model(args)
@@ -88,10 +101,7 @@ def run(args: argparse.Namespace) -> int:
     if args.occlusion:
         return _run_occlusion(args, model, source, data, device)
     test_set = load_eval_set(data, args.dataset, model.config, args.split)
-    if len(test_set.classes) != model.config.num_classes:
-        raise TransferError(
-            f"{source} predicts {model.config.num_classes} classes but {args.dataset} has "
-            f"{len(test_set.classes)}: evaluate on the data set the model was trained for")
+    check_class_names(model.config.class_names, test_set.classes, str(source), args.dataset)
     # fp32 on every device: the published 90.91 % is checked at full precision
     metrics = evaluate(model, test_set, device=device, batch_size=args.batch_size,
                        workers=args.workers, tta=args.tta)

@@ -3,13 +3,15 @@
     python -m transfer_lib predict photo.jpg --checkpoint runs/cpu/best.pt
     python -m transfer_lib predict photo.jpg --official TransFER-RAF_param.pdparams --json out.json
     python -m transfer_lib predict crop.png --checkpoint best.pt --no-detect
+    python -m transfer_lib predict photos/ --checkpoint best.pt      # every image in a folder
 
 Each face is found with scikit-image's LBP frontal-face cascade, aligned by its eyes like
 RAF-DB's aligned images (100 x 100, eyes level; from the detector box when the eyes are not
 found, which is said), then passed through the model's own eval transform. ``--no-detect``
 treats each whole image as an already aligned face (RAF-DB's aligned images, the synthetic set,
-drawn faces the detector misses). An image without a face prints "no face found in IMAGE" and
-the command exits 1 after processing the others.
+drawn faces the detector misses). A folder stands for the images in it (.jpg, .jpeg, .png, .bmp,
+.webp, .tif, .tiff; not its sub-folders). An image without a face, or one that cannot be read,
+prints why and the command exits 1 after processing the others.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from transfer_lib.errors import TransferError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="photos to read")
+    parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE",
+                        help="photos to read, or folders of them")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", type=Path, metavar="PATH",
                         help="a checkpoint of this project (RUN_DIR/best.pt)")
@@ -37,14 +40,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
 
 
+#: What a folder given as IMAGE stands for: its files with these suffixes.
+IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def expand_images(paths: list[Path]) -> list[Path]:
+    """``paths`` with each folder replaced by the images in it (sorted by name); a folder
+    without images raises TransferError."""
+    out: list[Path] = []
+    for path in paths:
+        if not path.is_dir():
+            out.append(path)
+            continue
+        found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not found:
+            raise TransferError(f"{path} is a folder without images ({', '.join(IMAGE_SUFFIXES)}): "
+                                f"give image files, e.g. {path}/*.jpg, or a folder holding some")
+        out += found
+    return out
+
+
 def _load_model(args: argparse.Namespace):
+    from transfer_lib.distributed import pick_device
+
+    device = pick_device(args.device)
     if args.official is not None:
         from transfer_lib.pretrained import load_official_transfer
 
-        return load_official_transfer(args.official).to(args.device)
+        return load_official_transfer(args.official).to(device)
     from transfer_lib.checkpoint import model_from_checkpoint
 
-    return model_from_checkpoint(args.checkpoint, map_location=args.device)
+    return model_from_checkpoint(args.checkpoint, map_location=device)
 
 
 def _eval_transform(config):
@@ -75,15 +101,20 @@ def run(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as err:  # scikit-image / scipy are in the [predict] extra
         raise TransferError(f"predict needs {err.name}: pip install 'transfer_lib[predict]'") from None
 
+    from transfer_lib.cli import check_output_dir, check_output_file
+
+    check_output_file(args.json, "--json")
+    check_output_dir(args.save_crops, "--save-crops")
+    images = expand_images(args.images)
     model = _load_model(args)
     results, status = [], 0
-    for path in args.images:
+    for path in images:
         entry: dict = {"image": str(path), "faces": []}
         results.append(entry)
         try:
             with Image.open(path) as im:
                 rgb = np.asarray(im.convert("RGB"))
-        except (OSError, UnidentifiedImageError) as err:
+        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as err:
             entry["error"] = f"cannot read {path}: {err}"
             print(entry["error"], file=sys.stderr)
             status = 1

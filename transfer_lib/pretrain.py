@@ -53,6 +53,7 @@ from transfer_lib.data import synth
 from transfer_lib.errors import TransferError
 from transfer_lib.models.config import SIZES, make_config
 from transfer_lib.models.stem import IR50Stem
+from transfer_lib.profiles import project_root
 
 #: Bump when the recipe's meaning changes: :func:`ensure_pretrained` then trains again.
 PRETRAIN_VERSION = 1
@@ -345,11 +346,6 @@ def pretrain(cfg: PretrainConfig = PretrainConfig(), workers: int | None = None,
 # The cached file
 
 
-def _project_root() -> Path:
-    here = Path(__file__).resolve().parents[1]
-    return here if (here / "pyproject.toml").exists() else Path.cwd()
-
-
 def _read_record(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
@@ -374,7 +370,7 @@ def ensure_pretrained(root: str | os.PathLike = DEFAULT_ROOT, workers: int | Non
     cfg = PretrainConfig(**params)
     root = Path(root)
     if not root.is_absolute():
-        root = _project_root() / root
+        root = project_root() / root
     weights = root / weights_name(cfg.size)
     record_path = weights.with_suffix(".json")
     old = _read_record(record_path)

@@ -140,11 +140,19 @@ def read_torch_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001
+        from transfer_lib.checkpoint import load_failure
+
         raise CheckpointError(
-            f"{path} is not a torch file that loads safely ({type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else ''}); for the authors' Paddle weights "
-            f"use load_official_transfer / --official"
+            f"{path} is not a torch file that loads safely ({load_failure(err)}); for the "
+            f"authors' Paddle weights use load_official_transfer / --official"
         ) from None
+    if isinstance(obj, dict) and {"model", "config"} <= set(obj):
+        raise CheckpointError(
+            f"{path} is a transfer_lib checkpoint (a RUN_DIR/best.pt or last.pt written by "
+            f"`train`), not foreign pretrained weights: to continue that run use `train --out "
+            f"RUN_DIR --resume`, to score it `eval --checkpoint {path}`; --ir50 and --vit take "
+            f"face.evoLVe's IR-50 and timm's ViT-Small files (or `pretrain`'s output)"
+        )
     for wrapper in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]

@@ -19,7 +19,8 @@ schedule, evaluation cadence and, for the synthetic data set, how many images to
   (see the comment at its definition).
 
 ``active_profile()`` picks one from the environment (``TRANSFER_PROFILE``) or the machine;
-``find_rafdb()`` finds RAF-DB in its distributed layout.
+``find_rafdb()`` finds RAF-DB in its distributed layout; ``project_root()`` is the folder that
+relative data, weights and run folders are taken from.
 """
 
 from __future__ import annotations
@@ -193,28 +194,40 @@ def get_profile(name: str | Profile) -> Profile:
     return PROFILES[name]
 
 
+def project_root() -> Path:
+    """The project's root folder, from which relative data, weights and run folders are taken
+    (``data/synthetic``, ``weights/``, ``runs/book``), whatever the working directory.
+
+    The checkout holding this package when there is one (its folder has ``pyproject.toml``: a
+    clone, an editable install); else the nearest folder at or above the working directory holding
+    ``pyproject.toml`` or the book's ``_config.yml`` (chapters run from inside ``book/``); else
+    the working directory (a pip install, e.g. on Colab).
+    """
+    package_root = Path(__file__).resolve().parent.parent
+    if (package_root / "pyproject.toml").is_file():
+        return package_root
+    cwd = Path.cwd().resolve()
+    for d in (cwd, *cwd.parents):
+        if (d / "pyproject.toml").is_file() or (d / "_config.yml").is_file():
+            return d
+    return cwd
+
+
 def find_rafdb(extra: list[str | os.PathLike] | None = None) -> Path | None:
     """The root of RAF-DB in its distributed layout, or None.
 
     Looks in ``$TRANSFER_RAFDB``, then ``data/RAF-DB``, ``data/rafdb`` and Colab's
     ``/content/drive/MyDrive/RAF-DB``. The relative places are tried from the working directory
-    and then from the project root: each folder above it holding ``_config.yml`` or
-    ``pyproject.toml`` (the book runs its chapters from inside ``book/``), then the folder holding
-    the package's ``pyproject.toml`` (an editable install). A root qualifies when it holds
+    and then from :func:`project_root`. A root qualifies when it holds
     ``basic/EmoLabel/list_patition_label.txt`` (or the root itself is the ``basic`` folder).
     """
     candidates: list[str | os.PathLike] = []
     if os.environ.get("TRANSFER_RAFDB"):
         candidates.append(os.environ["TRANSFER_RAFDB"])
     candidates += list(extra or []) + list(RAFDB_CANDIDATES)
-    cwd = Path.cwd().resolve()
-    roots = [d for d in cwd.parents if (d / "_config.yml").is_file() or (d / "pyproject.toml").is_file()]
-    package_root = Path(__file__).resolve().parent.parent
-    if (package_root / "pyproject.toml").is_file():
-        roots.append(package_root)
-    for c in RAFDB_CANDIDATES:
-        if not Path(c).expanduser().is_absolute():
-            candidates += [d / c for d in dict.fromkeys(roots) if d != cwd]
+    root = project_root()
+    if root != Path.cwd().resolve():
+        candidates += [root / c for c in RAFDB_CANDIDATES if not Path(c).expanduser().is_absolute()]
     for c in candidates:
         root = Path(c).expanduser()
         if (root / "basic" / "EmoLabel" / "list_patition_label.txt").is_file():
@@ -253,4 +266,5 @@ def active_profile(default: str | None = None) -> Profile:
 
 __all__ = [
     "PROFILE_NAMES", "PROFILES", "Profile", "active_profile", "find_rafdb", "get_profile",
+    "project_root",
 ]

@@ -135,6 +135,7 @@ class TrainConfig:
     # run control
     seed: int = 0
     resume: bool = False
+    new_recipe: bool = False  # resume under a changed recipe (config.json keeps the old one)
     max_steps: int | None = None  # at most this many batches per epoch (tests, quick checks)
     device: str | None = None  # None: cuda if available, else cpu
     amp: bool | None = None  # None: on for CUDA, off on CPU
@@ -180,8 +181,15 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise TransferError(f"{name}={v} must be at least 1")
-        if self.lr is not None and not self.lr > 0:
-            raise TransferError(f"lr={self.lr} must be positive")
+        if self.workers is not None and self.workers < 0:
+            raise TransferError(f"workers={self.workers} must be 0 (load in this process) or more")
+        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
+            raise TransferError(f"lr={self.lr} must be a positive, finite number (e.g. 1e-3)")
+        for name in ("weight_decay", "momentum", "gamma", "warmup_epochs", "label_smoothing",
+                     "grad_clip"):
+            v = getattr(self, name)
+            if v is not None and not (v >= 0 and math.isfinite(v)):
+                raise TransferError(f"{name}={v} must be a finite number, 0 or more")
         try:
             self.profile_obj()
         except ValueError as err:
@@ -303,10 +311,13 @@ def resolve_data_root(cfg: TrainConfig, prof: Profile, ctx: DistContext) -> Path
     if cfg.data is not None:
         root = Path(cfg.data)
         if not root.exists():
+            from transfer_lib.data.synth import interrupted_note
+
             raise DataError(
                 f"data set folder not found: {root}. Expected the root of {cfg.dataset} in its "
                 f"distributed layout (for RAF-DB: {root}/basic/EmoLabel/list_patition_label.txt "
                 f"and {root}/basic/Image/aligned/); leave --data out to use the synthetic set."
+                + interrupted_note(root)
             )
         return root
     if cfg.dataset != "rafdb":
@@ -586,9 +597,14 @@ def _test_hook() -> tuple[str, int] | None:
 
 
 def _read_summary(run_dir: Path) -> dict | None:
+    path = run_dir / "summary.json"
     try:
-        summary = json.loads((run_dir / "summary.json").read_text())
+        summary = json.loads(path.read_text())
     except (OSError, ValueError):
+        return None
+    if not isinstance(summary, dict):  # overwritten by something else: finish the run again
+        print(f"warning: {path} holds a {type(summary).__name__}, not a run summary; the run is "
+              f"finished again from its last.pt", file=sys.stderr)
         return None
     return summary if summary.get("complete") else None
 
@@ -618,7 +634,12 @@ def train(config: TrainConfig | dict | None = None, **kwargs) -> dict:
     if cfg.amp_dtype is None:  # recorded resolved in config.json
         cfg = dataclasses.replace(cfg, amp_dtype=pick_amp_dtype(ctx.device))
     try:
-        return _train(cfg, ctx)
+        from transfer_lib.rundir import RunLock
+
+        if not ctx.is_main:  # rank 0 holds the run directory's lock for every rank
+            return _train(cfg, ctx)
+        with RunLock(cfg.run_dir()):
+            return _train(cfg, ctx)
     finally:
         cleanup(ctx)
 
@@ -637,13 +658,19 @@ def run_or_load(run_dir: str | os.PathLike, config: TrainConfig | dict | None = 
                 f"{run_dir} holds a complete run of another recipe ({'; '.join(stale)}). "
                 f"Delete that folder to train the new recipe, or pass another run directory."
             )
+        if not (run_dir / "best.pt").is_file():
+            raise TransferError(
+                f"{run_dir} holds a complete run (summary.json) but its best.pt is missing: "
+                f"restore it from a copy, use {run_dir / 'last.pt'} (the final weights) instead, "
+                f"or delete {run_dir} to train the run again."
+            )
         return summary
     cfg = dataclasses.replace(cfg, out=str(run_dir), resume=(run_dir / "last.pt").is_file())
     return train(cfg)
 
 
 #: TrainConfig fields that change how a run is executed but not what it computes.
-_EXECUTION_FIELDS = ("out", "resume", "progress", "device", "amp", "amp_dtype", "channels_last",
+_EXECUTION_FIELDS = ("out", "resume", "new_recipe", "cache_dir", "progress", "device", "amp", "amp_dtype", "channels_last",
                      "compile", "compile_mode", "sync_every", "fast", "workers", "profile")
 
 
@@ -653,7 +680,8 @@ def _recipe_differences(run_dir: Path, cfg: TrainConfig) -> list[str]:
         saved = json.loads((run_dir / "config.json").read_text())
     except (OSError, ValueError):
         return []  # an older or foreign run directory: nothing to compare against
-
+    if not isinstance(saved, dict):
+        return []
     wanted_train = _plain(cfg.to_dict())
     wanted_profile = _plain(cfg.profile_obj().to_dict())
     diffs = []
@@ -668,6 +696,34 @@ def _recipe_differences(run_dir: Path, cfg: TrainConfig) -> list[str]:
         if saved["profile"][key] != value:
             diffs.append(f"{key}: saved {saved['profile'][key]!r}, asked {value!r}")
     return diffs
+
+
+def _recipe_history(run_dir: Path, changed: list[str], start_epoch: int) -> list[dict]:
+    """``config.json``'s ``history``: the recipes this run had before its current one (each the
+    whole earlier ``config.json`` plus ``until_epoch``, when the next took over, and ``changed``),
+    oldest first. A resume under the same recipe keeps it as it was."""
+    try:
+        saved = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(saved, dict):
+        return []
+    history = list(saved.get("history") or [])
+    if changed:
+        history.append({**{k: v for k, v in saved.items() if k != "history"},
+                        "until_epoch": start_epoch, "changed": changed})
+    return history
+
+
+def _load_last(last_path: Path, best_path: Path, device: torch.device) -> dict:
+    """``last.pt`` for a resume; a damaged one is refused with what can still be done."""
+    best = (f"{best_path} (the best weights, without optimiser state) can be evaluated with "
+            f"`eval --checkpoint {best_path}` but not resumed from" if best_path.is_file()
+            else f"there is no {best_path.name} to fall back on")
+    return load_checkpoint(last_path, map_location=device, hint=(
+        f"Cannot resume: {last_path} is truncated or damaged (a full disk, or a copy cut short). "
+        f"Restore an earlier copy of it (a backup, Drive's version history) and --resume again, "
+        f"or start a new --out; {best}."))
 
 
 def _train(cfg: TrainConfig, ctx: DistContext) -> dict:
@@ -697,6 +753,15 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> dict:
             )
         if cfg.resume and not last_path.exists() and (run_dir / "config.json").exists():
             pass  # killed before the first checkpoint: start over in the same folder
+    changed: list[str] = []
+    if ctx.is_main and cfg.resume and last_path.exists():
+        changed = _recipe_differences(run_dir, cfg)
+        if changed and not cfg.new_recipe:
+            raise TransferError(
+                f"{run_dir} was trained with another recipe ({'; '.join(changed)}). --resume "
+                f"continues a run as it began: repeat its options (its config.json lists them), "
+                f"pass --new-recipe (new_recipe=True) to go on under the new recipe (config.json "
+                f"then keeps the old one under 'history'), or choose another --out.")
     barrier(ctx)
 
     # data
@@ -731,7 +796,7 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> dict:
 
     start_epoch, global_step, best_acc, wall_before = 0, 0, -1.0, 0.0
     if cfg.resume and last_path.exists():
-        ckpt = load_checkpoint(last_path, map_location=device)
+        ckpt = _load_last(last_path, best_path, device)
         if ckpt.get("config") != mc.to_dict():
             raise CheckpointError(f"{last_path} was trained as another model; resume with the "
                                   f"same --variant/--size/model options, or choose another --out")
@@ -755,11 +820,13 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> dict:
 
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        history = _recipe_history(run_dir, changed, start_epoch) if cfg.resume else []
         (run_dir / "config.json").write_text(json.dumps(
             {"train": cfg.to_dict(), "profile": prof.to_dict(), "model": mc.to_dict(),
              "data_root": str(root), "world_size": ctx.world_size, "device": str(device),
              "pipeline": pipeline, "train_augment": train_augment,
-             "cache": str(train_loader.cache.path) if fast else None},
+             "cache": str(train_loader.cache.path) if fast else None,
+             **({"history": history} if history else {})},
             indent=1, default=str))
         # drop metric lines of epochs that will be run again
         metrics_path = run_dir / "metrics.jsonl"

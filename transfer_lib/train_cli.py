@@ -11,6 +11,9 @@ Examples:
 
 Without --data the synthetic set is generated under data/ on first use and reused.
 RUN_DIR gets config.json, metrics.jsonl, last.pt, best.pt and, when complete, summary.json.
+One run at a time uses a RUN_DIR (a second is refused while the first runs; a killed run's lock
+goes with its process). --resume refuses a changed recipe and lists the changes; --new-recipe
+goes on anyway and config.json keeps the earlier recipe under "history".
 On CUDA the fast input pipeline is on by default (--no-fast: the per-image DataLoader); on a
 CPU it is off (--fast turns it on); config.json and the metrics record which one ran.
 Profiles (transfer_lib/profiles.py): smoke, cpu, paper, gpu; options below override their fields.
@@ -68,6 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("run")
     g.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/PROFILE-VARIANT-seedS)")
     g.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
+    g.add_argument("--new-recipe", action="store_true",
+                   help="with --resume: go on although the recipe changed (config.json keeps the "
+                        "earlier one under 'history'); without it a changed recipe is refused")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--max-steps", type=int, metavar="N", help="at most N batches per epoch (tests)")
     g.add_argument("--device", metavar="DEV", help="cuda | cpu | cuda:1 (default: cuda if present)")
@@ -113,6 +119,7 @@ def config_from_args(args: argparse.Namespace):
         balance=args.balance, grad_clip=args.grad_clip,
         workers=args.workers, msad_mode=args.msad_mode, map_regulariser=args.map_regulariser,
         ir50=args.ir50, vit=args.vit, seed=args.seed, resume=args.resume,
+        new_recipe=args.new_recipe,
         max_steps=args.max_steps, device=args.device, amp=args.amp, amp_dtype=args.amp_dtype,
         channels_last=args.channels_last, compile=args.compile or args.compile_mode is not None,
         compile_mode=args.compile_mode, sync_every=args.sync_every, fast=args.fast,

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from transfer_lib.profiles import project_root  # one notion of the project's root
+
 __all__ = [
     "use_book_style", "describe_setup", "find_weights", "to_image", "show_grid", "overlay", "plot_class_counts",
     "draw_pipeline", "plot_mask", "record_shapes",
@@ -65,7 +67,7 @@ def find_weights(filename: str, env: str | None = None) -> Path | None:
     candidates: list[Path] = []
     if env and os.environ.get(env):
         candidates.append(Path(os.environ[env]).expanduser())
-    root = Path(__file__).resolve().parents[1]
+    root = project_root()
     for d in WEIGHT_DIRS:
         candidates += [Path(d) / filename, root / d / filename]
     return next((c for c in candidates if c.is_file()), None)
@@ -295,13 +297,6 @@ __all__ += [
     "project_root", "book_run_dir", "transfer_run_config", "read_metrics", "plot_curves",
     "plot_confusion", "attention_rollout", "token_reshape_transform",
 ]
-
-
-def project_root() -> Path:
-    """The repository root (the folder with ``pyproject.toml``) when running from a checkout,
-    else the working directory (a pip install, e.g. on Colab)."""
-    here = Path(__file__).resolve().parents[1]
-    return here if (here / "pyproject.toml").exists() else Path.cwd()
 
 
 def book_run_dir(name: str, profile: Any) -> Path:

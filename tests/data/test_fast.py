@@ -185,3 +185,32 @@ def test_crop_and_flip_match_pil_within_one_grey_level(cache, size):
     ours = resized_crops(x, crops, flips, size).round()
     assert ours.shape == (32, 3, size, size)
     assert (ours - torch.stack(ref)).abs().max() <= 1.0
+
+
+def test_a_failed_cache_build_leaves_no_half_written_file(tmp_path):
+    from transfer_lib.errors import DataError
+
+    root = write_rafdb(tmp_path / "r", n_train=5, n_test=2)
+    (root / "basic" / "Image" / "aligned" / "train_00004_aligned.jpg").write_bytes(b"not a jpeg")
+    ds = build_dataset("rafdb", root, "train")
+    cache_dir = tmp_path / "cache"
+    with pytest.raises(DataError, match="train_00004_aligned.jpg"):
+        build_cache(ds, cache_dir, workers=1)
+    assert list(cache_dir.iterdir()) == []
+
+
+def test_leftovers_of_a_killed_build_are_removed_on_the_next_start(tmp_path):
+    import subprocess
+    import sys
+
+    root = write_rafdb(tmp_path / "r", n_train=3, n_test=2)
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    left = cache_dir / f"rafdb-train-0123456789abcdef.npy.tmp{dead}-140.npy"
+    left.write_bytes(b"\0" * 1000)
+    running = cache_dir / f"rafdb-test-0123456789abcdef.npy.tmp{os.getpid()}-7.npy"
+    running.write_bytes(b"\0" * 10)  # a build of a process still running is left alone
+    build_cache(build_dataset("rafdb", root, "train"), cache_dir, workers=1)
+    assert not left.exists() and running.exists()

@@ -190,3 +190,119 @@ def test_affectnet_unknown_code_and_missing_image(tmp_path):
 def test_unknown_dataset_name(tmp_path):
     with pytest.raises(ValueError, match="unknown data set"):
         build_dataset("imagenet", tmp_path, "train")
+
+
+# ---------------------------------------------------------------------------------------------
+# Files a careful user might really have (issue 12): encodings, odd labels, bombs, short files
+# ---------------------------------------------------------------------------------------------
+def bomb_jpeg(path, side: int = 30000):
+    """A small JPEG whose header claims ``side`` x ``side`` pixels (PIL refuses it unopened)."""
+    import io
+
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (90, 90, 90)).save(buf, "JPEG")
+    data = bytearray(buf.getvalue())
+    sof = data.index(b"\xff\xc0")  # baseline frame header: length, precision, height, width
+    data[sof + 5:sof + 9] = side.to_bytes(2, "big") * 2
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_decompression_bomb_is_a_data_error(rafdb_root):
+    image = rafdb_root / "basic" / "Image" / "aligned" / "train_00001_aligned.jpg"
+    bomb_jpeg(image)
+    ds = build_dataset("rafdb", rafdb_root, "train")
+    with pytest.raises(DataError, match=r"refused image .*train_00001_aligned.jpg.*not a face"):
+        ds[0]
+
+
+def _label_file(root):
+    return root / "basic" / "EmoLabel" / "list_patition_label.txt"
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+def test_rafdb_label_file_with_a_byte_order_mark_is_read(rafdb_root, encoding):
+    f = _label_file(rafdb_root)
+    f.write_bytes(f.read_text().encode(encoding))
+    assert len(build_dataset("rafdb", rafdb_root, "train")) == 6
+
+
+def test_rafdb_label_file_that_is_not_utf8(rafdb_root):
+    f = _label_file(rafdb_root)
+    lines = f.read_text().splitlines()
+    lines[2] = "train_00003.jpg 4 \xe9t\xe9"  # latin-1 bytes on line 3
+    f.write_bytes("\n".join(lines).encode("latin-1"))
+    with pytest.raises(DataError, match=r"list_patition_label.txt, line 3: not UTF-8 text.*UTF-8"):
+        build_dataset("rafdb", rafdb_root, "train")
+
+
+@pytest.mark.parametrize("label", ["\u00b2", "\u0663", "-1"])
+def test_rafdb_label_that_only_looks_like_a_digit(rafdb_root, label):
+    f = _label_file(rafdb_root)
+    f.write_text(f.read_text().replace("train_00002.jpg 3", f"train_00002.jpg {label}"))
+    with pytest.raises(DataError, match=r"line 2: unknown label .* \(RAF-DB labels are 1..7"):
+        build_dataset("rafdb", rafdb_root, "train")
+
+
+FER_ROWS = [("Training", f"fer{i:07d}.png", [0, 8, 0, 0, 0, 0, 0, 0, 0, 0]) for i in range(4)]
+
+
+@pytest.mark.parametrize("short", ["fer2013.csv", "fer2013new.csv"])
+def test_ferplus_files_of_different_lengths_are_refused(tmp_path, short):
+    root = write_ferplus(tmp_path / "f", FER_ROWS)
+    f = root / short
+    f.write_text("\n".join(f.read_text().splitlines()[:-2]) + "\n")  # 2 data rows of 4
+    counts = (2, 4) if short == "fer2013.csv" else (4, 2)
+    with pytest.raises(DataError, match=rf"fer2013.csv has {counts[0]} rows but .*fer2013new.csv "
+                                        rf"has {counts[1]}.*same order"):
+        build_dataset("ferplus", root, "train")
+
+
+def test_ferplus_trailing_blank_lines_are_not_rows(tmp_path):
+    root = write_ferplus(tmp_path / "f", FER_ROWS)
+    with (root / "fer2013.csv").open("a") as f:
+        f.write("\n\n")
+    assert len(build_dataset("ferplus", root, "train")) == 4
+
+
+@pytest.mark.parametrize("bad_row, words", [
+    ("0,12 x 4,Training", "expected 2304 whole numbers 0..255"),
+    ("0", "expected 3 columns"),
+])
+def test_ferplus_malformed_pixel_rows(tmp_path, bad_row, words):
+    root = write_ferplus(tmp_path / "f", FER_ROWS)
+    lines = (root / "fer2013.csv").read_text().splitlines()
+    lines[2] = bad_row
+    (root / "fer2013.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=rf"fer2013.csv, line 3: {words}"):
+        build_dataset("ferplus", root, "train")
+
+
+def test_ferplus_with_byte_order_marks_is_read(tmp_path):
+    root = write_ferplus(tmp_path / "f", FER_ROWS)
+    for name in ("fer2013.csv", "fer2013new.csv"):
+        f = root / name
+        f.write_bytes(b"\xef\xbb\xbf" + f.read_bytes())
+    assert len(build_dataset("ferplus", root, "train")) == 4
+
+
+@pytest.mark.parametrize("path", ["../../secret.jpg", "/etc/passwd", "100/../../x.jpg",
+                                  "C:\\images\\x.jpg"])
+def test_affectnet_paths_outside_the_image_folder_are_refused(tmp_path, path):
+    root = write_affectnet(tmp_path / "an", [0, 1], [1])
+    f = root / "Manually_Annotated_file_lists" / "training.csv"
+    lines = f.read_text().splitlines()
+    lines[2] = path + lines[2][lines[2].index(","):]
+    f.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"training.csv, line 3: image path .* leaves the image "
+                                        r"folder"):
+        build_dataset("affectnet8", root, "train")
+
+
+def test_affectnet_blank_lines_and_byte_order_mark(tmp_path):
+    root = write_affectnet(tmp_path / "an", [0, 1, 2], [1])
+    f = root / "Manually_Annotated_file_lists" / "training.csv"
+    lines = f.read_text().splitlines()
+    lines.insert(2, "      ")  # a line of spaces
+    f.write_bytes(b"\xef\xbb\xbf" + ("\n".join(lines) + "\n").encode())
+    assert build_dataset("affectnet8", root, "train").targets == [0, 1, 2]

@@ -1,7 +1,11 @@
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
-from transfer_lib.data import build_dataset, render_face
+from transfer_lib.data import build_dataset, render_face, synth
 from transfer_lib.data.synth import (
     PARTS,
     RAFDB_TRAIN_COUNTS,
@@ -9,6 +13,7 @@ from transfer_lib.data.synth import (
     ensure_synthetic,
     generate,
 )
+from transfer_lib.errors import DataError
 
 
 @pytest.fixture(scope="module")
@@ -86,3 +91,122 @@ def test_difficulty_levers(monkeypatch):
     monkeypatch.setattr(synth, "STROKE", 2 * synth.STROKE)
     thick = render_face("Anger", seed=2, nuisance=False)
     assert (np.abs(thick.astype(int) - base).sum(-1) > 30).mean() > 0.002  # wider strokes
+
+
+# ---------------------------------------------------------------------------------------------
+# Nothing lost, nothing mixed (issue 12): foreign folders, interrupted runs, the marker's state
+# ---------------------------------------------------------------------------------------------
+LABELS = "basic/EmoLabel/list_patition_label.txt"
+
+
+def _snapshot(root):
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_synth_refuses_a_folder_holding_a_real_data_set(rafdb_root, capsys):
+    from transfer_lib.cli import main
+
+    before = _snapshot(rafdb_root)
+    assert main(["synth", "--out", str(rafdb_root), "--train", "7", "--test", "7",
+                 "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "not empty" in err and "--force" in err and "basic" in err
+    assert _snapshot(rafdb_root) == before  # not one byte changed
+    # --force replaces it, and the marker then says what it is
+    assert main(["synth", "--out", str(rafdb_root), "--train", "7", "--test", "7",
+                 "--workers", "1", "--force"]) == 0
+    marker = json.loads((rafdb_root / "synthetic.json").read_text())
+    assert marker["state"] == "complete" and marker["train"] == 7
+
+
+def test_synth_cli_writes_the_marker_and_replaces_its_own_set(tmp_path):
+    from transfer_lib.cli import main
+
+    out = tmp_path / "s"
+    assert main(["synth", "--out", str(out), "--train", "7", "--test", "7", "--workers", "1"]) == 0
+    marker = json.loads((out / "synthetic.json").read_text())
+    assert marker == {"version": synth.GENERATOR_VERSION, "train": 7, "test": 7, "seed": 0,
+                      "occlusion": synth.DEFAULT_OCCLUSION, "balance": "rafdb", "state": "complete"}
+    # its own set (by the marker) is replaced without --force; no temporary folder is left
+    assert main(["synth", "--out", str(out), "--train", "14", "--test", "7", "--seed", "1",
+                 "--workers", "1"]) == 0
+    assert len(build_dataset("synthetic", out, "train")) == 14
+    assert [p.name for p in tmp_path.iterdir()] == ["s"]
+    # and ensure_synthetic reuses what the command wrote with the same parameters
+    stamp = (out / "synthetic.json").stat().st_mtime_ns
+    assert ensure_synthetic(out, train=14, test=7, seed=1, workers=1) == out
+    assert (out / "synthetic.json").stat().st_mtime_ns == stamp
+
+
+def test_interrupted_synth_keeps_the_old_set_whole(tmp_path, monkeypatch):
+    out = generate(tmp_path / "s", train=14, test=7, seed=0, workers=1)
+    before = _snapshot(out)
+    calls = []
+    real = synth._write_chunk
+
+    def dies_midway(job):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C after the first chunk of new images
+        return real(job)
+
+    monkeypatch.setattr(synth, "_write_chunk", dies_midway)
+    with pytest.raises(KeyboardInterrupt):
+        generate(out, train=14, test=7, seed=5, workers=1)
+    assert _snapshot(out) == before  # the old labels still describe the old images
+    assert [p.name for p in tmp_path.iterdir()] == ["s"]  # the half-drawn set is gone
+
+
+def test_loader_refuses_an_incomplete_set_and_stale_leftovers_are_cleaned(tmp_path, capsys):
+    out = generate(tmp_path / "s", train=7, test=7, workers=1)
+    marker = json.loads((out / "synthetic.json").read_text())
+    (out / "synthetic.json").write_text(json.dumps({**marker, "state": "incomplete"}))
+    with pytest.raises(DataError, match=r"incomplete.*synth --out"):
+        build_dataset("synthetic", out, "train")
+    # a run killed with SIGKILL leaves its temporary folder: the next run removes it
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    left = tmp_path / f".new.tmp-{dead}"
+    (left / "basic").mkdir(parents=True)
+    with pytest.raises(DataError) as err:  # what `train --data` / `eval --data` say meanwhile
+        build_dataset("synthetic", tmp_path / "new", "train")
+    assert "interrupted" in str(err.value) and "run it again" in str(err.value)
+    assert "obtain" not in str(err.value)
+    from transfer_lib.cli import main
+
+    assert main(["train", "--profile", "smoke", "--data", str(tmp_path / "new"),
+                 "--out", str(tmp_path / "run")]) == 2  # the same from the trainer
+    assert "was interrupted" in capsys.readouterr().err
+    generate(tmp_path / "new", train=7, test=7, workers=1)
+    assert not left.exists()
+    assert len(build_dataset("synthetic", tmp_path / "new", "test")) == 7
+
+
+def test_ensure_synthetic_never_replaces_a_foreign_folder(rafdb_root):
+    before = _snapshot(rafdb_root)
+    with pytest.raises(DataError, match="not empty"):
+        ensure_synthetic(rafdb_root, train=7, test=7, workers=1)
+    assert _snapshot(rafdb_root) == before
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--train", "-5"], ["--train -5", "0 or more"]),
+    (["--occlusion", "2"], ["--occlusion 2", "[0, 1]"]),
+    (["--workers", "-1"], ["--workers -1", "1 or more"]),
+])
+def test_synth_bad_numbers_are_errors(argv, words, tmp_path, capsys):
+    from transfer_lib.cli import main
+
+    assert main(["synth", "--out", str(tmp_path / "s"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and all(w in err for w in words)
+    assert not (tmp_path / "s").exists()
+
+
+def test_synth_out_is_a_file(tmp_path, capsys):
+    from transfer_lib.cli import main
+
+    f = tmp_path / "notes.txt"
+    f.write_text("mine")
+    assert main(["synth", "--out", str(f), "--train", "7", "--test", "7"]) == 2
+    assert "is a file" in capsys.readouterr().err and f.read_text() == "mine"

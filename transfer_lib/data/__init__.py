@@ -26,6 +26,11 @@ from transfer_lib.data.synth import ensure_synthetic, render_face
 from transfer_lib.data.transforms import eval_transform, train_transform
 
 DATASETS: tuple[str, ...] = ("rafdb", "ferplus", "affectnet7", "affectnet8", "synthetic")
+#: The splits of each data set (``test`` is AffectNet's validation list, FERPlus's PrivateTest).
+SPLITS: dict[str, tuple[str, ...]] = {"rafdb": ("train", "test"), "synthetic": ("train", "test"),
+                                      "ferplus": ("train", "val", "test"),
+                                      "affectnet7": ("train", "test"),
+                                      "affectnet8": ("train", "test")}
 
 
 def build_dataset(name: str, root: str | Path, split: str,
@@ -52,7 +57,7 @@ def num_classes(name: str) -> int:
 
 
 __all__ = [
-    "AFFECTNET_CLASSES", "DATASETS", "FERPLUS_CLASSES", "AffectNet", "FERPlus", "RAFDB",
+    "AFFECTNET_CLASSES", "DATASETS", "FERPLUS_CLASSES", "SPLITS", "AffectNet", "FERPlus", "RAFDB",
     "build_dataset", "ensure_synthetic", "eval_transform", "majority_label", "num_classes",
     "render_face", "train_transform",
 ]

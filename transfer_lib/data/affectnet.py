@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from PIL import Image
 
-from transfer_lib.data.base import FolderListing, ImageListDataset, load_rgb, missing
+from transfer_lib.data.base import FolderListing, ImageListDataset, load_rgb, missing, open_text
 from transfer_lib.errors import DataError
 
 AFFECTNET_CLASSES: tuple[str, ...] = ("Neutral", "Happy", "Sad", "Surprise", "Fear", "Disgust",
@@ -31,6 +31,14 @@ LAYOUT = """\
   ROOT/Manually_Annotated_file_lists/validation.csv   face_width,face_height,facial_landmarks,
                                                       expression,valence,arousal
   ROOT/Manually_Annotated_Images/<subDirectory_filePath>   (e.g. 689/737db2483489148d783ef278f43.jpg)"""
+
+
+def _escapes(name: str) -> bool:
+    """Whether a list's image path points outside the image folder (absolute, a drive, ``..``)."""
+    for path in (PurePosixPath(name), PureWindowsPath(name)):
+        if path.is_absolute() or path.anchor or ".." in path.parts:
+            return True
+    return False
 
 
 class AffectNet(ImageListDataset):
@@ -53,10 +61,10 @@ class AffectNet(ImageListDataset):
             raise missing("AffectNet image folder", image_dir, LAYOUT)
         listing = FolderListing()
         samples, boxes, seen = [], [], {}
-        with list_file.open(newline="") as f:
+        with open_text(list_file) as f:
             for lineno, row in enumerate(csv.reader(f), start=1):
-                if not row or (lineno == 1 and row[0].strip() == COLUMNS[0]):
-                    continue
+                if not "".join(row).strip() or (lineno == 1 and row[0].strip() == COLUMNS[0]):
+                    continue  # a blank line (or one of spaces), the header
                 where = f"{list_file}, line {lineno}"
                 if len(row) < 7:
                     raise DataError(f"{where}: expected {len(COLUMNS)} columns "
@@ -76,6 +84,10 @@ class AffectNet(ImageListDataset):
                 if name in seen:
                     raise DataError(f"{where}: duplicate entry {name} (first at line {seen[name]})")
                 seen[name] = lineno
+                if _escapes(name):
+                    raise DataError(f"{where}: image path {name!r} leaves the image folder: "
+                                    f"paths are relative to {image_dir}, without '..' or a "
+                                    f"leading '/' (e.g. 689/737db2483489148d783ef278f43.jpg)")
                 image = image_dir / name
                 if not listing.exists(image):
                     raise DataError(f"{where}: image missing: {image}")

@@ -3,9 +3,12 @@ that say what was expected and where (:class:`~transfer_lib.errors.DataError`)."
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import IO
 
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
@@ -25,8 +28,62 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
     try:
         with Image.open(path) as img:
             return img.convert("RGB")
+    except Image.DecompressionBombError as err:  # a header claiming a gigantic image
+        raise DataError(f"refused image {path}: {err} Face images are a few hundred pixels "
+                        f"wide: the file is damaged or not a face crop; remove it from the "
+                        f"data set") from None
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
         raise DataError(f"corrupt or unreadable image: {path} ({err})") from None
+
+
+def _text_encoding(path: Path) -> str:
+    """UTF-16 when the file starts with its byte-order mark, else UTF-8 (a UTF-8 mark skipped)."""
+    with open(path, "rb") as f:
+        head = f.read(2)
+    return "utf-16" if head in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else "utf-8-sig"
+
+
+def _not_text(path: Path, err: UnicodeDecodeError, line: int | None = None) -> DataError:
+    bad = err.object[err.start:err.start + 4]
+    where = f"{path}, line {line}" if line is not None else str(path)
+    return DataError(f"{where}: not UTF-8 text (bytes {bad!r} cannot be decoded as "
+                     f"{err.encoding}). Label files are plain text: save it as UTF-8 (or ASCII).")
+
+
+def read_text(path: Path) -> str:
+    """A label file's text: UTF-8 with or without a byte-order mark, or UTF-16 with one (what
+    some editors write as "Unicode"); anything else raises DataError naming file and line."""
+    data = Path(path).read_bytes()
+    encoding = "utf-16" if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else "utf-8-sig"
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as err:
+        raise _not_text(path, err, data[:err.start].count(b"\n") + 1) from None
+
+
+@contextlib.contextmanager
+def open_text(path: Path) -> Iterator[IO[str]]:
+    """Open a large CSV for streaming, with :func:`read_text`'s encodings; a byte that does not
+    decode raises DataError naming the file."""
+    with open(path, encoding=_text_encoding(path), newline="") as f:
+        try:
+            yield f
+        except UnicodeDecodeError as err:
+            raise _not_text(path, err) from None
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (this one counts): a temporary file named after a process
+    that is gone was left by a run that was killed."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, owned by another user
+        return True
+    return True
 
 
 class FolderListing:

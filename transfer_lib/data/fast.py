@@ -82,6 +82,7 @@ from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
 from transfer_lib.data import transforms as T
+from transfer_lib.data.base import process_alive
 from transfer_lib.errors import DataError
 from transfer_lib.models.config import TransFERConfig
 
@@ -138,6 +139,23 @@ def _to_store(img: Image.Image, size: int) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
+#: The part of a cache file's temporary name before ``PID-THREAD.npy``.
+TMP_TAG = ".tmp"
+
+
+def remove_stale_temporaries(cache_dir: str | os.PathLike) -> list[Path]:
+    """Delete the half-written files (``*.npy.tmpPID-*``) that builds killed before they could
+    clean up left in ``cache_dir`` (hundreds of MB each on RAF-DB); files of a process still
+    running are kept. Returns the files removed."""
+    removed = []
+    for f in Path(cache_dir).glob(f"*{TMP_TAG}*"):
+        pid = f.name.rpartition(TMP_TAG)[2].split("-", 1)[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            f.unlink(missing_ok=True)
+            removed.append(f)
+    return removed
+
+
 def build_cache(dataset, cache_dir: str | os.PathLike = "data/cache", store_size: int | None = None,
                 workers: int | None = None) -> ImageCache:
     """Decode ``dataset`` once into ``cache_dir`` (or reuse the cache if its source is unchanged).
@@ -154,28 +172,34 @@ def build_cache(dataset, cache_dir: str | os.PathLike = "data/cache", store_size
     prefix = f"{getattr(dataset, 'name', type(dataset).__name__.lower())}-{getattr(dataset, 'split', 'all')}-"
     stem = cache_dir / f"{prefix}{key[:16]}"
     meta_path, img_path, lab_path = (Path(f"{stem}{s}") for s in (".json", ".npy", "-labels.npy"))
+    remove_stale_temporaries(cache_dir)
     if not meta_path.exists():
         n = len(dataset)
-        tmp = f".tmp{os.getpid()}-{threading.get_ident()}.npy"
-        arr = np.lib.format.open_memmap(f"{img_path}{tmp}", mode="w+", dtype=np.uint8,
-                                        shape=(n, size, size, 3))
+        tmp = f"{TMP_TAG}{os.getpid()}-{threading.get_ident()}.npy"
+        written = [Path(f"{p}{tmp}") for p in (img_path, lab_path, meta_path)]
+        try:
+            arr = np.lib.format.open_memmap(written[0], mode="w+", dtype=np.uint8,
+                                            shape=(n, size, size, 3))
 
-        def fill(i: int) -> None:
-            arr[i] = _to_store(dataset.load_image(i), size)
+            def fill(i: int) -> None:
+                arr[i] = _to_store(dataset.load_image(i), size)
 
-        # PIL releases the GIL while decoding, so threads decode in parallel
-        with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
-            for _ in pool.map(fill, range(n), chunksize=64):
-                pass
-        arr.flush()
-        del arr
-        np.save(f"{lab_path}{tmp}", np.asarray(dataset.targets, dtype=np.int64), allow_pickle=False)
-        os.replace(f"{img_path}{tmp}", img_path)
-        os.replace(f"{lab_path}{tmp}", lab_path)
-        meta = dict(version=CACHE_VERSION, key=key, n=n, size=size, classes=list(dataset.classes),
-                    root=str(getattr(dataset, "root", "")))
-        Path(f"{meta_path}{tmp}").write_text(json.dumps(meta, indent=1))
-        os.replace(f"{meta_path}{tmp}", meta_path)
+            # PIL releases the GIL while decoding, so threads decode in parallel
+            with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
+                for _ in pool.map(fill, range(n), chunksize=64):
+                    pass
+            arr.flush()
+            del arr
+            np.save(written[1], np.asarray(dataset.targets, dtype=np.int64), allow_pickle=False)
+            os.replace(written[0], img_path)
+            os.replace(written[1], lab_path)
+            meta = dict(version=CACHE_VERSION, key=key, n=n, size=size,
+                        classes=list(dataset.classes), root=str(getattr(dataset, "root", "")))
+            written[2].write_text(json.dumps(meta, indent=1))
+            os.replace(written[2], meta_path)
+        finally:  # a failed build (a corrupt image, Ctrl-C, a full disk) leaves no partial file
+            for f in written:
+                f.unlink(missing_ok=True)
         for old in cache_dir.glob(f"{prefix}*"):  # stale caches of this data set and split
             if not old.name.startswith(stem.name) and ".tmp" not in old.name:
                 old.unlink(missing_ok=True)

@@ -10,13 +10,14 @@ PublicTest. Images are returned as PIL RGB (grey copied to three channels).
 from __future__ import annotations
 
 import csv
+import itertools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from transfer_lib.data.base import ImageListDataset, missing
+from transfer_lib.data.base import ImageListDataset, missing, open_text
 from transfer_lib.errors import DataError
 
 FERPLUS_CLASSES: tuple[str, ...] = ("Neutral", "Happiness", "Surprise", "Sadness", "Anger",
@@ -63,7 +64,7 @@ class FERPlus(ImageListDataset):
                 raise missing("FERPlus file", f, LAYOUT)
         usage = USAGE[split]
         pixels, labels, samples = [], [], []
-        with fer.open(newline="") as f_old, new.open(newline="") as f_new:
+        with open_text(fer) as f_old, open_text(new) as f_new:
             old_rows, new_rows = csv.reader(f_old), csv.reader(f_new)
             h_old, h_new = next(old_rows, None), next(new_rows, None)
             if h_old is None or [h.strip() for h in h_old[:3]] != ["emotion", "pixels", "Usage"]:
@@ -72,10 +73,23 @@ class FERPlus(ImageListDataset):
                 raise DataError(f"{new}, line 1: expected header 'Usage,Image name,"
                                 f"{','.join(VOTE_COLUMNS)}', got {h_new}")
             lineno = 1
-            for row_old, row_new in zip(old_rows, new_rows, strict=False):
+            for row_old, row_new in itertools.zip_longest(old_rows, new_rows):
                 lineno += 1
+                if row_old is None or row_new is None:  # one file ended: the other must too
+                    n_old = lineno - 2 + sum(1 for r in itertools.chain([row_old], old_rows) if r)
+                    n_new = lineno - 2 + sum(1 for r in itertools.chain([row_new], new_rows) if r)
+                    if n_old != n_new:
+                        raise DataError(
+                            f"{fer} has {n_old} rows but {new} has {n_new}: the two files must "
+                            f"list the same faces in the same order (35,887 rows each). One is "
+                            f"cut short or from another release; download both again "
+                            f"(data/README.md).")
+                    break
                 if len(row_new) < 12:
                     raise DataError(f"{new}, line {lineno}: expected 12 columns, got {len(row_new)}")
+                if len(row_old) < 3:
+                    raise DataError(f"{fer}, line {lineno}: expected 3 columns (emotion,pixels,"
+                                    f"Usage), got {len(row_old)}")
                 if not row_new[1].strip() or row_new[0].strip() != usage:
                     continue  # no image name: FERPlus dropped this face
                 if row_old[2].strip() != usage:
@@ -89,10 +103,14 @@ class FERPlus(ImageListDataset):
                 k = majority_label(votes)
                 if k is None:
                     continue
-                px = np.array(row_old[1].split(), dtype=np.int64)
+                try:
+                    px = np.array(row_old[1].split(), dtype=np.int64)
+                except ValueError:
+                    px = np.zeros(0, np.int64)  # not numbers: reported below
                 if px.size != 48 * 48 or px.min() < 0 or px.max() > 255:
-                    raise DataError(f"{fer}, line {lineno}: expected 2304 pixel values 0..255, "
-                                    f"got {px.size}")
+                    raise DataError(f"{fer}, line {lineno}: expected 2304 whole numbers 0..255 "
+                                    f"separated by spaces, got {row_old[1][:40]!r}"
+                                    f"{'...' if len(row_old[1]) > 40 else ''}")
                 pixels.append(px.astype(np.uint8).reshape(48, 48))
                 labels.append(k)
                 samples.append((Path(f"{fer}#line{lineno}"), k))

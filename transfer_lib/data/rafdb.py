@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from transfer_lib.data.base import FolderListing, ImageListDataset, missing
+from transfer_lib.data.base import FolderListing, ImageListDataset, missing, read_text
 from transfer_lib.errors import DataError
 from transfer_lib.models.config import RAFDB_CLASSES
 
@@ -24,6 +24,10 @@ def find_basic(root: str | Path) -> Path:
         if (cand / "EmoLabel").is_dir() or (cand / "Image").is_dir():
             return cand
     if not root.exists():
+        from transfer_lib.data.synth import interrupted_note
+
+        if interrupted_note(root):
+            raise DataError(f"data set folder not found: {root}.{interrupted_note(root)}")
         raise missing("RAF-DB folder", root, LAYOUT)
     raise missing("RAF-DB 'basic' folder (with EmoLabel/ and Image/)", root / "basic", LAYOUT)
 
@@ -35,7 +39,7 @@ def read_label_file(path: Path, split: str | None, image_dir: Path,
     listing = listing or FolderListing()
     samples: list[tuple[Path, int]] = []
     seen: dict[str, int] = {}
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+    for lineno, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         parts = line.split()
@@ -43,7 +47,7 @@ def read_label_file(path: Path, split: str | None, image_dir: Path,
         if len(parts) != 2:
             raise DataError(f"{where}: expected 'NAME LABEL' (e.g. 'train_00001.jpg 5'), got {line!r}")
         name, label = parts
-        if not label.isdigit() or not 1 <= int(label) <= len(RAFDB_CLASSES):
+        if not (label.isascii() and label.isdigit()) or not 1 <= int(label) <= len(RAFDB_CLASSES):
             raise DataError(f"{where}: unknown label {label!r} for {name} "
                             f"(RAF-DB labels are 1..{len(RAFDB_CLASSES)}: "
                             + ", ".join(f"{i + 1}={c}" for i, c in enumerate(RAFDB_CLASSES)) + ")")
@@ -63,6 +67,21 @@ def read_label_file(path: Path, split: str | None, image_dir: Path,
     return samples
 
 
+def _refuse_incomplete_synthetic(basic: Path) -> None:
+    """A synthetic set whose marker says it is still being written (or was interrupted) is
+    refused: its label file and images may not belong together."""
+    from transfer_lib.data.synth import MARKER, read_marker
+
+    for folder in (basic.parent, basic):
+        marker = read_marker(folder)
+        if marker is not None and marker["state"] != "complete":
+            raise DataError(
+                f"the synthetic set at {folder} is incomplete ({folder / MARKER} says "
+                f"{marker['state']!r}): its generation was interrupted or is still running. "
+                f"Run `python -m transfer_lib synth --out {folder}` again (it replaces the set), "
+                f"or wait for the running one to finish.")
+
+
 class RAFDB(ImageListDataset):
     """RAF-DB basic, split ``train`` (12,271) or ``test`` (3,068); labels 0..6 in RAF-DB order
     (:data:`~transfer_lib.models.config.RAFDB_CLASSES`)."""
@@ -74,6 +93,7 @@ class RAFDB(ImageListDataset):
         if split not in ("train", "test"):
             raise ValueError(f"split={split!r} must be 'train' or 'test'")
         basic = find_basic(root)
+        _refuse_incomplete_synthetic(basic)
         image_dir = basic / "Image" / "aligned"
         emolabel = basic / "EmoLabel"
         combined = emolabel / "list_patition_label.txt"

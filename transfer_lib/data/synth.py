@@ -614,19 +614,126 @@ def _write_chunk(job: tuple) -> int:
 
 def generate(out: str | os.PathLike, train: int = DEFAULT_TRAIN, test: int = DEFAULT_TEST,
              seed: int = 0, occlusion: float = DEFAULT_OCCLUSION, balance: str = "rafdb",
-             workers: int | None = None, progress: bool = False) -> Path:
+             workers: int | None = None, progress: bool = False, force: bool = False) -> Path:
     """Write the synthetic set under ``out`` in RAF-DB's layout and return ``out``.
 
     ``out/basic/EmoLabel/list_patition_label.txt`` lists ``train_00001.jpg 5`` (labels 1..7),
-    ``out/basic/Image/aligned/train_00001_aligned.jpg`` holds the 100 x 100 image. Same
-    arguments, same bytes, whatever ``workers`` is.
+    ``out/basic/Image/aligned/train_00001_aligned.jpg`` holds the 100 x 100 image and
+    ``out/synthetic.json`` (:data:`MARKER`) the generation parameters. Same arguments, same
+    bytes, whatever ``workers`` is.
+
+    Nothing is lost or mixed: ``out`` must be missing, empty or a synthetic set written here (its
+    marker); any other folder is refused (DataError) unless ``force``, which replaces it. The set
+    is drawn in a temporary sibling folder and swapped in for ``out`` at the end, so an
+    interrupted run leaves the old set (or nothing) at ``out``, never a mixture.
     """
-    if not 0.0 <= occlusion <= 1.0:
-        raise ValueError(f"occlusion={occlusion} must lie in [0, 1]")
+    params = _params(train, test, seed, occlusion, balance, workers)
     out = Path(out)
+    check_target(out, force=force)
+    tmp = _fresh_tmp(out)
+    try:
+        _write_set(tmp, params, workers, progress)
+        _swap_in(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if progress:
+        print(f"wrote {train + test} images to {out}")
+    return out
+
+
+def _params(train: int, test: int, seed: int, occlusion: float, balance: str,
+            workers: int | None) -> dict:
+    """The marker's generation parameters, checked (TransferError names the bad one)."""
+    from transfer_lib.errors import TransferError
+
+    for name, n in (("train", train), ("test", test)):
+        if n < 0:
+            raise TransferError(f"--{name} {n}: the number of {name} images must be 0 or more")
+    if train + test == 0:
+        raise TransferError("--train 0 --test 0: a data set needs at least one image")
+    if not 0.0 <= occlusion <= 1.0:  # also refuses nan
+        raise TransferError(f"--occlusion {occlusion}: the share of occluded images must lie in "
+                            f"[0, 1] (e.g. 0.3)")
+    if balance not in BALANCES:
+        raise TransferError(f"--balance {balance!r} is not one of {', '.join(BALANCES)}")
+    if workers is not None and workers < 1:
+        raise TransferError(f"--workers {workers}: the number of processes must be 1 or more "
+                            f"(leave it out for {min(2, os.cpu_count() or 1)})")
+    return dict(version=GENERATOR_VERSION, train=train, test=test, seed=seed,
+                occlusion=occlusion, balance=balance)
+
+
+def read_marker(root: str | os.PathLike) -> dict | None:
+    """The marker of the synthetic set at ``root`` (parameters and ``state``: ``complete`` or
+    ``incomplete`` while it is being written), or None when ``root`` holds none or an unreadable
+    one. Markers written before ``state`` existed were written complete."""
+    try:
+        marker = json.loads((Path(root) / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(marker, dict):
+        return None
+    return {**marker, "state": marker.get("state", "complete")}
+
+
+def check_target(out: Path, force: bool = False) -> None:
+    """Refuse (DataError) to write a set at ``out`` when it is a file, or a folder that is neither
+    empty nor a synthetic set (by its marker), unless ``force``."""
+    from transfer_lib.errors import DataError
+
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out} is a file, not a folder: give --out a folder (new or empty) for "
+                        f"the synthetic set")
+    if force or not out.is_dir() or (out / MARKER).is_file():
+        return
+    found = sorted(p.name for p in out.iterdir())
+    if found:
+        shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+        raise DataError(
+            f"{out} is not empty ({shown}) and is not a synthetic set written by this library "
+            f"(no {MARKER}): writing there would overwrite its files. Choose a new or empty "
+            f"folder with --out, or pass --force to replace everything in {out}.")
+
+
+def _fresh_tmp(out: Path) -> Path:
+    """A new temporary sibling of ``out``; leftovers of interrupted runs whose process is gone
+    (``.NAME.tmp-PID``) are removed first."""
+    from transfer_lib.data.base import process_alive
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for old in out.parent.glob(f".{out.name}.tmp-*"):
+        pid = old.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    return tmp
+
+
+def interrupted_note(root: str | os.PathLike) -> str:
+    """For an error about a missing ``root``: a sentence saying that a ``synth`` into it was
+    interrupted (its temporary folder is there), or "" when none was."""
+    root = Path(root)
+    left = sorted(root.parent.glob(f".{root.name}.tmp-*")) if root.name else []
+    if not left:
+        return ""
+    return (f" A `synth --out {root}` was interrupted before it finished (it left {left[0]}, "
+            f"removed by the next run): run it again to write the synthetic set.")
+
+
+def _write_marker(out: Path, params: dict, state: str) -> None:
+    (out / MARKER).write_text(json.dumps({**params, "state": state}, indent=1))
+
+
+def _write_set(out: Path, params: dict, workers: int | None, progress: bool) -> None:
+    """Draw the set described by ``params`` into ``out`` (its marker says ``incomplete`` until
+    the label file is written)."""
+    train, test, seed = params["train"], params["test"], params["seed"]
+    occlusion, balance = params["occlusion"], params["balance"]
     folder = out / "basic" / "Image" / "aligned"
     folder.mkdir(parents=True, exist_ok=True)
     (out / "basic" / "EmoLabel").mkdir(parents=True, exist_ok=True)
+    _write_marker(out, params, "incomplete")
     lines, jobs = [], []
     workers = workers or min(2, os.cpu_count() or 1)
     for split, n in (("train", train), ("test", test)):
@@ -648,14 +755,20 @@ def generate(out: str | os.PathLike, train: int = DEFAULT_TRAIN, test: int = DEF
         for job in jobs:
             _write_chunk(job)
     if progress:
-        print(f"\rwrote {train + test} images in {time.perf_counter() - t0:.1f} s to {out}")
+        print(f"\rdrew {train + test} images in {time.perf_counter() - t0:.1f} s")
     (out / "basic" / "EmoLabel" / "list_patition_label.txt").write_text("\n".join(lines) + "\n")
-    return out
+    _write_marker(out, params, "complete")
 
 
-def _project_root() -> Path:
-    here = Path(__file__).resolve().parents[2]
-    return here if (here / "pyproject.toml").exists() else Path.cwd()
+def _swap_in(tmp: Path, root: Path) -> None:
+    """Put the finished set ``tmp`` at ``root``: the old folder is renamed aside, ``tmp`` renamed
+    into place, the old one deleted (a reader sees the old set, none, or the new one)."""
+    old = root.parent / f".{root.name}.old-{os.getpid()}"
+    shutil.rmtree(old, ignore_errors=True)
+    if root.exists():
+        os.replace(root, old)
+    os.replace(tmp, root)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def ensure_synthetic(root: str | os.PathLike = "data/synthetic", train: int = DEFAULT_TRAIN,
@@ -666,34 +779,28 @@ def ensure_synthetic(root: str | os.PathLike = "data/synthetic", train: int = DE
     A relative ``root`` is taken from the project root (the folder with ``pyproject.toml``), so
     chapters and tests share one copy. ``root/synthetic.json`` records the generation parameters;
     if they differ from the ones asked for, the set is generated again. Generation happens in a
-    temporary sibling folder that is renamed into place, so a half-written set is never used.
+    temporary sibling folder that is renamed into place, so a half-written set is never used. A
+    folder at ``root`` that is not a synthetic set is refused (DataError), never replaced.
     """
+    from transfer_lib.profiles import project_root
+
     root = Path(root)
     if not root.is_absolute():
-        root = _project_root() / root
-    params = dict(version=GENERATOR_VERSION, train=train, test=test, seed=seed,
-                  occlusion=occlusion, balance=balance)
+        root = project_root() / root
+    params = _params(train, test, seed, occlusion, balance, workers)
 
     def ready() -> bool:
-        try:
-            return json.loads((root / MARKER).read_text()) == params
-        except (OSError, ValueError):
-            return False
+        marker = read_marker(root)
+        return marker is not None and marker.pop("state") == "complete" and marker == params
 
     if ready():
         return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = root.parent / f".{root.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    generate(tmp, train=train, test=test, seed=seed, occlusion=occlusion, balance=balance,
-             workers=workers)
-    (tmp / MARKER).write_text(json.dumps(params, indent=1))
-    if ready():  # another process finished first
+    check_target(root)
+    tmp = _fresh_tmp(root)
+    try:
+        _write_set(tmp, params, workers, progress=False)
+        if not ready():  # another process may have finished first
+            _swap_in(tmp, root)
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        return root
-    old = root.parent / f".{root.name}.old-{os.getpid()}"
-    if root.exists():
-        os.replace(root, old)
-    os.replace(tmp, root)
-    shutil.rmtree(old, ignore_errors=True)
     return root

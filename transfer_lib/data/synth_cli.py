@@ -3,6 +3,10 @@
 Examples:
   python -m transfer_lib synth --out data/synthetic                  # the default embedded set
   python -m transfer_lib synth --out data/synth10k --train 8000 --test 2000 --balance uniform
+
+--out must be a new or empty folder, or a synthetic set written before (it holds synthetic.json),
+which is replaced; any other folder is refused unless --force. The set is drawn in a temporary
+folder next to --out and swapped in when complete, so an interrupted run loses nothing.
 """
 
 from __future__ import annotations
@@ -22,10 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--balance", choices=synth.BALANCES, default="rafdb",
                         help="class balance: RAF-DB's own imbalance or uniform")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: 2 or cores)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace --out even when it holds files that are not a synthetic set")
 
 
 def run(args: argparse.Namespace) -> int:
     synth.generate(args.out, train=args.train, test=args.test, seed=args.seed,
                    occlusion=args.occlusion, balance=args.balance, workers=args.workers,
-                   progress=True)
+                   progress=True, force=args.force)
     return 0

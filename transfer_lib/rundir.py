@@ -1,0 +1,73 @@
+"""A run directory's lock: one training process at a time per ``--out``.
+
+Two ``train`` runs (or two ``--resume``) on one folder would interleave ``metrics.jsonl`` and
+leave ``config.json`` from one and ``last.pt`` from the other. :class:`RunLock` holds an
+OS-level lock (``fcntl.flock``) on ``RUN_DIR/.lock`` for the run's life. The kernel releases
+it when the process ends in any way, SIGKILL included, so a killed run never blocks its own
+``--resume``. Where ``fcntl`` is missing (Windows) runs are not locked.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from transfer_lib.errors import TransferError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock
+    fcntl = None
+
+LOCK_NAME = ".lock"
+
+
+class RunLock:
+    """``with RunLock(run_dir):`` holds ``run_dir/.lock`` exclusively, or raises TransferError
+    naming the process that holds it. The folder is created if needed, and removed again on exit
+    when this lock created it and nothing else was written there."""
+
+    def __init__(self, run_dir: str | os.PathLike) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK_NAME
+        self._file = None
+        self._created = False
+
+    def __enter__(self) -> RunLock:
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise TransferError(f"--out {self.run_dir} is a file, not a folder: choose a run "
+                                f"directory (a new folder, or one of an earlier run to --resume)")
+        self._created = not self.run_dir.exists()
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            f = open(self.path, "a+")  # noqa: SIM115 - held open for the run's life
+        except OSError as err:
+            raise TransferError(f"cannot write the run directory {self.run_dir} "
+                                f"({err.strerror}): choose a folder you can write to with "
+                                f"--out") from None
+        if fcntl is not None:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0)
+                holder = f.read().strip() or "another process"
+                f.close()
+                raise TransferError(
+                    f"{self.run_dir} is in use: {holder} is training there now (it holds "
+                    f"{self.path}). Wait for it to finish, or choose another --out; two runs in "
+                    f"one folder would mix their files.") from None
+            f.seek(0)
+            f.truncate()
+            f.write(f"process {os.getpid()}\n")
+            f.flush()
+        self._file = f
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._file is None:
+            return
+        if self._created and {p.name for p in self.run_dir.iterdir()} == {LOCK_NAME}:
+            self.path.unlink(missing_ok=True)  # a run that failed before writing anything
+            self.run_dir.rmdir()
+        self._file.close()  # releases the lock
+        self._file = None
