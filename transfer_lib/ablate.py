@@ -360,7 +360,8 @@ def run_one(run_dir: str | os.PathLike, cfg, occlusion: bool = True,
 
     run_dir = Path(run_dir)
     try:  # complete runs are loaded by run_or_load, not trained
-        trained = not json.loads((run_dir / "summary.json").read_text()).get("complete")
+        saved = json.loads((run_dir / "summary.json").read_text())
+        trained = not (isinstance(saved, dict) and saved.get("complete"))
     except (OSError, ValueError):
         trained = True
     before, started = _loadavg(), _now()
@@ -393,7 +394,9 @@ def run_one(run_dir: str | os.PathLike, cfg, occlusion: bool = True,
 # Provenance
 # ---------------------------------------------------------------------------------------------
 def _project_root() -> Path:
-    return Path(__file__).resolve().parent.parent
+    from transfer_lib.profiles import project_root
+
+    return project_root()
 
 
 def git_state() -> dict | None:
