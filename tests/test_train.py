@@ -11,6 +11,7 @@ import torch
 from transfer_lib.checkpoint import load_checkpoint, model_from_checkpoint
 from transfer_lib.cli import main
 from transfer_lib.errors import DataError, TransferError
+from transfer_lib.profiles import get_profile
 from transfer_lib.train import TrainConfig, run_or_load, train
 
 SMOKE = dict(profile="smoke", progress=False)
@@ -44,8 +45,8 @@ def test_run_directory_holds_everything(smoke_run):
     assert summary["final_accuracy"] == pytest.approx(float(cm.diag().sum()) / 21)
     config = json.loads((out / "config.json").read_text())
     assert config["profile"]["name"] == "smoke" and config["model"]["variant"] == "transfer"
-    # fast is on by default on CUDA only
-    pipeline = "fast" if torch.cuda.is_available() else "per-image"
+    # fast is on by default on CUDA, and on a CPU where the profile says so (cpu_fast)
+    pipeline = "fast" if torch.cuda.is_available() or get_profile("smoke").cpu_fast else "per-image"
     assert config["pipeline"] == summary["pipeline"] == pipeline
     assert all(x["pipeline"] == pipeline for x in lines)
 

@@ -146,7 +146,7 @@ def test_ddp_shards_are_distinct_and_equally_long(tmp_path, monkeypatch):
     # 48 images. 2 ranks, batch 6: 3 a step, 24 a rank, drop_last. 5 ranks, batch 64: 12 a
     # step but 10 a rank, so no drop_last: padded by wrap-around to 50, one batch of 10 each.
     for world, batch, sizes in ((2, 6, [3] * 8), (5, 64, [10])):
-        prof = smoke.replace(batch_size=batch)
+        prof = smoke.replace(batch_size=batch, balance="none")  # permutations, not draws
         cfg = TrainConfig(profile=prof, cache_dir=str(tmp_path), seed=4)
         shards = []
         for rank in range(world):
@@ -205,7 +205,7 @@ def test_switching_pipeline_on_resume_warns(tmp_path, cache_dir, capsys):
     out = tmp_path / "sw"
     common = dict(profile="smoke", device="cpu", max_steps=1, out=str(out),
                   cache_dir=str(cache_dir), progress=False)
-    train(TrainConfig(epochs=1, **common))  # per-image (the CPU default)
+    train(TrainConfig(epochs=1, fast=False, **common))  # per-image
     assert json.loads((out / "config.json").read_text())["pipeline"] == "per-image"
     summary = train(TrainConfig(epochs=2, fast=True, resume=True, new_recipe=True, **common))
     assert summary["pipeline"] == "fast"
