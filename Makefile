@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # The torch build pip installs; override on another machine, e.g. TORCH_SPEC="torch torchvision".
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup run summary train book test test-fast nbval lint clean
+.PHONY: setup run summary train book test test-fast test-device-script nbval lint clean
 
 setup: $(VENV)/.installed
 
@@ -35,8 +35,12 @@ train: setup
 ## the whole test suite (what CI runs): lint, unit tests, chapters under nbval, the book build
 test: setup
 	$(PY) -m ruff check transfer_lib tests book
-	TRANSFER_PROFILE=smoke $(PY) -m pytest -q tests --nbval-lax book
+	TRANSFER_PROFILE=smoke $(PY) -m pytest -q tests --nbval-lax book -m "not device_script"
 	TRANSFER_PROFILE=smoke $(VENV)/bin/jupyter-book build . -W -n --keep-going
+
+## the GPU check script at toy scale on the CPU (minutes): kept out of `make test` for CI's budget
+test-device-script: setup
+	$(PY) -m pytest -q tests -m device_script
 
 nbval: setup
 	TRANSFER_PROFILE=smoke $(PY) -m pytest -q --nbval-lax book

@@ -109,6 +109,7 @@ def test_bench_train_bad_arguments(capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.device_script  # minutes on 2 cores: `make test-device-script`, not `make test`
 def test_gpu_check_script_in_cpu_mode(tmp_path):
     env = {**os.environ, "DEVICE": "cpu", "OUT": str(tmp_path / "out"), "PYTHON": sys.executable}
     r = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh")], env=env,
