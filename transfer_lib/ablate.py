@@ -340,6 +340,7 @@ def run_config(result_or_profile, row: str, seed: int, data: str | None = None,
         train_overrides = {**res["provenance"]["train_overrides"], **train_overrides}
     else:
         profile = result_or_profile
+    profile = train_overrides.pop("profile", profile)  # e.g. a smoke-scale rerun of a cpu run
     r = ROWS[parse_rows([row])[0]]
     return TrainConfig(profile=profile, variant=r.variant, msad_mode=r.msad_mode,
                        map_regulariser=r.map_regulariser, seed=seed, data=data, dataset=dataset,
