@@ -17,6 +17,7 @@ import torch
 from transfer_lib import pretrain as pt
 from transfer_lib.cli import main
 from transfer_lib.data import synth
+from transfer_lib.errors import TransferError
 from transfer_lib.models import IR50Stem, build_model
 from transfer_lib.pretrained import load_ir50_stem
 
@@ -152,7 +153,9 @@ def test_file_loads_into_tiny_stem(tiny_weights):
     report = load_ir50_stem(model.stem, tiny_weights, verbose=False)
     stem_keys = set(model.stem.state_dict())
     assert set(report.loaded) == stem_keys  # every stem key filled
-    assert report.skipped and all(k.startswith("output_layer.") for k in report.skipped)
+    # stage 4 (units 8, 9 after the tiny stem's 2 + 2 + 4) and output_layer: left out, reported
+    assert {k.split(".")[0] + "." + k.split(".")[1] for k in report.skipped} == {
+        "body.8", "body.9", "output_layer.0", "output_layer.3", "output_layer.4"}
     for k, v in model.stem.state_dict().items():
         assert torch.equal(v, state[k]), k
     assert set(state) == stem_keys | set(report.skipped)
@@ -190,3 +193,15 @@ def test_cli_pretrain(tmp_path, capsys):
     assert (tmp_path / "ir50-tiny-identity.json").is_file()
     assert main(args[:-1] + ["--identities", "1"]) == 2  # TransferError: at least 2 people
     assert "identities >= 2" in capsys.readouterr().err
+
+
+def test_augment_grayscale_share():
+    x = torch.randint(0, 256, (5, 3, 20, 20), dtype=torch.uint8)
+    zero, one = torch.zeros(1, 3, 1, 1), torch.ones(1, 3, 1, 1)
+    grey = pt._augment(x, zero, one, 16, torch.Generator().manual_seed(0), grayscale=1.0)
+    assert grey.shape == (5, 3, 16, 16)
+    assert torch.equal(grey[:, 0], grey[:, 1]) and torch.equal(grey[:, 1], grey[:, 2])
+    colour = pt._augment(x, zero, one, 16, torch.Generator().manual_seed(0), grayscale=0.0)
+    assert not torch.equal(colour[:, 0], colour[:, 1])
+    with pytest.raises(TransferError, match="grayscale"):
+        pt.PretrainConfig(grayscale=1.5)
