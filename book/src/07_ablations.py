@@ -225,8 +225,10 @@ display(Markdown(
 # shows the stalls that gradient clipping and a longer warmup cure), and 3 epochs is a tenth of
 # the recipe chapter 6 trains with. MAD and MSAD are regularisers, and a regulariser pays when a model
 # overfits, which a model this far from convergence does not yet do. And the paper's effects
-# are a point or two, which needs more seeds to resolve than effects of ten. The paired
-# intervals keep the verdicts honest either way.
+# are a point or two, which needs more seeds to resolve than effects of ten. A row whose dots sit
+# at or below the most-frequent-class line has not started to learn yet, and its differences
+# from other rows say nothing about its parts. The paired intervals keep the verdicts honest
+# either way.
 #
 # ## One run again, live
 #

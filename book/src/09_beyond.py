@@ -144,7 +144,9 @@ assert len(steps) == 2 and len(drops) == 2 * len(parts)
 
 # %% [markdown]
 # If MAD or MSAD made the model robust to a hidden part at this scale, the intervals would sit
-# below zero; the sentence above counts where they do. The synthetic faces were built so that
+# below zero; the sentence above counts where they do. Read the drops beside the first table: a
+# row near chance loses little when a part is hidden because it has little to lose, so a smaller
+# drop is evidence of robustness only between rows of similar accuracy with nothing hidden. The synthetic faces were built so that
 # every class has cues on several parts (chapter 2), which is the condition under which MAD's
 # argument can work at all; the short budget and random initialisation of chapter 7 are the
 # reasons it may not show here.
