@@ -107,23 +107,25 @@ def run(args: argparse.Namespace) -> int:
                        workers=args.workers, tta=args.tta)
     metrics.update(source=str(source), data=str(data), dataset=args.dataset, split=args.split)
     print(format_metrics(metrics, title=f"{source} on {args.dataset} {args.split} ({data})"))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(metrics, indent=1))
-        print(f"wrote {args.json}")
+    _write_json(args.json, metrics)
     return 0
+
+
+def _write_json(path: str | None, result: dict) -> None:
+    """``result`` as JSON at ``path`` (``--json``), if one was given."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(result, indent=1))
+        print(f"wrote {path}")
 
 
 def _run_occlusion(args: argparse.Namespace, model, source, data: str, device) -> int:
     from transfer_lib.occlusion import evaluate_occlusion, format_occlusion
 
-    result = evaluate_occlusion(model, data, args.dataset, split=args.split, parts=args.parts, batch_size=args.batch_size,
-                                device=device, tta=args.tta, workers=args.render_workers,
-                                progress=True)
+    result = evaluate_occlusion(model, data, args.dataset, split=args.split, parts=args.parts,
+                                batch_size=args.batch_size, device=device, tta=args.tta,
+                                workers=args.render_workers, progress=True)
     result.update(source=str(source))
     print(format_occlusion(result, title=f"{source} on {args.dataset} {args.split} ({data})"))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=1))
-        print(f"wrote {args.json}")
+    _write_json(args.json, result)
     return 0
