@@ -10,9 +10,11 @@
 # MS-Celeb-1M {cite:p}`guo2016msceleb` as its stem CNN {cite:p}`xue2021transfer`. The weights the
 # authors start from, `backbone_ir50_ms1m_epoch120.pth`, are face.evoLVe's: its model zoo lists
 # the IR-50 as trained for 120 epochs on `MS-Celeb-1M_Align_112x112`, which its data zoo gives as
-# 85,742 identities and 5,822,653 images (the README of `ZhaoJ9014/face.evoLVe`, sections
-# "Model Zoo" and "Data Zoo"), a cleaned, aligned subset of MS-Celeb-1M, not its full
-# 10 million raw images.
+# 85,742 identities and 5,822,653 aligned 112 x 112 images (the README of
+# `ZhaoJ9014/face.evoLVe`, sections "Model Zoo" and "Data Zoo"; its example config reads the
+# training set from a folder `faces_emore`, InsightFace's name for its refined MS1M). That is a
+# cleaned subset of MS-Celeb-1M, whose first version has about 10 million raw, noisily labelled
+# images {cite:p}`guo2016msceleb`.
 #
 # The authors keep only the first three of its four stages (their config calls it
 # `num_layers=44`): 3 + 4 + 14 = 21 residual units. This chapter writes one unit from its

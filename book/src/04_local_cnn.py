@@ -463,6 +463,7 @@ assert abs(stats.loc["spatial", "samples_with_both_maps_dropped"] - p1**2) < 0.0
 #
 #    Compare with the `local_mad` and `local` rows of `book/results/ablation-cpu.md`. Does the
 #    difference stand out from the seed-to-seed spread?
-# 6. Replace MAD by Spatial Dropout in the same row (`rerun(..., 'local_spatial', ...)` is
-#    already in the ablation) and explain, with the table above, why a sample can lose both
-#    maps there but never under MAD.
+# 6. The committed ablation already has MAD replaced by Spatial Dropout on the same maps (row
+#    `local_spatial`). Compare it with `local_mad` in `book/results/ablation-cpu.md`, and
+#    explain with the regulariser table above why a sample can lose both maps under Spatial
+#    Dropout but never under MAD.
