@@ -335,8 +335,8 @@ assert rescale.iloc[1, 1] == 0 and rescale.iloc[2, 1] > 0
 # others are treated there as if a stop-gradient had been put on them, and a dropped branch
 # ($m_i = 0$) receives nothing at all for that sample. The paper relates the max to this
 # stop-gradient behaviour: a branch is trained only on the positions it wins, which leaves the
-# other positions to the other branches. Numerically, with the library's LANets in training mode
-# and a random linear loss on $F'$:
+# other positions to the other branches. Numerically, with the library's LANets in training mode,
+# first for $\bar A$ itself, then for a random linear loss $L$ on $F'$:
 
 # %%
 local_train = lib.LocalCNN(C, B, r, "mad", p1).train()
@@ -347,12 +347,17 @@ torch.manual_seed(3)
 keep = local_train.regulariser.keep_mask(8, B, torch.device("cpu"))  # m_i: (n, B)
 kept = a_maps * keep[:, :, None, None]
 fused_map = kept.amax(dim=1, keepdim=True)  # (eq-max-fusion)
+winner = kept == fused_map  # (n, B, H, W): the branch that wins each position
+assert (winner.sum(dim=1) == 1).all()  # no ties: one winner per position
+routed = winner & (keep[:, :, None, None] == 1)  # where dA_bar/dA_i = m_i = 1
+# the gradient of the fused map itself: exactly (eq-max-grad), 1 or 0 at every position
+(d_fused,) = torch.autograd.grad(fused_map.sum(), a_maps, retain_graph=True)
+assert torch.equal(d_fused, routed.float())
+# and the gradient of a loss on F' = F * A_bar reaches A_i only through those positions
 loss = (f_batch * fused_map * torch.randn(f_batch.shape, generator=g)).sum()
 loss.backward()
 grad = a_maps.grad  # dL/dA_i: (n, B, H, W)
-winner = kept == fused_map  # (n, B, H, W): the branch that wins each position
-assert (winner.sum(dim=1) == 1).all()  # no ties: one winner per position
-assert torch.equal(grad != 0, winner & (keep[:, :, None, None] == 1))  # (eq-max-grad)
+assert torch.equal(grad != 0, routed)
 assert (grad[keep == 0] == 0).all()  # a dropped branch gets no gradient
 print("share of positions each branch wins:",
       [round(v, 3) for v in winner.float().mean(dim=(0, 2, 3)).tolist()],
