@@ -165,7 +165,7 @@ assert logits.shape == (1, len(RAFDB_CLASSES))
 # | $\odot$, $\sigma$ | element-wise product; the logistic sigmoid |
 #
 # So $B$ never counts images and $N$ never counts a batch; $K$ only ever means keys; a
-# transformer's blocks are counted by $L$. Equations are numbered within each chapter.
+# transformer's blocks are counted by $L$. Displayed equations are numbered and cited by number.
 # The cell below checks the table's sizes against the library's configs.
 
 # %%

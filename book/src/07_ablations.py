@@ -58,20 +58,20 @@ display(pd.DataFrame([(r.name, r.description) for r in ROWS.values()],
 
 # %% [markdown]
 # Seed $s$ fixes the initial weights, the order of the training images and their augmentation,
-# and it is the same for every row. So the natural comparison of row $B$ with row $A$ is *paired*:
-# with $a_s$ and $b_s$ their test accuracies at seed $s$, over the $n$ seeds both ran,
+# and it is the same for every row. So the natural comparison of a later row with an earlier one
+# is *paired*: with $b_s$ and $a_s$ their test accuracies at seed $s$, over the $k$ seeds both
+# ran,
 #
 # $$
-# d_s = b_s - a_s, \qquad \bar d = \frac{1}{n} \sum_s d_s, \qquad
-# \bar d \pm t_{0.975,\,n-1} \, \frac{s_d}{\sqrt n}
-# \tag{7.1}
-# $$
+# d_s = b_s - a_s, \qquad \bar d = \frac{1}{k} \sum_s d_s, \qquad
+# \bar d \pm t_{0.975,\,k-1} \, \frac{s_d}{\sqrt k}
+# $$ (eq-paired-difference)
 #
-# where $s_d$ is the sample standard deviation of the $d_s$ and $t_{0.975, n-1}$ the Student-t
-# quantile (2.78 for $n = 5$). An interval entirely above 0 says $B$ beats $A$ at this budget
-# beyond what changing the seed does; an interval that straddles 0 says the seeds cannot tell
-# them apart. `transfer_lib.ablate.paired_difference` computes (7.1), tested on a hand-worked
-# example.
+# where $s_d$ is the sample standard deviation of the $d_s$ and $t_{0.975, k-1}$ the Student-t
+# quantile (2.78 for $k = 5$). An interval entirely above 0 says the later row beats the earlier
+# one at this budget beyond what changing the seed does; an interval that straddles 0 says the
+# seeds cannot tell them apart. `transfer_lib.ablate.paired_difference` computes
+# {eq}`eq-paired-difference`, tested on a hand-worked example.
 #
 # ## The runs
 #
@@ -119,7 +119,7 @@ print(f"  {len(walls)} runs, {walls.sum() / 60:.0f} min of training: "
       f"{walls.min():.0f} to {walls.max():.0f} s a run")
 rows = {r["row"]: r for r in result["rows"]}
 assert set(rows) == set(ROWS) and all(len(r["runs"]) >= 2 for r in rows.values())
-assert round(t_quantile(0.975, 4), 2) == 2.78  # the quantile quoted in (7.1)'s text
+assert round(t_quantile(0.975, 4), 2) == 2.78  # the quantile in the equation's text
 
 # %% [markdown]
 # ## Every row, every seed
@@ -170,8 +170,9 @@ assert int(per_run["learnt"].sum()) + sum(map(len, stalled)) == len(per_run)
 # %% [markdown]
 # ## The paper's steps, paired
 #
-# Equation (7.1) for each step of the paper's argument, for the CNN against TransFER, and for MAD
-# against each other regulariser; positive means the later row is better.
+# Equation {eq}`eq-paired-difference` for each step of the paper's argument, for the CNN
+# against TransFER, and for MAD against each other regulariser; positive means the later row is
+# better.
 
 # %%
 pairs = pd.DataFrame([
@@ -285,7 +286,7 @@ else:
 # ## Summary
 #
 # * The ablation is one trainer and one switch per row; seed $s$ is shared by every row, so rows
-#   are compared seed by seed (7.1), with a 95 % Student-t interval.
+#   are compared seed by seed with {eq}`eq-paired-difference`, a 95 % Student-t interval.
 # * A plain CNN on the same stem is the baseline that TransFER's extra parts must beat.
 # * Not every run learns at this budget: the count under the first figure says how many end
 #   above the most-frequent-class line, and a row's verdicts mean little where its runs do not.
@@ -298,7 +299,7 @@ else:
 # ## Exercises
 #
 # 1. From `result["rows"]`, compute the paired difference of `local_mad` and `local` by hand
-#    with (7.1) and compare it with the table.
+#    with {eq}`eq-paired-difference` and compare it with the table.
 # 2. Why is the paired interval narrower than the interval you would get by treating the two
 #    rows' seeds as independent samples? Compute both for `ir50 -> transfer`.
 # 3. Set $p_1 = 0.3$ and rerun the MAD row for 3 seeds at the committed budget (about the wall
@@ -314,4 +315,4 @@ else:
 #    --seeds 3 --epochs 30 --warmup-epochs 3 --eval-every 30 --out runs/ablate-30`. Does the
 #    gap to `ir50` close, and do more runs end above the most-frequent-class line?
 # 6. How many seeds would an effect of 1 point need to be resolved, if the paired differences
-#    have the standard deviation you see here? (Solve (7.1) for $n$.)
+#    have the standard deviation you see here? (Solve {eq}`eq-paired-difference` for $k$.)

@@ -98,8 +98,7 @@ assert abs(fast_ips / standard_ips - bench["ratio"]) < 0.01
 #
 # $$
 # \text{FLOPs} = 2 \times \text{MACs}
-# \tag{10.1}
-# $$
+# $$ (eq-flops-macs)
 #
 # counts the multiplication and the addition separately; this is what torch's
 # `FlopCounterMode`, and so `transfer_lib.summary.forward_flops`, reports. Counters such as
@@ -196,8 +195,9 @@ assert all(2.5 < t < 3.5 for t in train_over_forward)
 # * The fast pipeline decodes once into a uint8 cache and augments whole batches on the
 #   training device, so the CPU only gathers rows; `python -m transfer_lib bench data`
 #   compares it with the per-image `DataLoader` on any machine.
-# * FLOPs count a multiply-add as two operations (10.1); our 29.6 GFLOPs for TransFER is about
-#   15 G multiply-adds, the unit later papers' tables use. Compare like with like.
+# * FLOPs count a multiply-add as two operations ({eq}`eq-flops-macs`); our 29.6 GFLOPs for
+#   TransFER is about 15 G multiply-adds, the unit later papers' tables use. Compare like with
+#   like.
 # * `python -m transfer_lib bench train` measures images/s and MFU for fp32, bf16 and
 #   `torch.compile`; the saved results name the device they ran on.
 # * A training step costs about three forward passes per image.
@@ -206,7 +206,8 @@ assert all(2.5 < t < 3.5 for t in train_over_forward)
 #
 # 1. Compute the MACs of one LANet at the paper's size by hand ($C \to C/r \to 1$, two 1 x 1
 #    convolutions over $H \times W$ positions) and check with `FlopCounterMode` on
-#    `build_model("transfer", size="paper").local_cnn` (divide by 2, see 10.1).
+#    `build_model("transfer", size="paper").local_cnn` (divide by 2:
+#    {eq}`eq-flops-macs`).
 # 2. How many multiply-adds do the attention matmuls of one block add, as a function of $N$ and
 #    $D$? Why do they matter more at 224 x 224 input than at 112 x 112?
 # 3. `python -m transfer_lib bench data --seconds 10 --batch-size 64` on your machine: is the

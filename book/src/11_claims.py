@@ -62,10 +62,10 @@ assert "cpu" in results, "the committed cpu ablation is missing"
 # %% [markdown]
 # ## The paper's claims about accuracy
 #
-# Each testable claim is a paired comparison of two ablation rows (chapter 7, equation 7.1),
-# on test accuracy, or for the robustness claim on the drop in accuracy when one facial part is
-# hidden (chapter 9). A cell reads: the mean paired difference in points, its 95 % interval and
-# the number of seeds.
+# Each testable claim is a paired comparison of two ablation rows (chapter 7,
+# {eq}`eq-paired-difference`), on test accuracy, or for the robustness claim on the drop in
+# accuracy when one facial part is hidden (chapter 9). A cell reads: the mean paired difference
+# in points, its 95 % interval and the number of seeds.
 
 # %%
 CH7, CH9 = "ch. 7 (Ablations)", "ch. 9 (Beyond: occlusion)"
@@ -86,7 +86,7 @@ TESTED = [  # claim, where the paper makes it, chapter, (before, to, metric, sig
      "ablation section", CH7, ("local_spatial", "local_mad", "accuracy", +1)),
     ("MAD makes the model rely less on any one region, so it suffers less when a "
      "part is invisible (the paper's motivation for MAD)",
-     "abstract; introduction", CH9, ("local", "local_mad", "drop_mean", -1)),
+     "abstract", CH9, ("local", "local_mad", "drop_mean", -1)),
     ("TransFER beats a CNN on the same stem (implied: the paper compares with CNN "
      "methods)",
      "comparison with the state of the art", CH7, ("ir50", "transfer", "accuracy", +1)),
@@ -160,7 +160,7 @@ UNTESTED = [
      "`mad_num_drop` / `msad_num_drop` > 1 in `build_model`; with $B = 2$ dropping "
      "two maps drops all"),
     ("MAD pushes the LANets to find diverse local patches",
-     "abstract; the attention-map figures", "ch. 8 (the maps, side by side)",
+     "abstract; the attention visualisation figure", "ch. 8 (the maps, side by side)",
      "a measure of the overlap of the $B$ maps with and without MAD over the test set"),
     ("MSAD pushes the heads to learn rich relations among diverse patches",
      "abstract", "ch. 5 and ch. 8 (attention of the heads)",
@@ -262,7 +262,8 @@ assert all(checks.values()), {k: v for k, v in checks.items() if not v}
 # The chapters it points to: [1](01_preface.ipynb), [3](03_stem.ipynb), [4](04_local_cnn.ipynb),
 # [5](05_msad.ipynb), [6](06_transfer.ipynb), [7](07_ablations.ipynb), [8](08_attention.ipynb),
 # [9](09_beyond.ipynb). The published 90.91 % is the top-1 of the released RAF-DB checkpoint in
-# the authors' evaluation log ([`Paddle/README.md`](https://github.com/youqingxiaozhua/APViT/blob/HEAD/Paddle/README.md)).
+# the authors' evaluation log
+# ([`Paddle/README.md`](https://github.com/youqingxiaozhua/APViT/blob/HEAD/Paddle/README.md)).
 
 # %%
 ledger = pd.concat([tested, untested, facts], ignore_index=True)
