@@ -13,7 +13,7 @@
 # The paper's own ablation numbers were not available to us, so no row shows one; "where the
 # paper makes it" names the part of the paper (its abstract, Table 1, its ablation section),
 # never a figure we could not read. A claim that is not supported at the `cpu` profile (synthetic
-# faces, a tiny model, random initialisation, 3 epochs a run: chapter 7) is not refuted for
+# faces, a tiny model, random initialisation, a short budget: chapter 7) is not refuted for
 # RAF-DB; it says what a laptop-sized experiment can show.
 
 # %% [setup]
@@ -293,7 +293,7 @@ assert set(counts.index) <= {"supported", "not supported", "not testable here"}
 # %% [markdown]
 # How to use the ledger. A row that is **not supported** at `cpu` says that a laptop-sized run
 # on synthetic faces does not show the effect; the reasons chapter 7 gives (random
-# initialisation, 3 epochs, effects smaller than the seed-to-seed spread) apply to every such
-# row. Running the ablation at `paper` on a GPU with RAF-DB and writing it with
+# initialisation, a short budget, few seeds) apply to every such row. Running the ablation at
+# `paper` on a GPU with RAF-DB and writing it with
 # `python -m transfer_lib ablate --profile paper --data RAF-DB --results
 # book/results/ablation-paper` fills the `paper` column and moves each verdict to that profile.
