@@ -6,8 +6,8 @@
 # internet, each labelled by some 40 annotators. Its *basic* subset, used by the paper, has 15,339
 # aligned faces with one of seven labels. This chapter shows its layout and its imbalance, defines
 # the two accuracies the book reports, builds a synthetic data set in the same layout for readers
-# without it, applies the authors' augmentations to a face, and measures the fast data pipeline
-# the trainer uses. Throughout the book a sample is an image $x$ with its label $y$, one of 7
+# without it, applies the authors' augmentations to a face, and shows the fast data pipeline the
+# trainer uses. Throughout the book a sample is an image $x$ with its label $y$, one of 7
 # classes; the model's output $\hat y$ holds 7 logits, and the input side is $S$ pixels
 # ($S = 112$ in the paper, 48 in the `cpu` profile).
 
@@ -20,7 +20,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
 
 from transfer_lib import viz
 from transfer_lib.data import (
@@ -267,34 +266,8 @@ plt.show()
 assert x.shape == (8, 3, 112, 112) and x.dtype == torch.float32 and y.dtype == torch.long
 
 # %% [markdown]
-# And its speed against the standard `DataLoader` with the per-image transform, for a few seconds
-# per path on this machine, in one process (`python -m transfer_lib bench data` measures the same
-# with worker processes, on the full synthetic set or RAF-DB). On a small CPU the two paths are
-# close, since both do the same arithmetic on the same cores; the fast path pays off on a GPU,
-# where `BatchAugment` runs on the device and the CPU only gathers uint8 rows.
-
-# %%
-def images_per_second(batches, seconds):
-    """Images per second drawn from the re-iterable ``batches`` during ``seconds``."""
-    next(iter(batches))  # warm-up
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        for xb, _ in batches:
-            n += len(xb)
-            if time.perf_counter() - t0 >= seconds:
-                break
-    return n / (time.perf_counter() - t0)
-
-seconds = {"smoke": 2.0, "cpu": 5.0}.get(profile.name, 10.0)
-standard = DataLoader(build_dataset("synthetic", root, "train", transform=tf_train),
-                      batch_size=16, shuffle=True, num_workers=0)
-fast = FastLoader(cache, batch_size=16, shuffle=True, device="cpu",
-                  augment=BatchAugment(config, train=True))
-speed = pd.Series({"standard DataLoader + train_transform": images_per_second(standard, seconds),
-                   "FastLoader + BatchAugment (CPU)": images_per_second(fast, seconds)},
-                  name="images / s (1 process, synthetic set)")
-display(speed.round(1).to_frame())
-assert (speed > 0).all()
+# How fast this pipeline is against the standard `DataLoader` is measured in the
+# [engineering appendix](10_engineering.ipynb).
 
 # %% [markdown]
 # ## Summary
