@@ -79,7 +79,8 @@ assert dict(shapes) == {
 # $$ (eq-forward-stem)
 #
 # Each of the $B = 2$ LANets (chapter 4) turns it into one attention map, with 1 x 1
-# convolutions $W_{i,1}$ ($C \to C/r$) and $W_{i,2}$ ($C/r \to 1$), each followed by a BN:
+# convolutions $W_{i,1}$ ($C \to C/r$) and $W_{i,2}$ ($C/r \to 1$), biases included, each
+# followed by a BN:
 #
 # $$
 # A_i = \sigma\Big(\mathrm{BN}\big(W_{i,2}\,\mathrm{ReLU}(\mathrm{BN}(W_{i,1} F))\big)\Big)
@@ -94,13 +95,14 @@ assert dict(shapes) == {
 # \quad (\bar A \text{ broadcast over the } C \text{ channels}).
 # $$ (eq-forward-fuse)
 #
-# A 1 x 1 convolution projects each of the $N = HW = 196$ positions to $D = 768$ numbers; the
-# positions, read row by row, are the tokens $t_1..t_N$, and a learned cls token $c$ and
-# position embedding $E$ complete the transformer's input:
+# A 1 x 1 convolution $W_p$ projects each of the $N = HW = 196$ positions to $D = 768$
+# numbers; the positions, read row by row, are the rows of the token matrix $T$, and a learned
+# cls token $z_{\mathrm{cls}}$ and position embedding $E_{\mathrm{pos}}$ complete the
+# transformer's input:
 #
 # $$
 # T = \mathrm{flatten}(W_p \tilde F + b_p) \in \mathbb{R}^{N \times D}, \qquad
-# Z_0 = [\,c\,;\, T\,] + E \in \mathbb{R}^{(N+1)\times D} .
+# Z_0 = [\,z_{\mathrm{cls}}\,;\, T\,] + E_{\mathrm{pos}} \in \mathbb{R}^{(N+1)\times D} .
 # $$ (eq-forward-tokens)
 #
 # $L = 8$ blocks with MSAD (chapter 5, {eq}`eq-msad-block`) follow, then a LayerNorm; the cls
@@ -136,8 +138,8 @@ class AssembledTransFER(nn.Module):
                                     for _ in range(c.num_branches))  # chapter 4
         self.mad = MultiAttentionDropping(c.mad_p)  # chapter 4
         self.projection = nn.Conv2d(C, D, 1)  # W_p, b_p
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, D))  # c
-        self.pos_embed = nn.Parameter(torch.zeros(1, N + 1, D))  # E
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, D))  # z_cls
+        self.pos_embed = nn.Parameter(torch.zeros(1, N + 1, D))  # E_pos
         self.blocks = nn.ModuleList(
             MSADBlock(D, c.num_heads, c.mlp_ratio, c.qkv_bias, c.qk_scale,
                       c.layer_norm_eps, c.msad_p, c.msad_mode)
