@@ -6,8 +6,8 @@
 # $D = 768$-dimensional **token**, and a transformer {cite:p}`vaswani2017attention` lets every
 # token look at every other: this is where TransFER models *relations* between parts of the face.
 # Its blocks are those of the Vision Transformer {cite:p}`dosovitskiy2021vit`, with one addition.
-# In the abstract's own terms (our paraphrase, not a quotation), Multi-head Self-Attention
-# Dropping (MSAD) randomly drops one self-attention module, so that the model must learn rich
+# The paper's abstract introduces it as Multi-head Self-Attention Dropping (MSAD); in our
+# paraphrase, MSAD randomly drops one self-attention module, so that the model must learn rich
 # relations among diverse local patches {cite:p}`xue2021transfer`.
 #
 # This chapter writes attention from scratch, then MSAD in both of its forms (the paper drops a
@@ -112,7 +112,7 @@ torch.testing.assert_close(weights.sum(-1), torch.ones(n, h, N + 1))
 # (Q_j, K_j, V_j) \leftarrow (g_j Q_j,\; g_j K_j,\; g_j V_j)
 # $$ (eq-msad-head)
 #
-# and nothing is rescaled (unlike dropout's $1/(1-p)$). Why is zeroing a head's *inputs* the
+# and nothing is rescaled (dropout would scale the rest by $1/(1-p_2)$). Why is zeroing a head's *inputs* the
 # same as removing the head? With $Q_j = K_j = V_j = 0$, every score is $0$, the softmax of a row
 # of zeros is uniform, and a uniform mean of zero values is zero:
 #
