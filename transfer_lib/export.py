@@ -12,7 +12,10 @@ in its data set's own files, the input size, mean and std.
 
 The export is checked before it is written: onnxruntime (CPU) runs it on random images at two
 batch sizes, and the largest absolute difference from PyTorch's fp32 logits is printed. Above
-``--atol`` (default 1e-4) nothing is written and the command exits 1. Needs the ``export`` extra:
+``--atol`` (default 1e-4) nothing is written and the command exits 1: fp32 rounding alone can
+reach that in a badly conditioned network (``benchmarks/export_check.py``: 1.3e-5 at the paper
+model's initialisation, 1.6e-4 with every weight drawn at random, where PyTorch's own fp32 result
+is 1.3e-4 from float64); ``--atol`` loosens it knowingly. Needs the ``export`` extra:
 ``pip install 'transfer_lib[export]'`` (onnx, onnxruntime).
 """
 
@@ -105,7 +108,7 @@ def compare_onnx(model: torch.nn.Module, path: str | os.PathLike,
 def export_and_check(model: torch.nn.Module, onnx_path: str | os.PathLike, atol: float = ATOL,
                      opset: int = OPSET) -> tuple[float, bool]:
     """Export to a temporary file beside ``onnx_path``, compare with :func:`compare_onnx`, and
-    move it to ``onnx_path`` only when the difference is at most ``atol``.
+    move it to ``onnx_path`` only when the difference is below ``atol``.
     Returns (largest difference, written)."""
     onnx_path = Path(onnx_path)
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
@@ -114,7 +117,7 @@ def export_and_check(model: torch.nn.Module, onnx_path: str | os.PathLike, atol:
     try:
         export_onnx(model, tmp, opset)
         diff = compare_onnx(model, tmp)
-        ok = diff <= atol
+        ok = diff < atol
         if ok:
             os.replace(tmp, onnx_path)
     finally:
@@ -129,7 +132,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="the authors' released RAF-DB weights (Paddle .pdparams)")
     parser.add_argument("--onnx", metavar="PATH", required=True, help="the .onnx file to write")
     parser.add_argument("--atol", type=float, default=ATOL,
-                        help=f"largest logit difference allowed (default {ATOL})")
+                        help=f"the largest logit difference must stay below this (default {ATOL})")
     parser.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET})")
 
 
@@ -156,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     diff, ok = export_and_check(model, args.onnx, args.atol, args.opset)
     batches = " and ".join(str(b) for b in CHECK_BATCHES)
     print(f"largest |logit difference| onnxruntime vs PyTorch (fp32, batches of {batches}): "
-          f"{diff:.3g} (allowed {args.atol:g})")
+          f"{diff:.3g} (allowed: below {args.atol:g})")
     if not ok:
         print(f"error: the export of {source} differs from PyTorch by more than {args.atol:g}; "
               f"nothing was written to {args.onnx}", file=sys.stderr)
