@@ -1008,6 +1008,27 @@ def _check_finite(ctx: DistContext, loss_sum: float, epoch: int, step: int, lr: 
     )
 
 
+#: How best.pt is chosen, said wherever a run's result is shown.
+BEST_SELECTED_ON = ("test split: best.pt is the evaluated epoch with the highest test accuracy "
+                    "(RAF-DB has no validation split; the authors chose theirs the same way, their "
+                    "file name says epoch 33 of 40), so best_accuracy is optimistic; "
+                    "final_accuracy is the last epoch's (last.pt)")
+
+
+def _best_epoch(run_dir: Path, epochs: int, final: dict) -> dict:
+    """The ``metrics.jsonl`` line of the epoch best.pt holds (the first with the highest test
+    accuracy, as the trainer keeps it), or the final metrics when no line has a test accuracy."""
+    try:
+        text = (run_dir / "metrics.jsonl").read_text()
+        lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+    except (OSError, ValueError):
+        lines = []
+    scored = [m for m in lines if "test_accuracy" in m]
+    if not scored:
+        return {"epoch": epochs, "mean_class_accuracy": final.get("mean_class_accuracy")}
+    return max(scored, key=lambda m: (m["test_accuracy"], -m.get("epoch", 0)))
+
+
 def _write_summary(cfg, prof, mc, ctx, run_dir, model, test_loader, metrics, best_acc, wall,
                    amp_dtype, channels_last, epoch_log, pipeline="per-image") -> dict:
     from transfer_lib.evaluate import evaluate
@@ -1017,10 +1038,15 @@ def _write_summary(cfg, prof, mc, ctx, run_dir, model, test_loader, metrics, bes
                            channels_last=channels_last)
     device = ctx.device
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    best = _best_epoch(run_dir, prof.epochs, metrics)
     summary = {
         "complete": True,
         "best_accuracy": max(best_acc, metrics["accuracy"]),
+        "best_epoch": best.get("epoch"),
+        "best_mean_class_accuracy": best.get("mean_class_accuracy"),
+        "best_selected_on": BEST_SELECTED_ON,
         "final_accuracy": metrics["accuracy"],
+        "final_epoch": prof.epochs,
         "mean_class_accuracy": metrics["mean_class_accuracy"],
         "per_class_accuracy": metrics["per_class_accuracy"],
         "confusion_matrix": metrics["confusion_matrix"],

@@ -134,7 +134,9 @@ def run(args: argparse.Namespace) -> int:
     summary = train(config_from_args(args))
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun, rank 0 reports
-    keys = ("best_accuracy", "final_accuracy", "mean_class_accuracy", "epochs", "wall_seconds",
-            "device", "run_dir")
-    print(json.dumps({k: summary[k] for k in keys}, indent=1))
+    keys = ("best_accuracy", "best_epoch", "final_accuracy", "final_epoch", "mean_class_accuracy",
+            "epochs", "wall_seconds", "device", "run_dir")
+    print(f"best.pt: epoch {summary.get('best_epoch')}, chosen on the "
+          f"{summary.get('best_selected_on')}")
+    print(json.dumps({k: summary.get(k) for k in keys}, indent=1))
     return 0
