@@ -93,7 +93,7 @@ TEST_HOOK_ENV = "TRANSFER_TEST_HOOK"
 PROFILE_OVERRIDES: tuple[str, ...] = (
     "variant", "size", "epochs", "batch_size", "optimiser", "lr", "momentum", "weight_decay",
     "input_size", "schedule", "milestones", "gamma", "warmup_epochs", "label_smoothing", "augment",
-    "balance", "grad_clip", "eval_every", "workers",
+    "balance", "grad_clip", "eval_every", "workers", "randaugment", "erasing", "proj_init",
 )
 
 
@@ -121,6 +121,9 @@ class TrainConfig:
     warmup_epochs: float | None = None
     label_smoothing: float | None = None
     augment: str | None = None
+    randaugment: str | None = None  # paddle | torchvision (with augment="paper")
+    erasing: str | None = None  # authors | config | off (with augment="paper")
+    proj_init: str | None = None  # paddle | torch: the projection's initialisation
     balance: str | None = None
     grad_clip: float | None = None
     eval_every: int | None = None
@@ -132,6 +135,7 @@ class TrainConfig:
     # initialisations (the paper's): face.evoLVe IR-50 and timm ViT-Small files
     ir50: str | None = None
     vit: str | None = None
+    from_scratch: bool = False  # let the paper profile train without them (refused otherwise)
     # run control
     seed: int = 0
     resume: bool = False
@@ -191,9 +195,37 @@ class TrainConfig:
             if v is not None and not (v >= 0 and math.isfinite(v)):
                 raise TransferError(f"{name}={v} must be a finite number, 0 or more")
         try:
-            self.profile_obj()
+            prof = self.profile_obj()
         except ValueError as err:
             raise TransferError(str(err)) from None
+        missing = missing_initialisations(self, prof)
+        if missing:
+            raise TransferError(
+                "the paper profile fine-tunes the authors' initialisations, and its SGD at 1e-4 "
+                "does not learn from random weights; missing: "
+                + "; ".join(f"{flag} FILE ({where})" for flag, where in missing)
+                + ". Pass " + " and ".join(flag for flag, _ in missing) + " (TrainConfig "
+                + ", ".join(f"{flag[2:]}=" for flag, _ in missing) + "), or --from-scratch "
+                "(from_scratch=True) to train from random weights anyway.")
+
+
+#: Where the paper's initialisations come from (the messages of missing_initialisations).
+INITIALISATION_SOURCES: dict[str, str] = {
+    "--ir50": "face.evoLVe's IR-50 trained on MS-Celeb-1M, backbone_ir50_ms1m_epoch120.pth, "
+              "from the model zoo of github.com/ZhaoJ9014/face.evoLVe",
+    "--vit": "timm's ViT-Small, vit_small_p16_224-15ec54c9.pth, from the v0.1-weights release "
+             "of github.com/huggingface/pytorch-image-models",
+}
+
+
+def missing_initialisations(cfg: TrainConfig, prof: Profile) -> list[tuple[str, str]]:
+    """The (flag, source) of each paper initialisation a ``paper``-profile run lacks: ``--ir50``
+    always, ``--vit`` for a variant with a transformer (all but ``ir50``). Empty for other
+    profiles and with ``from_scratch``."""
+    if prof.name != "paper" or cfg.from_scratch:
+        return []
+    wanted = [("--ir50", cfg.ir50)] + ([("--vit", cfg.vit)] if prof.variant != "ir50" else [])
+    return [(flag, INITIALISATION_SOURCES[flag]) for flag, path in wanted if path is None]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,11 +283,13 @@ def _light_train_transform(config):
     ])
 
 
-def train_transform_for(config, augment: str):
+def train_transform_for(config, augment: str, randaugment: str = "paddle", erasing: str = "authors"):
+    """The per-image train transform of ``augment`` (``randaugment`` and ``erasing``: see
+    :func:`transfer_lib.data.transforms.train_transform`; ``light`` ignores them)."""
     from transfer_lib.data import transforms
 
     if augment == "paper":
-        return transforms.train_transform(config)
+        return transforms.train_transform(config, randaugment, erasing)
     light = getattr(transforms, "light_train_transform", None)
     return light(config) if light is not None else _light_train_transform(config)
 
@@ -297,13 +331,16 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def batch_augment_for(config, augment: str, train: bool = True):
+def batch_augment_for(config, augment: str, train: bool = True, randaugment: str = "paddle",
+                      erasing: str = "authors"):
     """The fast path's counterpart of :func:`train_transform_for` (``train=False``: of the eval
     transform): ``BatchAugment`` for ``"paper"``, ``LightBatchAugment`` for ``"light"``."""
     batch_augment, light = _batch_augment_classes()
     if not train:
         return batch_augment(config, train=False)
-    return batch_augment(config, train=True) if augment == "paper" else light(config)
+    if augment == "paper":
+        return batch_augment(config, train=True, randaugment=randaugment, erasing=erasing)
+    return light(config)
 
 
 def resolve_data_root(cfg: TrainConfig, prof: Profile, ctx: DistContext) -> Path:
@@ -407,8 +444,10 @@ def build_fast_loaders(cfg: TrainConfig, prof: Profile, model_config, root: Path
     per_rank = math.ceil(len(train_cache) / ctx.world_size)
     drop_last = per_rank >= per_rank_batch * 2  # BatchNorm needs more than one image
     workers = 1 if ctx.device.type == "cpu" else None
+    augment = batch_augment_for(model_config, prof.augment, randaugment=prof.randaugment,
+                                erasing=prof.erasing)
     train_loader = FastLoader(train_cache, per_rank_batch, shuffle=True, drop_last=drop_last,
-                              device=ctx.device, augment=batch_augment_for(model_config, prof.augment),
+                              device=ctx.device, augment=augment,
                               seed=cfg.seed, rank=ctx.rank, world_size=ctx.world_size,
                               workers=workers, sample_weights=sample_weights(train_set, prof))
     test_loader = None
@@ -473,6 +512,7 @@ def build_training_model(cfg: TrainConfig, prof: Profile, class_names: list[str]
         overrides["msad_mode"] = cfg.msad_mode
     if cfg.map_regulariser:
         overrides["map_regulariser"] = cfg.map_regulariser
+    overrides.setdefault("proj_init", prof.proj_init)
     try:
         mc = make_config(prof.variant, prof.size, num_classes=len(class_names),
                          class_names=tuple(class_names), **overrides)
@@ -521,14 +561,21 @@ def _fused_kwargs(model: torch.nn.Module) -> dict:
 
 
 def pick_amp_dtype(device: str | torch.device) -> str:
-    """The autocast dtype for ``device``: ``"bf16"`` on a CPU and on GPUs with bf16 tensor cores
-    (compute capability 8.0 and up: A100, H100, L4, RTX 30xx), ``"fp16"`` on older GPUs (T4,
-    V100), which then train with a GradScaler. (``torch.cuda.is_bf16_supported()`` says True on a
-    T4 too, counting slow emulation, so the capability decides.)"""
+    """The autocast dtype for ``device``: ``"bf16"`` on a CPU and on GPUs that compute bf16
+    natively (compute capability 8.0 and up: A100, H100, L4, RTX 30xx, with a CUDA build that
+    supports it), ``"fp16"`` elsewhere (T4, V100), which then trains with a GradScaler whose
+    state goes into every checkpoint. (``torch.cuda.is_bf16_supported()`` says True on a T4 too,
+    counting slow emulation, so emulation is excluded and the capability decides.)"""
     device = torch.device(device)
     if device.type != "cuda":
         return "bf16"
-    return "bf16" if torch.cuda.get_device_capability(device) >= (8, 0) else "fp16"
+    if torch.cuda.get_device_capability(device) < (8, 0):
+        return "fp16"
+    try:
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # a torch without the keyword counts native support only
+        native = torch.cuda.is_bf16_supported()
+    return "bf16" if native else "fp16"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -670,7 +717,7 @@ def run_or_load(run_dir: str | os.PathLike, config: TrainConfig | dict | None = 
 
 
 #: TrainConfig fields that change how a run is executed but not what it computes.
-_EXECUTION_FIELDS = ("out", "resume", "new_recipe", "cache_dir", "progress", "device", "amp", "amp_dtype", "channels_last",
+_EXECUTION_FIELDS = ("out", "resume", "new_recipe", "from_scratch", "cache_dir", "progress", "device", "amp", "amp_dtype", "channels_last",
                      "compile", "compile_mode", "sync_every", "fast", "workers", "profile")
 
 
@@ -774,7 +821,8 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> dict:
     class_names = list(probe.classes)
     model, mc = build_training_model(cfg, prof, class_names)
     train_set = build_dataset(cfg.dataset, root, "train",
-                              transform=None if fast else train_transform_for(mc, prof.augment))
+                              transform=None if fast else train_transform_for(
+                                  mc, prof.augment, prof.randaugment, prof.erasing))
     test_set = build_dataset(cfg.dataset, root, "test", transform=None if fast else eval_transform(mc))
     if len(train_set) == 0 or len(test_set) == 0:
         raise DataError(f"{root}: {len(train_set)} training and {len(test_set)} test images found")
@@ -797,7 +845,7 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> dict:
     start_epoch, global_step, best_acc, wall_before = 0, 0, -1.0, 0.0
     if cfg.resume and last_path.exists():
         ckpt = _load_last(last_path, best_path, device)
-        if ckpt.get("config") != mc.to_dict():
+        if _saved_model_config(ckpt.get("config")) != mc.to_dict():
             raise CheckpointError(f"{last_path} was trained as another model; resume with the "
                                   f"same --variant/--size/model options, or choose another --out")
         model.load_state_dict(ckpt["model"])
@@ -986,6 +1034,17 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> dict:
                     Path(os.environ["TRANSFER_TEST_DUMP_WEIGHTS"]) / f"rank{ctx.rank}.pt")
     summary = broadcast_object(ctx, summary)
     return summary
+
+
+def _saved_model_config(saved) -> dict | None:
+    """A checkpoint's model config completed with the fields added since (``from_dict``'s
+    defaults for old files), comparable with ``to_dict()``; None if it cannot be read."""
+    from transfer_lib.models.config import TransFERConfig
+
+    try:
+        return TransFERConfig.from_dict(saved).to_dict()
+    except (TypeError, ValueError):
+        return None
 
 
 def _plain(d: dict) -> dict:

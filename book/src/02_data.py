@@ -223,9 +223,13 @@ assert not np.array_equal(top[0], top[PARTS.index("mouth") + 1])
 # ## The authors' augmentations
 #
 # The authors train with RandomResizedCrop (scale 0.08-1), horizontal flips, RandAugment with
-# 2 operations at magnitude 5 {cite:p}`cubuk2020randaugment`, ImageNet normalisation and Random
-# Erasing (p 0.5) {cite:p}`zhong2020erasing`; evaluation only resizes and centre-crops to 112.
-# `train_transform(config)` builds that pipeline from the model's config. Twelve draws on one face:
+# 2 operations at magnitude 5 {cite:p}`cubuk2020randaugment` in PaddleClas's version (14 ops, no
+# identity, grey fill; chapter 6 lists its magnitudes) and ImageNet normalisation; evaluation only
+# resizes and centre-crops to 112. Their config adds Random Erasing (p 0.5)
+# {cite:p}`zhong2020erasing`, but their pipeline hands it the image in HWC order while it is
+# written for CHW, so it erases a few values of the top row at most: in effect it is off.
+# `train_transform(config)` builds the pipeline as they ran it from the model's config
+# (`randaugment="torchvision"` and `erasing="config"` give the alternatives). Twelve draws on one face:
 
 # %%
 face = train.load_image(0)
@@ -241,8 +245,8 @@ print(tf_train)
 assert all(v.shape == (3, 112, 112) for v in shown)
 
 # %% [markdown]
-# Some draws are drastic (a crop of 8 % of the face; a rectangle erased to 0 after normalisation,
-# that is to the mean colour, grey): the
+# Some draws are drastic (a crop of 8 % of the face; colours inverted, solarized or posterized
+# to 2 bits; grey wedges where a shear, a shift or the turn leaves the frame): the
 # augmentation itself hides parts of the face, in the same spirit as MAD.
 #
 # ## The fast pipeline

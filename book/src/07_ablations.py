@@ -96,7 +96,7 @@ if profile.name in BUDGETS:
     seeds = budget.pop("seeds")
     if profile.name == "paper":  # RAF-DB and the paper's initialisations, as chapter 6
         budget.update({k: v for k, v in viz.transfer_run_config(profile, rafdb).items()
-                       if k in ("data", "ir50", "vit")})
+                       if k in ("data", "ir50", "vit", "from_scratch")})
     result = ablate(profile.name, seeds=seeds, rows=list(ROWS),
                     out=viz.book_run_dir("ablate", profile), progress=False, **budget)
     source = f"run by this chapter at profile {profile.name}"
