@@ -271,7 +271,7 @@ print(f"in the same convention, TransFER costs {with_attention / 2 / poster_pp:.
 del model  # the paper-size model is not the one we train on a CPU
 
 # %% [markdown]
-# Our 29.6 G and 30.6 G are FLOPs (2 x multiply-adds); the GPU benchmark of chapter 9, whose
+# Our 29.6 G and 30.6 G are FLOPs (2 x multiply-adds); the GPU benchmark of chapter 10, whose
 # kernels the counter does see, reports the 30.6 G. Comparison tables in later FER papers list
 # TransFER at about 15.3 G: that is the multiply-add count with the attention products (the
 # table's second row, right column), the same cost in the other convention, not a cheaper
@@ -285,7 +285,7 @@ del model  # the paper-size model is not the one we train on a CPU
 # ## Training
 #
 # The library's trainer runs the active profile's recipe (`transfer_lib.profiles`): the
-# authors' SGD recipe on RAF-DB at `paper`, a tiny TransFER (64 x 64 input, 2 blocks of width 96)
+# authors' SGD recipe on RAF-DB at `paper`, a tiny TransFER (48 x 48 input, 2 blocks of width 96)
 # trained from scratch on the synthetic faces at `cpu`, a few steps at `smoke`. `run_or_load`
 # trains only when the run directory holds no complete run, so rebuilding the book does not
 # retrain; chapters 8 and 9 use this model.
@@ -346,7 +346,7 @@ assert 2.2 < ratio < 2.7  # sqrt(2 / 256) against sqrt(1 / (3 x 256)): sqrt(6) =
 #
 # | change | why |
 # | --- | --- |
-# | tiny size: 64 x 64 input, stem widths 16/32/64, 2 blocks of width 96 | 0.12 GFLOPs a face instead of 29.6: an epoch of 3,000 faces in seconds |
+# | tiny size: stem widths 16/32/64, 2 blocks of width 96, at 48 x 48 input | 0.07 GFLOPs a face instead of 29.6 (0.12 at the tiny size's own 64 x 64): an epoch of 3,000 faces in 22-24 s on two CPU cores (README) |
 # | AdamW, lr $10^{-3}$, weight decay 0.05, cosine decay | SGD at $10^{-4}$ only fine-tunes; a model trained from scratch needs a larger, adaptive step |
 # | class-balanced sampling | the synthetic set copies RAF-DB's imbalance (Fear 2 %, Happiness 39 %); without it the three rarest classes stayed at 0 % |
 # | label smoothing 0.1 | the usual companion of balanced sampling: the rare classes' few images are seen many times |
