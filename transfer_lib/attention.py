@@ -197,8 +197,8 @@ def _test_set(data_root: str, dataset: str, config):
 
 
 def face_pixels(data, indices: Sequence[int], size: int) -> np.ndarray:
-    """The faces ``indices`` of ``data`` as the model sees them before normalisation: (F, size,
-    size, 3) uint8 (short side to ``size``, centre crop, as the eval transform)."""
+    """The faces ``indices`` of ``data`` as the model sees them before normalisation:
+    (faces, size, size, 3) uint8 (short side to ``size``, centre crop, as the eval transform)."""
     from torchvision.transforms import v2
 
     shrink = v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)])
@@ -218,8 +218,8 @@ def measure_run(run_dir: str | Path, checkpoint: str = CHECKPOINT, data: str | N
     ``overlap``, ``correlation`` (means over the faces; only for rows with LANets),
     ``tied_share`` (share of faces where a map ties at the edge of its top region),
     ``undefined_correlation`` (faces with a constant map, left out of the mean)};
-    ``maps`` has ``rollout`` (F, H, W) and, with LANets, ``lanet`` (F, B, H, W) and ``fused``
-    (F, H, W), as float32 arrays.
+    ``maps`` has ``rollout`` (faces, H, W) and, with LANets, ``lanet`` (faces, B, H, W) and
+    ``fused`` (faces, H, W), as float32 arrays.
     """
     from transfer_lib.checkpoint import load_checkpoint, model_from_checkpoint
     from transfer_lib.distributed import pick_device
@@ -496,9 +496,9 @@ def load_attention(path: str | Path) -> dict:
 
 
 def load_maps(path: str | Path) -> dict[str, np.ndarray]:
-    """The maps file next to the results ``path`` (:func:`load_attention`): ``faces`` (F, S, S,
-    3) uint8, ``labels`` (F,), and ``ROW.seedS.lanet`` (F, B, H, W), ``ROW.seedS.fused`` and
-    ``ROW.seedS.rollout`` (F, H, W), as float32."""
+    """The maps file next to the results ``path`` (:func:`load_attention`): ``faces``
+    (faces, S, S, 3) uint8, ``labels`` (faces,), and ``ROW.seedS.lanet`` (faces, B, H, W),
+    ``ROW.seedS.fused`` and ``ROW.seedS.rollout`` (faces, H, W), as float32."""
     p = _prefix(path)
     p = p.with_name(p.name + ".npz")
     try:

@@ -234,7 +234,7 @@ assert not model.local_cnn.regulariser.training
 # them (inference only, nothing is trained): for a few test faces it keeps each run's maps,
 # and over the whole test set it measures how different the two LANet maps are (next
 # section). Chapter 7's 37 runs take too long for a book build, so here too the book shows
-# **committed** results: `book/results/attention-cpu.json` and `.npz` (a few kilobytes),
+# **committed** results: `book/results/attention-cpu.json` and `.npz` (tens of kilobytes),
 # computed from the committed cpu ablation's runs by the command in their provenance. The
 # last section recomputes what a reader's build can.
 
@@ -276,7 +276,7 @@ for r in committed["rows"]:
 ROMAN = dict(zip(PAPER_ROWS, ("(i)", "(ii)", "(iii)", "(iv)")))
 EPOCHS = ablation["provenance"]["train_overrides"]["epochs"]
 SEED = 0
-pixels = maps["faces"]  # (F, S, S, 3) uint8, what the models saw before normalisation
+pixels = maps["faces"]  # (faces, S, S, 3) uint8: what the models saw, unnormalised
 face_names = [f["class"] for f in committed["faces"]]
 items, titles = [], []
 for f in range(len(pixels)):
