@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("transfer_lib.train_cli", "train a model (profiles smoke, cpu, paper)"),
     "eval": ("transfer_lib.evaluate_cli", "evaluate a checkpoint or the authors' released weights"),
     "ablate": ("transfer_lib.ablate", "run the paper's ablation rows over seeds and tabulate"),
+    "attention": ("transfer_lib.attention", "measure the LANet maps and attention rollout of an ablation's runs"),
     "bench": ("transfer_lib.bench", "benchmark the data pipeline or training speed"),
     "predict": ("transfer_lib.predict", "detect faces in photos and print expression probabilities"),
     "weights": ("transfer_lib.weights", "download timm's ViT-Small; say where to get the IR-50"),
