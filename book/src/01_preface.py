@@ -163,6 +163,9 @@ assert logits.shape == (1, len(RAFDB_CLASSES))
 # | $p_2$ | MSAD's probability of dropping one head of a sample in a block (0.3) |
 # | $x$, $y$ | an input image and its label; $\hat{y}$ the logits, 7 classes |
 # | $\odot$, $\sigma$ | element-wise product; the logistic sigmoid |
+# | $P^{(l)}_j$, $R$ | attention weights of head $j$ in block $l$; their rollout over the blocks (chapter 8) |
+# | $\kappa$, $u$, $\mathcal{T}_i$ | share of positions called a map's top region, their count $u = \mathrm{round}(\kappa N)$, the top region of $A_i$ (chapter 8) |
+# | $\rho$, $\mu_i$ | correlation of two maps over the $N$ positions; the mean of $A_i$ (chapter 8) |
 #
 # So $B$ never counts images and $N$ never counts a batch; $K$ only ever means keys; a
 # transformer's blocks are counted by $L$. Displayed equations are numbered and cited by number.
