@@ -103,7 +103,7 @@ def test_cpu_bf16_only_where_the_cpu_has_it(tmp_path, monkeypatch, native):
         seen.append((device_type, kwargs.get("enabled", True)))
         return real(device_type, *args, **kwargs)
 
-    monkeypatch.setattr(tr, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr("transfer_lib.train.loop.cpu_has_native_bf16", lambda: native)
     monkeypatch.setattr(torch, "autocast", spy)
     prof = get_profile("smoke").replace(cpu_amp=True)
     train(TrainConfig(profile=prof, device="cpu", epochs=1, max_steps=1,
