@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
-	$(PY) -m pip install --quiet -e ".[test,book,viz,predict]"
+	$(PY) -m pip install --quiet -e ".[test,book,viz,predict,export]"
 	touch $@
 
 # The book's profile for `make run` / `make book`: smoke | cpu | paper (see transfer_lib/profiles.py).

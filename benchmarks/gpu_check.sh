@@ -53,7 +53,7 @@ else
   BENCH_ARGS=(--device cuda --size paper --batch-sizes 256 --configs baseline,amp,optimised,graphs
               --steps 15 --warmup 3 --time-cap 10 --profile-config optimised --profile-steps 5)
   SWEEP_SIZES=${SWEEP_SIZES:-512,1024,2048}
-  E2E_ARGS=(--profile paper --device cuda --compile --compile-mode "${E2E_MODE:-default}"
+  E2E_ARGS=(--profile paper --from-scratch --device cuda --compile --compile-mode "${E2E_MODE:-default}"
             --batch-size 256 --epochs "${E2E_EPOCHS:-3}")
   GPU_ARGS=(--device cuda ${GPU_EPOCHS:+--epochs "$GPU_EPOCHS"})
   FP16_ARGS=(--device cuda --epochs 1 --max-steps 40)
@@ -121,7 +121,7 @@ cmd=("$PYTHON" -m transfer_lib train "${E2E_ARGS[@]}" --data "$GEN_ROOT" --fast 
 stage e2e 130 "${cmd[@]}"; rc=$?
 if [ "$rc" != 0 ] && [ "$rc" != 124 ] && [ "$DEVICE" = cuda ]; then  # compile failed: eager
   rm -rf "$WORK/e2e"
-  cmd=("$PYTHON" -m transfer_lib train --profile paper --device cuda --batch-size 256 --epochs 2
+  cmd=("$PYTHON" -m transfer_lib train --profile paper --from-scratch --device cuda --batch-size 256 --epochs 2
        --data "$GEN_ROOT" --fast --no-progress --out "$WORK/e2e")
   stage e2e_eager 60 "${cmd[@]}"
 fi

@@ -20,6 +20,33 @@ def test_metrics_from_confusion():
     assert "mean class accuracy" in format_metrics(m)
 
 
+def test_class_table_names_each_data_sets_own_labels():
+    from transfer_lib.data.affectnet import AFFECTNET_CLASSES
+    from transfer_lib.data.ferplus import FERPLUS_CLASSES
+    from transfer_lib.data.labels import class_table, describe_class, label_kind
+    from transfer_lib.models.config import RAFDB_CLASSES
+
+    assert [r["dataset_label"] for r in class_table(RAFDB_CLASSES)] == [1, 2, 3, 4, 5, 6, 7]
+    assert describe_class(RAFDB_CLASSES, 0) == "0 Surprise (RAF-DB label 1)"
+    assert [r["dataset_label"] for r in class_table(AFFECTNET_CLASSES[:7])] == list(range(7))
+    assert class_table(AFFECTNET_CLASSES)[7] == {"index": 7, "name": "Contempt",
+                                                 "dataset_label": 7}
+    assert label_kind(AFFECTNET_CLASSES) == "AffectNet expression"
+    assert [r["dataset_label"] for r in class_table(FERPLUS_CLASSES)][:3] == [
+        "neutral", "happiness", "surprise"]
+    assert label_kind(FERPLUS_CLASSES) == "FERPlus column"
+    # unknown classes (or a known set in another order) get no data-set label
+    assert label_kind(RAFDB_CLASSES[::-1]) is None
+    assert class_table(["a", "b"])[1] == {"index": 1, "name": "b", "dataset_label": None}
+    m = metrics_from_confusion(torch.eye(7, dtype=torch.int64), FERPLUS_CLASSES[:7])
+    assert m["dataset_label_kind"] is None  # FERPlus has 8 classes: 7 of them are no data set
+    m = metrics_from_confusion(torch.eye(8, dtype=torch.int64), FERPLUS_CLASSES)
+    text = format_metrics(m)
+    assert "FERPlus column" in text
+    assert next(line for line in text.splitlines() if " Contempt " in line).split()[:3] == [
+        "7", "Contempt", "contempt"]
+
+
 class Constant(nn.Module):
     def __init__(self, k, n=3):
         super().__init__()
@@ -64,7 +91,22 @@ def test_eval_cli_reproduces_the_training_figure(checkpoint, tmp_path, capsys):
     assert m["accuracy"] == pytest.approx(summary["final_accuracy"])
     assert m["confusion_matrix"] == summary["confusion_matrix"]
     assert "mean class accuracy" in printed and "Happiness" in printed
+    # every class with its index and RAF-DB's own label number (the synthetic set uses RAF-DB's)
+    assert m["classes"][3] == {"index": 3, "name": "Happiness", "dataset_label": 4}
+    assert [c["dataset_label"] for c in m["classes"]] == list(range(1, 8))
+    assert m["dataset_label_kind"] == "RAF-DB label" and "RAF-DB label" in printed
+    row = next(line for line in printed.splitlines() if " Happiness " in line)
+    assert row.split()[:3] == ["3", "Happiness", "4"]
+    # which weights were scored: best.pt, picked on the test split, with the run's best and final
+    assert m["checkpoint"]["kind"] == "best" and m["checkpoint"]["epoch"] == 1
+    assert m["checkpoint"]["run_final_accuracy"] == summary["final_accuracy"]
+    assert m["checkpoint"]["run_best_accuracy"] == summary["best_accuracy"]
+    assert "highest test accuracy" in printed and "no validation split" in printed
+    assert "final" in m["checkpoint"]["note"]
     assert main(["eval", "--data", data, "--checkpoint", str(ckpt), "--tta", "flip"]) == 0
+    assert main(["eval", "--data", data, "--checkpoint", str(ckpt.parent / "last.pt"),
+                 "--json", str(js)]) == 0
+    assert json.loads(js.read_text())["checkpoint"]["kind"] == "last"
 
 
 def test_eval_cli_errors(tmp_path, capsys):

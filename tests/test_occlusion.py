@@ -178,6 +178,9 @@ def test_eval_cli_occlusion(smoke_root, checkpoint, tmp_path, capsys):
     result = json.loads(js.read_text())
     assert list(result["occlusion"]) == ["none", "eyes", "mouth"]
     assert result["source"] == str(checkpoint) and "mouth" in printed and "drop" in printed
+    assert result["classes"][0] == {"index": 0, "name": "Surprise", "dataset_label": 1}
+    assert "0 Surprise (RAF-DB label 1)" in printed
+    assert result["checkpoint"]["kind"] == "other"  # saved by hand: no record of its selection
 
 
 def test_eval_cli_occlusion_errors(smoke_root, checkpoint, tmp_path, capsys):

@@ -51,6 +51,15 @@ def test_predict_photo_and_empty_image(files, capsys):
     # the printed order is the same, and matches the model run on the saved crop
     printed = [line.split()[0] for line in captured.out.splitlines() if line.startswith("    ")]
     assert printed == list(probs)
+    # each class with its index and RAF-DB's label number, in text and JSON
+    assert "Happiness" in captured.out and "(index 3, RAF-DB label 4)" in captured.out
+    assert [c["index"] for c in face["classes"]] == list(range(7))
+    assert [c["dataset_label"] for c in face["classes"]] == list(range(1, 8))
+    assert all(c["probability"] == probs[c["name"]] for c in face["classes"])
+    top = face["classes"][face["expression_index"]]
+    assert top["name"] == face["expression"]
+    assert face["expression_dataset_label"] == top["index"] + 1
+    assert face["dataset_label_kind"] == "RAF-DB label"
     crop = np.asarray(Image.open(face["crop"]))
     assert crop.shape == (100, 100, 3)
     from transfer_lib.data.transforms import eval_transform

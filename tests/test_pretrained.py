@@ -222,7 +222,7 @@ def paddle_reference(tmp_path_factory):
     reference = build_model("transfer", "paper").eval()
     reference.load_state_dict(_random_state(reference, seed=4))
     params = _to_paddle(reference.state_dict())
-    path = tmp_path_factory.mktemp("paddle") / "TransFER-RAF_param.pdparams"
+    path = tmp_path_factory.mktemp("paddle") / "RAFa_2_6131_ep33_90p91.pdparams"
     with open(path, "wb") as f:
         pickle.dump(params, f, protocol=4)
     return path, params, reference
@@ -346,3 +346,73 @@ def test_not_a_pickle(tmp_path, ir50_file):
         load_official_transfer(ir50_file[0])
     with pytest.raises(CheckpointError, match="not found"):
         load_official_transfer(tmp_path / "absent.pdparams")
+
+
+# ----------------------------------------------------------------------------- converter robustness
+
+
+@pytest.mark.parametrize("shape", [(), (1,)])
+def test_load_official_with_num_batches_tracked(paddle_reference, scratch_model, tmp_path, shape):
+    """A file converted from PyTorch keeps BatchNorm's counter: 0-d (numpy of a 0-d tensor), or
+    (1,) from a Paddle older than 2.5, which had no 0-d tensors. Both load, with their values."""
+    _, _, reference = paddle_reference
+    params = _to_paddle(reference.state_dict(), converted=True)
+    counters = {}
+    for key, value in reference.state_dict().items():
+        if key.endswith("num_batches_tracked"):
+            name = re.sub(r"^stem\.", "extractor.", key)
+            name = re.sub(r"^local_cnn\.lanets\.(\d+)\.(bn\d)\.", r"attention.las.\1.\2.", name)
+            counters[name] = value.numpy().reshape(shape)
+    assert len(counters) > 40 and all(v.shape == shape for v in counters.values())
+    with open(tmp_path / "counted.pdparams", "wb") as f:
+        pickle.dump(params | counters, f, protocol=4)
+    model = load_official_transfer(tmp_path / "counted.pdparams", scratch_model, verbose=False)
+    for key, value in reference.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key  # the counters too
+    assert int(model.stem.input_layer[1].num_batches_tracked) > 0
+
+
+def test_load_official_strict_false_reports_extra_keys(paddle_reference, scratch_model, tmp_path):
+    _, params, reference = paddle_reference
+    extra = dict(params, **{"head.fc2.weight": np.zeros((768, 7), np.float32),
+                            "vit.dist_token": np.zeros((1, 1, 768), np.float32)})
+    with open(tmp_path / "extra.pdparams", "wb") as f:
+        pickle.dump(extra, f, protocol=4)
+    with pytest.raises(CheckpointError, match=r"2 key\(s\) this adapter does not know"):
+        load_official_transfer(tmp_path / "extra.pdparams", scratch_model, verbose=False)
+    model = load_official_transfer(tmp_path / "extra.pdparams", scratch_model, strict=False,
+                                   verbose=False)
+    assert sorted(model.load_report.unexpected) == ["head.fc2.weight", "vit.dist_token"]
+    assert "strict=False" in str(model.load_report)
+    assert torch.equal(model.head.weight, reference.head.weight)
+    # strict=False is about extra keys only: a missing key still fails
+    cut = {k: v for k, v in params.items() if k != "vit.norm.bias"}
+    with open(tmp_path / "cut.pdparams", "wb") as f:
+        pickle.dump(cut, f, protocol=4)
+    with pytest.raises(CheckpointError, match=r"transformer\.norm\.bias"):
+        load_official_transfer(tmp_path / "cut.pdparams", scratch_model, strict=False,
+                               verbose=False)
+
+
+class _PaddleRawTensor:
+    """Pickles as paddle.save pickles a raw Tensor (``reduce_varbase`` in
+    ``python/paddle/framework/io.py``): ``(tuple, ((name, array),))``."""
+
+    def __init__(self, name: str, array: np.ndarray):
+        self.name, self.array = name, array
+
+    def __reduce__(self):
+        return (tuple, ((self.name, self.array),))
+
+
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_paddle_raw_tensor_pairs_are_unwrapped(tmp_path, protocol):
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    path = tmp_path / "raw.pdparams"
+    with open(path, "wb") as f:
+        pickle.dump({"vit.norm.weight": _PaddleRawTensor("layer_norm_0.w_0", a),
+                     "vit.norm.bias": np.ones(3, np.float32)}, f, protocol=protocol)
+    assert b"tuple" in path.read_bytes()  # the pickle really calls tuple()
+    got = read_paddle_params(path)
+    assert set(got) == {"vit.norm.weight", "vit.norm.bias"}
+    assert np.array_equal(got["vit.norm.weight"], a)

@@ -8,7 +8,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import transfer_lib.train as tr
 from transfer_lib.data.fast import FastLoader, ImageCache
 from transfer_lib.profiles import get_profile
 from transfer_lib.train import EpochShardSampler, TrainConfig, sample_weights, train

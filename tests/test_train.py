@@ -61,6 +61,19 @@ def test_checkpoints_load_safely(smoke_run):
     assert best["accuracy"] == pytest.approx(summary["best_accuracy"])
 
 
+def test_summary_reports_best_beside_final(smoke_run):
+    """best.pt is picked on the test split (no validation split): the summary says so, and
+    names the epoch best.pt holds next to the final epoch's figure."""
+    out, summary = smoke_run
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    best_line = max(lines, key=lambda x: (x["test_accuracy"], -x["epoch"]))
+    assert summary["best_epoch"] == best_line["epoch"] == load_checkpoint(out / "best.pt")["epoch"]
+    assert summary["best_accuracy"] == best_line["test_accuracy"]
+    assert summary["best_mean_class_accuracy"] == best_line["mean_class_accuracy"]
+    assert summary["final_epoch"] == summary["epochs"] == lines[-1]["epoch"]
+    assert "test split" in summary["best_selected_on"] and "validation" in summary["best_selected_on"]
+
+
 def test_training_changes_the_weights(smoke_run):
     out, _ = smoke_run
     from transfer_lib.models import model_from_config
@@ -118,8 +131,9 @@ def test_cli_train_with_max_steps(tmp_path, capsys):
     assert summary["epochs"] == 1 and summary["variant"] == "local_mad"
     assert summary["map_regulariser"] == "dropblock"
     assert load_checkpoint(out / "last.pt")["global_step"] == 2
-    assert json.loads(printed[printed.rindex("{", 0, printed.index('"best_accuracy"')):])[
-        "epochs"] == 1
+    shown = json.loads(printed[printed.rindex("{", 0, printed.index('"best_accuracy"')):])
+    assert shown["epochs"] == 1 and shown["final_accuracy"] == summary["final_accuracy"]
+    assert shown["best_epoch"] == summary["best_epoch"] and "chosen on the test split" in printed
 
 
 @pytest.mark.parametrize("argv, words", [

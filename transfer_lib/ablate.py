@@ -5,7 +5,8 @@ Examples:
   python -m transfer_lib ablate --profile cpu                      # every row, default seed plan
   python -m transfer_lib ablate --profile cpu --results book/results/ablation-cpu
   python -m transfer_lib ablate --profile smoke --seeds 1 --rows ir50,transfer
-  python -m transfer_lib ablate --profile paper --data data/RAF-DB --out runs/ablate-paper
+  python -m transfer_lib ablate --profile paper --data data/RAF-DB --out runs/ablate-paper \\
+      --ir50 weights/backbone_ir50_ms1m_epoch120.pth --vit weights/vit_small_p16_224-15ec54c9.pth
 
 Rows: the CNN baseline ``ir50`` (the stem, global average pooling, a linear head), the four of
 the paper's Table 1 (vit_fer, local, local_mad, transfer), TransFER with the authors'-code MSAD
@@ -342,6 +343,8 @@ def run_config(result_or_profile, row: str, seed: int, data: str | None = None,
         profile = result_or_profile
     profile = train_overrides.pop("profile", profile)  # e.g. a smoke-scale rerun of a cpu run
     r = ROWS[parse_rows([row])[0]]
+    if r.variant == "ir50":  # the CNN has no transformer for ViT-Small's weights
+        train_overrides = {k: v for k, v in train_overrides.items() if k != "vit"}
     return TrainConfig(profile=profile, variant=r.variant, msad_mode=r.msad_mode,
                        map_regulariser=r.map_regulariser, seed=seed, data=data, dataset=dataset,
                        progress=progress, **train_overrides)
@@ -456,9 +459,11 @@ def ablate_command(profile: str, seeds: int | None, rows: Sequence[str], out: st
     rest = dict(train_overrides)
     for key, flag in (("epochs", "--epochs"), ("warmup_epochs", "--warmup-epochs"),
                       ("eval_every", "--eval-every"), ("max_steps", "--max-steps"),
-                      ("device", "--device")):
+                      ("device", "--device"), ("ir50", "--ir50"), ("vit", "--vit")):
         if rest.get(key) is not None:
             cmd += [flag, str(rest.pop(key))]
+    if rest.pop("from_scratch", False):
+        cmd.append("--from-scratch")
     if not occlusion:
         cmd.append("--no-occlusion")
     text = shlex.join(cmd)
@@ -782,6 +787,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="evaluate every K epochs (the last epoch is always evaluated)")
     parser.add_argument("--max-steps", type=int, metavar="N", help="at most N batches per epoch")
     parser.add_argument("--device", metavar="DEV")
+    parser.add_argument("--ir50", metavar="PATH",
+                        help="face.evoLVe IR-50 weights for every row's stem (paper profile)")
+    parser.add_argument("--vit", metavar="PATH",
+                        help="timm ViT-Small weights for the rows with a transformer (paper profile)")
+    parser.add_argument("--from-scratch", action="store_true",
+                        help="let the paper profile train without --ir50 / --vit")
     parser.add_argument("--no-occlusion", dest="occlusion", action="store_false",
                         help="skip the occlusion test of every run")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
@@ -797,7 +808,10 @@ def run(args: argparse.Namespace) -> int:
         raise TransferError(str(err)) from None
     overrides = {k: v for k, v in (("epochs", args.epochs), ("warmup_epochs", args.warmup_epochs),
                                    ("eval_every", args.eval_every), ("max_steps", args.max_steps),
-                                   ("device", args.device)) if v is not None}
+                                   ("device", args.device), ("ir50", args.ir50),
+                                   ("vit", args.vit)) if v is not None}
+    if args.from_scratch:
+        overrides["from_scratch"] = True
     result = ablate(profile, args.seeds, parse_rows(args.rows), args.out, args.data, args.dataset,
                     progress=args.progress, results=args.results, occlusion=args.occlusion,
                     **overrides)

@@ -87,6 +87,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
 def model_from_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu"):
     """Rebuild the model a checkpoint was trained as, load its weights, return it in eval mode."""
+    return model_and_checkpoint(path, map_location)[0]
+
+
+def model_and_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu"):
+    """(:func:`model_from_checkpoint`'s model, the checkpoint dict it came from)."""
     from transfer_lib.models import TransFERConfig, model_from_config
 
     ckpt = load_checkpoint(path, map_location)
@@ -114,4 +119,44 @@ def model_from_checkpoint(path: str | os.PathLike, map_location: str | torch.dev
         raise CheckpointError(
             f"{path} does not match its own config: missing {missing[:5]}, unexpected {unexpected[:5]}"
         )
-    return model.to(map_location).eval()
+    return model.to(map_location).eval(), ckpt
+
+
+def describe_checkpoint(path: str | os.PathLike, ckpt: dict) -> dict:
+    """Which weights of a run ``ckpt`` (loaded from ``path``) holds, for the reader of a score.
+
+    ``kind`` is ``best`` (best.pt: the epoch with the highest *test* accuracy; RAF-DB has no
+    validation split, and the authors chose theirs the same way), ``last`` (last.pt: the latest
+    epoch, the final weights of a complete run) or ``other``. With the run's ``summary.json``
+    beside the file, the run's best and final figures are added. ``note`` says it in a sentence.
+    """
+    path = Path(path)
+    epoch = ckpt.get("epoch")
+    if "optimizer" in ckpt:
+        kind, what = "last", f"last.pt-style training checkpoint, epoch {epoch}"
+    elif "accuracy" in ckpt:
+        kind = "best"
+        what = (f"the run's best.pt: epoch {epoch}, chosen as the epoch with the highest test "
+                f"accuracy ({100 * float(ckpt['accuracy']):.2f} %) - on the test split itself, as "
+                f"RAF-DB has no validation split (the authors did the same: their file name says "
+                f"epoch 33), so its score on that split is optimistic")
+    else:
+        kind, what = "other", "weights without a record of how they were chosen"
+    info: dict = {"kind": kind, "epoch": epoch}
+    try:
+        import json
+
+        summary = json.loads((path.parent / "summary.json").read_text())
+    except (OSError, ValueError):
+        summary = None
+    if isinstance(summary, dict) and summary.get("complete"):
+        info.update(run_best_accuracy=summary.get("best_accuracy"),
+                    run_best_epoch=summary.get("best_epoch"),
+                    run_final_accuracy=summary.get("final_accuracy"),
+                    run_final_epoch=summary.get("final_epoch", summary.get("epochs")))
+        best_epoch = f" (epoch {info['run_best_epoch']})" if info["run_best_epoch"] else ""
+        what += (f". The run: best {100 * info['run_best_accuracy']:.2f} %{best_epoch}, final "
+                 f"{100 * info['run_final_accuracy']:.2f} % (epoch {info['run_final_epoch']}, "
+                 f"last.pt)")
+    info["note"] = what
+    return info

@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ablate": ("transfer_lib.ablate", "run the paper's ablation rows over seeds and tabulate"),
     "bench": ("transfer_lib.bench", "benchmark the data pipeline or training speed"),
     "predict": ("transfer_lib.predict", "detect faces in photos and print expression probabilities"),
+    "weights": ("transfer_lib.weights", "download timm's ViT-Small; say where to get the IR-50"),
+    "export": ("transfer_lib.export", "export a checkpoint to ONNX and check it in onnxruntime"),
 }
 
 

@@ -9,6 +9,8 @@ One function, :func:`evaluate`, serves the trainer (every epoch), ``python -m tr
 ``accuracy`` is the share of correct predictions (what the paper reports); ``mean_class_accuracy``
 is the mean of the per-class recalls, which matters on RAF-DB, where Happiness is 39 % of the test
 set and Fear 2 %. ``confusion_matrix[i][j]`` counts images of true class i predicted as j.
+``classes`` names each class index with its data set's own label (RAF-DB 1..7, AffectNet's code,
+FERPlus's column; :mod:`transfer_lib.data.labels`), and the text report prints both.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ TTA_MODES: tuple[str, ...] = ("none", "flip")
 
 def metrics_from_confusion(confusion: torch.Tensor, class_names: Sequence[str]) -> dict:
     """Accuracy, mean class accuracy and per-class accuracy from a (C, C) confusion matrix."""
+    from transfer_lib.data.labels import class_table, label_kind
+
     confusion = confusion.to(torch.int64).cpu()
     total = int(confusion.sum())
     correct = int(confusion.diag().sum())
@@ -46,6 +50,8 @@ def metrics_from_confusion(confusion: torch.Tensor, class_names: Sequence[str]) 
         "support": {name: int(support[i]) for i, name in enumerate(class_names)},
         "confusion_matrix": confusion.tolist(),
         "class_names": list(class_names),
+        "classes": class_table(class_names),
+        "dataset_label_kind": label_kind(class_names),
         "num_samples": total,
     }
 
@@ -129,10 +135,22 @@ def format_metrics(metrics: dict, title: str | None = None) -> str:
     lines.append(f"accuracy             {100 * metrics['accuracy']:6.2f} %  "
                  f"({metrics['num_samples']} images)")
     lines.append(f"mean class accuracy  {100 * metrics['mean_class_accuracy']:6.2f} %")
-    lines.append(f"{'class':<12}{'accuracy':>10}{'images':>8}")
-    for name, acc in metrics["per_class_accuracy"].items():
+    from transfer_lib.data.labels import class_table, label_kind
+
+    names = list(metrics["per_class_accuracy"])
+    kind = metrics.get("dataset_label_kind", label_kind(names))
+    rows = metrics.get("classes") or class_table(names)
+    label = kind or "label"
+    lines.append(f"{'index':>5}  {'class':<12}{label:>16}{'accuracy':>10}{'images':>8}")
+    for row in rows:
+        acc = metrics["per_class_accuracy"][row["name"]]
         shown = "-" if acc is None else f"{100 * acc:.2f}"
-        lines.append(f"{name:<12}{shown:>10}{metrics['support'][name]:>8}")
+        own = "-" if row["dataset_label"] is None else str(row["dataset_label"])
+        lines.append(f"{row['index']:>5}  {row['name']:<12}{own:>16}{shown:>10}"
+                     f"{metrics['support'][row['name']]:>8}")
+    lines.append("index: the model's output; " + (f"{kind}: the class's label in the data set's "
+                                                  f"own files" if kind else
+                                                  "classes of no known data set"))
     return "\n".join(lines)
 
 

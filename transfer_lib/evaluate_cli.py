@@ -8,7 +8,16 @@ Examples:
 
 With the authors' checkpoint and the real RAF-DB test set (3,068 images) the accuracy is 90.91 %.
 Without --data the synthetic set of the checkpoint's profile is used (data/synthetic).
-Prints accuracy, mean class accuracy and a per-class table; --json writes the same as JSON.
+Prints accuracy, mean class accuracy and a per-class table (each class with its index and its
+label in the data set's own files: RAF-DB 1..7, AffectNet's code, FERPlus's column); --json
+writes the same as JSON ("classes": [{"index", "name", "dataset_label"}], beside the keys of
+earlier versions).
+
+Which weights: a run's best.pt is the epoch with the highest accuracy on the *test* split (RAF-DB
+has no validation split; the authors chose theirs the same way, their file name says epoch 33),
+so its test score is optimistic; last.pt holds the final epoch. The output says which one was
+scored ("checkpoint" in the JSON) and, with the run's summary.json beside it, the run's best and
+final accuracy.
 
 --occlusion evaluates the test faces with nothing hidden and with each part hidden in turn (brows,
 eyes, nose, cheeks, mouth; --parts picks some): on the synthetic set every face is drawn again
@@ -53,19 +62,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --occlusion on the synthetic set: drawing processes (default 2)")
 
 
+#: How the authors' released checkpoint was chosen, from its name (RAFa_2_6131_ep33_90p91).
+OFFICIAL_SELECTION = {
+    "kind": "authors", "epoch": 33,
+    "note": "the authors' released checkpoint: its name (RAFa_2_6131_ep33_90p91) says epoch 33 "
+            "of 40 at 90.91 %, i.e. chosen by its test accuracy too (RAF-DB has no validation "
+            "split)",
+}
+
+
 def load_model(args: argparse.Namespace):
+    """(model, source, selection): ``selection`` says which weights of a run these are."""
     from transfer_lib.errors import CheckpointError
 
     if args.checkpoint:
-        from transfer_lib.checkpoint import model_from_checkpoint
+        from transfer_lib.checkpoint import describe_checkpoint, model_and_checkpoint
 
-        return model_from_checkpoint(args.checkpoint), args.checkpoint
+        model, ckpt = model_and_checkpoint(args.checkpoint)
+        return model, args.checkpoint, describe_checkpoint(args.checkpoint, ckpt)
     if not Path(args.official).is_file():
         raise CheckpointError(f"--official file not found: {args.official}. Expected the authors' "
                               f"RAF-DB weights, RAFa_2_6131_ep33_90p91.pdparams (Paddle pickle).")
     from transfer_lib.pretrained import load_official_transfer
 
-    return load_official_transfer(args.official), args.official
+    return load_official_transfer(args.official), args.official, dict(OFFICIAL_SELECTION)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     check_split(args.dataset, args.split)
     args.parts = parse_parts(args.parts) if args.occlusion else None  # bad names fail first
     device = pick_device(args.device)
-    model, source = load_model(args)
+    model, source, selection = load_model(args)
     model = model.to(device).eval()
     data = args.data
     if data is None:
@@ -99,14 +119,16 @@ def run(args: argparse.Namespace) -> int:
 
         data = str(ensure_synthetic())
     if args.occlusion:
-        return _run_occlusion(args, model, source, data, device)
+        return _run_occlusion(args, model, source, data, device, selection)
     test_set = load_eval_set(data, args.dataset, model.config, args.split)
     check_class_names(model.config.class_names, test_set.classes, str(source), args.dataset)
     # fp32 on every device: the published 90.91 % is checked at full precision
     metrics = evaluate(model, test_set, device=device, batch_size=args.batch_size,
                        workers=args.workers, tta=args.tta)
-    metrics.update(source=str(source), data=str(data), dataset=args.dataset, split=args.split)
+    metrics.update(source=str(source), data=str(data), dataset=args.dataset, split=args.split,
+                   checkpoint=selection)
     print(format_metrics(metrics, title=f"{source} on {args.dataset} {args.split} ({data})"))
+    print(f"weights: {selection['note']}")
     _write_json(args.json, metrics)
     return 0
 
@@ -119,13 +141,20 @@ def _write_json(path: str | None, result: dict) -> None:
         print(f"wrote {path}")
 
 
-def _run_occlusion(args: argparse.Namespace, model, source, data: str, device) -> int:
+def _run_occlusion(args: argparse.Namespace, model, source, data: str, device,
+                   selection: dict) -> int:
+    from transfer_lib.data.labels import class_table, describe_class, label_kind
     from transfer_lib.occlusion import evaluate_occlusion, format_occlusion
 
     result = evaluate_occlusion(model, data, args.dataset, split=args.split, parts=args.parts,
                                 batch_size=args.batch_size, device=device, tta=args.tta,
                                 workers=args.render_workers, progress=True)
-    result.update(source=str(source))
+    names = result["class_names"]
+    result.update(source=str(source), checkpoint=selection, classes=class_table(names),
+                  dataset_label_kind=label_kind(names))
     print(format_occlusion(result, title=f"{source} on {args.dataset} {args.split} ({data})"))
+    print("classes (index, name, label in the data set's files): "
+          + ", ".join(describe_class(names, i) for i in range(len(names))))
+    print(f"weights: {selection['note']}")
     _write_json(args.json, result)
     return 0

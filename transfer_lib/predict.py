@@ -1,7 +1,7 @@
 """Find the faces in photos and print their expression probabilities.
 
     python -m transfer_lib predict photo.jpg --checkpoint runs/cpu/best.pt
-    python -m transfer_lib predict photo.jpg --official TransFER-RAF_param.pdparams --json out.json
+    python -m transfer_lib predict photo.jpg --official RAFa_2_6131_ep33_90p91.pdparams --json out.json
     python -m transfer_lib predict crop.png --checkpoint best.pt --no-detect
     python -m transfer_lib predict photos/ --checkpoint best.pt      # every image in a folder
 
@@ -12,6 +12,11 @@ treats each whole image as an already aligned face (RAF-DB's aligned images, the
 drawn faces the detector misses). A folder stands for the images in it (.jpg, .jpeg, .png, .bmp,
 .webp, .tif, .tiff; not its sub-folders). An image without a face, or one that cannot be read,
 prints why and the command exits 1 after processing the others.
+
+Each class is printed with its index (the model's output) and its label in the data set's own
+files (RAF-DB 1..7, AffectNet's expression code, FERPlus's column); ``--json`` writes, per face,
+``probabilities`` (name -> probability, most likely first), ``expression``, and ``classes``:
+``[{"index", "name", "dataset_label", "probability"}, ...]`` in index order.
 """
 
 from __future__ import annotations
@@ -107,6 +112,11 @@ def run(args: argparse.Namespace) -> int:
     check_output_dir(args.save_crops, "--save-crops")
     images = expand_images(args.images)
     model = _load_model(args)
+    from transfer_lib.data.labels import class_table, label_kind
+
+    rows = class_table(model.config.class_names)
+    rows_by_name = {row["name"]: row for row in rows}
+    kind = label_kind(model.config.class_names)
     results, status = [], 0
     for path in images:
         entry: dict = {"image": str(path), "faces": []}
@@ -134,7 +144,14 @@ def run(args: argparse.Namespace) -> int:
             continue
         for i, (face, crop, probs) in enumerate(zip(found, crops, predict_faces(model, crops, args.device))):
             ranked = dict(sorted(probs.items(), key=lambda kv: kv[1], reverse=True))
-            record = face.to_dict() | {"probabilities": ranked, "expression": next(iter(ranked))}
+            expression = next(iter(ranked))
+            record = face.to_dict() | {
+                "probabilities": ranked, "expression": expression,
+                "expression_index": rows_by_name[expression]["index"],
+                "expression_dataset_label": rows_by_name[expression]["dataset_label"],
+                "dataset_label_kind": kind,
+                "classes": [row | {"probability": probs[row["name"]]} for row in rows],
+            }
             if args.no_detect:
                 record["aligned_by"] = "none (--no-detect: the whole image)"
             if args.save_crops is not None:
@@ -147,7 +164,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"{path}  face {i + 1}/{len(found)}  box x={x} y={y} w={w} h={h}  "
                   f"aligned by {record['aligned_by']}")
             for name, p in ranked.items():
-                print(f"    {name:<10} {p:6.1%}")
+                row = rows_by_name[name]
+                own = f", {kind} {row['dataset_label']}" if kind else ""
+                print(f"    {name:<10} {p:6.1%}   (index {row['index']}{own})")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")

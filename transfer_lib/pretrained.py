@@ -44,6 +44,8 @@ class LoadReport:
     source: str
     loaded: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    #: keys of the file neither used nor known (only when loaded with ``strict=False``)
+    unexpected: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
@@ -78,6 +80,9 @@ class RestrictedUnpickler(pickle.Unpickler):
         ("numpy", "dtype"),
         ("collections", "OrderedDict"),
         ("_codecs", "encode"),  # how pickle protocol 2 stores bytes (torch admits it too)
+        # paddle.save pickles a raw Tensor as (tuple, ((name, array),)): tuple() only iterates
+        ("builtins", "tuple"),
+        ("__builtin__", "tuple"),  # the same under protocol 2
     })
 
     def find_class(self, module: str, name: str) -> Any:
@@ -95,7 +100,10 @@ def read_paddle_params(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
     Drops Paddle's bookkeeping entry ``StructuredToParameterName@@`` (structured name ->
     internal parameter name, written by ``paddle.save`` of a state dict) and unwraps values
-    pickled as ``(name, array)`` pairs.
+    pickled as ``(name, array)`` pairs: ``paddle.save`` writes a raw Tensor (rather than the
+    numpy array a state dict holds) as ``tuple((name, array))``, which is why
+    :class:`RestrictedUnpickler` admits ``builtins.tuple``. Paddle's other Tensor form
+    (``eval('data', {'data': array})``, a LoDTensor) stays refused.
     """
     path = Path(path)
     if not path.is_file():
@@ -200,9 +208,19 @@ Plan = dict[str, tuple[tuple[str, ...], Callable[[Any], torch.Tensor]]]
 
 
 def _as_tensor(value: Any) -> torch.Tensor:
+    """A tensor of the same shape, 0-d included (``np.ascontiguousarray`` would make it 1-d)."""
     if isinstance(value, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(value))
+        if not (value.flags.c_contiguous and value.flags.writeable):
+            value = value.copy(order="C")
+        return torch.from_numpy(value)
     return value
+
+
+def _as_count(value: Any) -> torch.Tensor:
+    """A BatchNorm ``num_batches_tracked``: 0-d in PyTorch, but a file converted by Paddle
+    before 2.5 (no 0-d tensors) holds it with shape (1,)."""
+    t = _as_tensor(value)
+    return t.reshape(()) if t.numel() == 1 else t
 
 
 def _transposed(value: Any) -> torch.Tensor:
@@ -211,11 +229,13 @@ def _transposed(value: Any) -> torch.Tensor:
 
 def _apply_plan(module: nn.Module, plan: Plan, source: dict[str, Any], skip: Callable[[str], bool],
                 report: LoadReport, path: Path, optional: Callable[[str], bool] = lambda k: False,
-                ) -> None:
+                strict: bool = True) -> None:
     """Fill every entry of ``module.state_dict()`` as ``plan`` says, or raise.
 
     ``skip(key)`` names the source keys left out on purpose; ``optional(model_key)`` the model
-    keys that may be absent from the file (they keep their value and are noted).
+    keys that may be absent from the file (they keep their value and are noted). A source key
+    that is neither used nor skipped raises, unless ``strict`` is False: then it is reported in
+    ``report.unexpected`` (and its notes). A missing model key or a wrong shape always raises.
     """
     target = module.state_dict()
     if set(plan) != set(target):
@@ -238,10 +258,13 @@ def _apply_plan(module: nn.Module, plan: Plan, source: dict[str, Any], skip: Cal
         if tuple(value.shape) != tuple(target[key].shape):
             how = (f"{tuple(source[src].shape)}, transposed from Paddle's (in, out) layout to "
                    f"{tuple(value.shape)}," if convert is _transposed else f"{tuple(value.shape)}")
+            advice = ("Build the model at the size the weights were trained at (size='paper')."
+                      if value.ndim and target[key].ndim else
+                      "One of the two is a single number (0-d), the other is not: the file "
+                      "stores this entry in another form than the model.")
             raise CheckpointError(
                 f"{path}: {src} has shape {how} but the model's {key} has shape "
-                f"{tuple(target[key].shape)}. Build the model at the size the weights were "
-                f"trained at (size='paper')."
+                f"{tuple(target[key].shape)}. {advice}"
             )
         new_state[key] = value.to(target[key].dtype)
         used.update(c for c in candidates if c in source)
@@ -257,7 +280,12 @@ def _apply_plan(module: nn.Module, plan: Plan, source: dict[str, Any], skip: Cal
     unused = [k for k in source if k not in used]
     report.skipped.extend(k for k in unused if skip(k))
     unexpected = [k for k in unused if not skip(k)]
-    if unexpected:
+    if unexpected and not strict:
+        report.unexpected.extend(unexpected)
+        report.notes.append(f"strict=False: {len(unexpected)} key(s) of the file that this "
+                            f"adapter does not know were ignored: "
+                            + ", ".join(_summarise_keys(unexpected)))
+    elif unexpected:
         raise CheckpointError(
             f"{path} has {len(unexpected)} key(s) this adapter does not know, e.g. "
             f"{unexpected[:5]}; the file looks like {_guess_format(source)}"
@@ -378,7 +406,7 @@ BATCHNORM_NAMES: dict[str, tuple[str, ...]] = {
     "bias": ("bias",),
     "running_mean": ("_mean", "running_mean"),
     "running_var": ("_variance", "running_var"),
-    "num_batches_tracked": ("num_batches_tracked",),  # Paddle has none: filled with 0
+    "num_batches_tracked": ("num_batches_tracked",),  # Paddle has none: 0 when absent
 }
 PRELU_NAMES: dict[str, tuple[str, ...]] = {"weight": ("_weight", "weight")}
 
@@ -418,18 +446,21 @@ def official_plan(model: TransFER) -> Plan:
             leaves = (leaf,)
         theirs, rest = _official_source_prefix(module_name)
         convert = _transposed if module_name in linear_modules and leaf == "weight" else _as_tensor
+        if leaf == "num_batches_tracked":
+            convert = _as_count
         plan[key] = (tuple(f"{theirs}{rest}{leaf_}" for leaf_ in leaves), convert)
     return plan
 
 
 def load_official_transfer(path: str | os.PathLike, model: TransFER | None = None,
-                           verbose: bool = True) -> TransFER:
+                           strict: bool = True, verbose: bool = True) -> TransFER:
     """The authors' released RAF-DB TransFER (a Paddle ``.pdparams``) as our model, in eval mode.
 
     Paddle differs from PyTorch in ways the table handles by module, never by shape: a Linear
     weight is stored (in, out) and is transposed (``OFFICIAL_LINEAR_MODULES``); BatchNorm
     statistics are ``_mean`` / ``_variance`` (``running_mean`` / ``running_var`` accepted) and
-    there is no ``num_batches_tracked`` (set to 0); a PReLU parameter is ``_weight`` in a Paddle
+    there is no ``num_batches_tracked`` (set to 0; a file converted from PyTorch may hold it,
+    0-d or of shape (1,), and it is then loaded); a PReLU parameter is ``_weight`` in a Paddle
     model but ``weight`` in files converted from PyTorch (both accepted). The authors' loading
     snippet copies every ``*.weight`` to ``*._weight``; such copies of a weight that was loaded
     are left out and reported. The number of classes is read from ``head.fc.weight``.
@@ -438,6 +469,10 @@ def load_official_transfer(path: str | os.PathLike, model: TransFER | None = Non
     TransFER, e.g. one built with ``msad_mode="token"``) with the weights, in eval mode (MAD and
     MSAD off). The report is printed (``verbose``) and kept as ``model.load_report``. On an
     error, a given ``model`` is left untouched.
+
+    ``strict=False`` loads a file that holds keys this table does not know (Paddle's own
+    ``set_dict`` ignores them too) and lists them in ``model.load_report.unexpected`` instead of
+    raising. Every key the model needs must still be present with the right shape.
     """
     path = Path(path)
     source = read_paddle_params(path)
@@ -460,7 +495,7 @@ def load_official_transfer(path: str | os.PathLike, model: TransFER | None = Non
         return False
 
     _apply_plan(model, plan, source, skip, report, path,
-                optional=lambda k: k.endswith("num_batches_tracked"))
+                optional=lambda k: k.endswith("num_batches_tracked"), strict=strict)
     report.notes.append(f"Linear weights transposed (in, out) -> (out, in) for "
                         f"{', '.join(OFFICIAL_LINEAR_MODULES)}")
     model.load_report = report

@@ -6,8 +6,10 @@ Examples:
   python -m transfer_lib train --profile paper --data data/RAF-DB \\
       --ir50 weights/backbone_ir50_ms1m_epoch120.pth \\
       --vit weights/vit_small_p16_224-15ec54c9.pth --out runs/paper    # the authors' recipe
+  python -m transfer_lib train --profile paper --from-scratch --epochs 1   # no weights (a test)
   python -m transfer_lib train --out runs/paper --resume              # continue after a crash
-  torchrun --nproc_per_node=4 -m transfer_lib train --profile paper --data data/RAF-DB
+  torchrun --nproc_per_node=4 -m transfer_lib train --profile paper --data data/RAF-DB \\
+      --ir50 weights/backbone_ir50_ms1m_epoch120.pth --vit weights/vit_small_p16_224-15ec54c9.pth
 
 Without --data the synthetic set is generated under data/ on first use and reused.
 RUN_DIR gets config.json, metrics.jsonl, last.pt, best.pt and, when complete, summary.json.
@@ -17,7 +19,11 @@ goes on anyway and config.json keeps the earlier recipe under "history".
 On CUDA the fast input pipeline is on by default (--no-fast: the per-image DataLoader); on a
 CPU it is off (--fast turns it on); config.json and the metrics record which one ran.
 Profiles (transfer_lib/profiles.py): smoke, cpu, paper, gpu; options below override their fields.
-On a GPU: python -m transfer_lib train --profile paper --compile --compile-mode reduce-overhead
+The paper profile needs --ir50 and --vit (face.evoLVe's IR-50 on MS-Celeb-1M; timm's ViT-Small):
+without them it stops (exit 2) unless --from-scratch is given. Its augmentation is the authors'
+as they ran it: PaddleClas's RandAugment (--randaugment paddle) and their RandomErasing applied
+to the HWC array, which in effect erases nothing (--erasing authors).
+On a GPU add --compile (and --compile-mode reduce-overhead for CUDA graphs).
 """
 
 from __future__ import annotations
@@ -26,8 +32,15 @@ import argparse
 import json
 import os
 
-from transfer_lib.models.config import MAP_REGULARISERS, MSAD_MODES, SIZES, VARIANTS
-from transfer_lib.profiles import BALANCES, OPTIMISERS, PROFILE_NAMES, SCHEDULES
+from transfer_lib.models.config import MAP_REGULARISERS, MSAD_MODES, PROJ_INITS, SIZES, VARIANTS
+from transfer_lib.profiles import (
+    BALANCES,
+    ERASINGS,
+    OPTIMISERS,
+    PROFILE_NAMES,
+    RANDAUGMENTS,
+    SCHEDULES,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +72,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--milestones", metavar="E1,E2", help="epochs of the step schedule, e.g. 15,30")
     g.add_argument("--warmup-epochs", type=float, metavar="E", help="linear warmup, in epochs")
     g.add_argument("--label-smoothing", type=float, metavar="EPS", help="0: plain cross-entropy")
+    g.add_argument("--randaugment", choices=RANDAUGMENTS,
+                   help="with the paper augmentation: paddle (default: PaddleClas's, as the "
+                        "authors ran it: 14 ops, magnitude 5 of 10, grey fill) | torchvision "
+                        "(torchvision's RandAugment(2, 5))")
+    g.add_argument("--erasing", choices=ERASINGS,
+                   help="RandomErasing with the paper augmentation: authors (default: their "
+                        "RandomErasing given the HWC array, as their pipeline does: a few values "
+                        "of the top row at most, in effect off) | config (a rectangle, p 0.5, "
+                        "area 0.02-0.4, as their config reads) | off")
+    g.add_argument("--proj-init", choices=PROJ_INITS,
+                   help="the projection's init: paddle (Kaiming-normal, zero bias: the authors'; "
+                        "paper and gpu profiles) | torch (PyTorch's default; cpu and smoke)")
     g.add_argument("--balance", choices=BALANCES,
                    help="none: each image once an epoch; sampler: class-balanced sampling")
     g.add_argument("--grad-clip", type=float, metavar="NORM",
@@ -68,6 +93,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--map-regulariser", choices=MAP_REGULARISERS)
     g.add_argument("--ir50", metavar="PATH", help="face.evoLVe IR-50 weights for the stem")
     g.add_argument("--vit", metavar="PATH", help="timm ViT-Small weights for the transformer")
+    g.add_argument("--from-scratch", action="store_true",
+                   help="let the paper profile train without --ir50 / --vit (refused otherwise: "
+                        "its SGD at 1e-4 does not learn from random weights)")
     g = parser.add_argument_group("run")
     g.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/PROFILE-VARIANT-seedS)")
     g.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
@@ -116,7 +144,8 @@ def config_from_args(args: argparse.Namespace):
         lr=args.lr, optimiser=args.optimiser, weight_decay=args.weight_decay,
         schedule=args.schedule, milestones=milestones, eval_every=args.eval_every,
         warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
-        balance=args.balance, grad_clip=args.grad_clip,
+        balance=args.balance, grad_clip=args.grad_clip, randaugment=args.randaugment,
+        erasing=args.erasing, proj_init=args.proj_init, from_scratch=args.from_scratch,
         workers=args.workers, msad_mode=args.msad_mode, map_regulariser=args.map_regulariser,
         ir50=args.ir50, vit=args.vit, seed=args.seed, resume=args.resume,
         new_recipe=args.new_recipe,
@@ -134,7 +163,9 @@ def run(args: argparse.Namespace) -> int:
     summary = train(config_from_args(args))
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun, rank 0 reports
-    keys = ("best_accuracy", "final_accuracy", "mean_class_accuracy", "epochs", "wall_seconds",
-            "device", "run_dir")
-    print(json.dumps({k: summary[k] for k in keys}, indent=1))
+    keys = ("best_accuracy", "best_epoch", "final_accuracy", "final_epoch", "mean_class_accuracy",
+            "epochs", "wall_seconds", "device", "run_dir")
+    print(f"best.pt: epoch {summary.get('best_epoch')}, chosen on the "
+          f"{summary.get('best_selected_on')}")
+    print(json.dumps({k: summary.get(k) for k in keys}, indent=1))
     return 0

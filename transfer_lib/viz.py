@@ -310,17 +310,28 @@ def transfer_run_config(profile: Any, rafdb: str | os.PathLike | None = None) ->
     same call when its run directory is missing, so each chapter stands alone.
 
     The ``paper`` profile trains on RAF-DB (``rafdb``) from the IR-50 and ViT-Small files when the
-    reader has them (:func:`find_weights`); the smaller profiles train on the synthetic set.
+    reader has them (:func:`find_weights`); without one of them it says so on stderr and trains
+    from scratch (``from_scratch``: the trainer refuses otherwise). The smaller profiles train on
+    the synthetic set.
     """
     cfg: dict = {"profile": profile.name, "seed": 0, "progress": False}
     if profile.name == "paper":
         if rafdb is not None:
             cfg["data"] = str(rafdb)
+        missing = []
         for key, filename, env in (("ir50", "backbone_ir50_ms1m_epoch120.pth", "TRANSFER_IR50"),
                                    ("vit", "vit_small_p16_224-15ec54c9.pth", "TRANSFER_VIT")):
             found = find_weights(filename, env)
             if found is not None:
                 cfg[key] = str(found)
+            else:
+                missing.append(f"{filename} (weights/ or ${env})")
+        if missing:
+            import sys
+
+            cfg["from_scratch"] = True
+            print(f"note: {' and '.join(missing)} not found: the paper profile trains from "
+                  f"random weights, which its SGD at 1e-4 does not learn from", file=sys.stderr)
     return cfg
 
 

@@ -26,8 +26,14 @@ import torch
 
 from transfer_lib import build_model, viz
 from transfer_lib.data.synth import render_face
-from transfer_lib.models.config import RAFDB_CLASSES
-from transfer_lib.profiles import PROFILE_NAMES, PROFILES, active_profile, find_rafdb
+from transfer_lib.models.config import RAFDB_CLASSES, make_config
+from transfer_lib.profiles import (
+    PROFILE_NAMES,
+    PROFILES,
+    active_profile,
+    find_rafdb,
+    get_profile,
+)
 from transfer_lib.summary import count_parameters
 
 viz.use_book_style()
@@ -57,9 +63,12 @@ assert profile.name in PROFILE_NAMES
 # %%
 same_face = [render_face(k, seed=3, intensity=0.9, nuisance=False) for k in range(7)]
 occluders = [None, "glasses", None, "mask", "hand", None, "hat"]
-happy_faces = [render_face("Happiness", seed=10 + i, occlusion=o) for i, o in enumerate(occluders)]
-fig = viz.show_grid(same_face + happy_faces, titles=list(RAFDB_CLASSES) + [o or "" for o in occluders],
-                    ncols=7, row_labels=["one face,\n7 expressions", "Happiness,\n7 faces"],
+happy_faces = [render_face("Happiness", seed=10 + i, occlusion=o)
+               for i, o in enumerate(occluders)]
+fig = viz.show_grid(same_face + happy_faces,
+                    titles=list(RAFDB_CLASSES) + [o or "" for o in occluders],
+                    ncols=7,
+                    row_labels=["one face,\n7 expressions", "Happiness,\n7 faces"],
                     suptitle="synthetic faces (transfer_lib.data.synth), not RAF-DB")
 plt.show()
 assert same_face[0].shape == (100, 100, 3)  # RAF-DB's aligned images are 100 x 100 too
@@ -90,7 +99,7 @@ assert within > 3 * between
 # 1. a **stem CNN**, IR-50 {cite:p}`deng2019arcface` from face.evoLVe {cite:p}`faceevolve`,
 #    pretrained for face recognition on MS-Celeb-1M {cite:p}`guo2016msceleb`, turns the
 #    112 x 112 face into a 256 x 14 x 14 feature map (chapter 3);
-# 2. a **local CNN**: several *local attention networks* (LANets) each produce an attention map
+# 2. a **local CNN**: $B$ *local attention networks* (LANets) each produce an attention map
 #    that picks out a region; *Multi-Attention Dropping* (MAD) sometimes drops one of the maps
 #    during training, so the others are pushed to find other regions; the maps are fused by an
 #    element-wise max and weight the feature map (chapter 4);
@@ -105,12 +114,15 @@ viz.draw_pipeline(ax)
 plt.show()
 
 # %% [markdown]
-# > "TransFER achieves state-of-the-art performance on several FER benchmarks"
-# > {cite:p}`xue2021transfer`: 90.91 % on RAF-DB, 90.83 % on FERPlus and 66.23 % on AffectNet.
+# > "Our proposed TransFER model outperforms the state-of-the-art methods on several FER
+# > benchmarks" (the paper's abstract, {cite:p}`xue2021transfer`)
 #
-# The claim we *can* check here is its size: the paper-size model has about 65.2 M parameters,
-# 17.6 M of them in the stem. Building it takes a second; a forward pass on one face a fraction
-# of one.
+# with 90.91 % on RAF-DB, 90.83 % on FERPlus and 66.23 % on AffectNet (7 classes).
+#
+# Those figures need RAF-DB and a GPU (chapter 6 and the [claims ledger](11_claims.ipynb) say
+# what can be checked where). What we *can* check here is the model's size: built as the
+# authors' code builds it, the paper-size model has about 65.2 M parameters, 17.6 M of them in
+# the stem. Building it takes a second; a forward pass on one face a fraction of one.
 
 # %%
 model = build_model("transfer", size="paper").eval()
@@ -124,20 +136,74 @@ assert round(parts["stem"] / 1e6, 1) == 17.6
 assert logits.shape == (1, len(RAFDB_CLASSES))
 
 # %% [markdown]
+# ## Notation
+#
+# One letter, one meaning, in every chapter. Sizes are the paper's unless a chapter says
+# otherwise; a single image's tensors are written without the batch dimension $n$.
+#
+# | symbol | meaning |
+# | --- | --- |
+# | $n$ | batch size (images in a mini-batch) |
+# | $S$ | input image side in pixels (112 in the paper; 48 in the cpu profile) |
+# | $C$ | channels of the stem's feature map (256 in the paper) |
+# | $H, W$ | height and width of the stem's feature map (14 x 14 in the paper) |
+# | $F \in \mathbb{R}^{C\times H\times W}$ | the stem's feature map of one image |
+# | $B$ | number of LANet branches (2 in the paper) |
+# | $r$ | LANet channel reduction ratio (16), hidden width $C/r$ |
+# | $A_i \in [0,1]^{H\times W}$ | attention map of LANet branch $i = 1..B$ |
+# | $m_i \in \{0,1\}$ | MAD's keep-mask for branch $i$ (one sample) |
+# | $p_1$ | MAD's probability of dropping one map of a sample (0.6) |
+# | $\bar A \in [0,1]^{H\times W}$ | the fused map $\bar A = \max_i m_i A_i$ (the authors' `M_out`) |
+# | $D$ | token (embedding) dimension (768 in the paper) |
+# | $N = HW$ | number of patch tokens; $N+1$ with the class token |
+# | $L$ | number of transformer blocks (8 in the paper) |
+# | $h$ | number of attention heads (8); $d_h = D/h$ the head dimension |
+# | $Q, K, V \in \mathbb{R}^{(N+1)\times d_h}$ | queries, keys, values of one head |
+# | $g_j \in \{0,1\}$ | MSAD's keep-mask for head $j = 1..h$ (one sample, one block) |
+# | $p_2$ | MSAD's probability of dropping one head of a sample in a block (0.3) |
+# | $x$, $y$ | an input image and its label; $\hat{y}$ the logits, 7 classes |
+# | $\odot$, $\sigma$ | element-wise product; the logistic sigmoid |
+#
+# So $B$ never counts images and $N$ never counts a batch; $K$ only ever means keys; a
+# transformer's blocks are counted by $L$. Displayed equations are numbered and cited by number.
+# The cell below checks the table's sizes against the library's configs.
+
+# %%
+paper, tiny = make_config(size="paper"), get_profile("cpu")
+notation = pd.Series({
+    "S": paper.input_size, "C": paper.stem_channels, "H = W": paper.token_grid,
+    "B": paper.num_branches, "r": paper.lanet_reduction, "C / r": paper.stem_channels
+    // paper.lanet_reduction, "p1": paper.mad_p, "D": paper.embed_dim,
+    "N": paper.num_tokens, "L": paper.depth, "h": paper.num_heads,
+    "d_h": paper.embed_dim // paper.num_heads, "p2": paper.msad_p,
+    "classes": paper.num_classes}, name="paper size", dtype=object)
+display(notation.to_frame().T)
+assert (paper.input_size, paper.stem_channels, paper.token_grid) == (112, 256, 14)
+assert (paper.num_branches, paper.lanet_reduction, paper.mad_p) == (2, 16, 0.6)
+assert (paper.embed_dim, paper.num_tokens) == (768, 196)
+assert (paper.depth, paper.num_heads) == (8, 8)
+assert paper.msad_p == 0.3 and paper.num_classes == 7 and tiny.input_size == 48
+
+# %% [markdown]
 # ## How to read and run this book
 #
-# Each chapter builds one idea: prose and the paper's words first, then the code (imported from
-# `transfer_lib`, never copied), the shapes of the tensors it makes, a picture, and `assert`s
-# that check the paper's claims about it. Run a chapter top to bottom; every chapter stands on its
-# own.
+# Each chapter builds one idea: prose and the paper's words first, then the code, the shapes of
+# the tensors it makes, a picture, and `assert`s. The `assert`s check **how the code works**:
+# shapes and parameter counts, that a part written out in a chapter computes what the library's
+# does, that a regulariser drops what it should and nothing at evaluation, that a committed
+# result still reproduces, and that every sentence stating an outcome matches the number it was
+# formatted from. They do **not** check the paper's claims about accuracy: those are measured
+# in chapter 7, at a laptop's scale, and every claim is listed with its evidence in the
+# [claims ledger](11_claims.ipynb). Run a chapter top to bottom; every chapter stands on its own.
 #
 # How much a chapter computes is set by one switch, the **profile**, read from the environment
 # variable `TRANSFER_PROFILE`:
 
 # %%
 table = pd.DataFrame([
-    dict(profile=p.name, model=p.size, epochs=p.epochs, batch=p.batch_size, optimiser=p.optimiser,
-         lr=p.lr, synthetic_images=f"{p.synthetic_train} + {p.synthetic_test}", what=p.description)
+    dict(profile=p.name, model=p.size, epochs=p.epochs, batch=p.batch_size,
+         optimiser=p.optimiser, lr=p.lr, what=p.description,
+         synthetic_images=f"{p.synthetic_train} + {p.synthetic_test}")
     for p in PROFILES.values()
 ]).set_index("profile")
 display(table)
@@ -171,13 +237,47 @@ assert set(table.index) == set(PROFILE_NAMES)
 #   have been loaded.
 
 # %%
+ir50_file = viz.find_weights("backbone_ir50_ms1m_epoch120.pth", "TRANSFER_IR50")
+vit_file = viz.find_weights("vit_small_p16_224-15ec54c9.pth", "TRANSFER_VIT")
 needs = pd.DataFrame({
     "without it the book uses": ["synthetic faces (RAF-DB layout and imbalance)",
                                  "random initialisation of the stem",
                                  "random initialisation of the transformer"],
     "found here": [str(rafdb) if rafdb else "no",
-                   str(viz.find_weights("backbone_ir50_ms1m_epoch120.pth", "TRANSFER_IR50") or "no"),
-                   str(viz.find_weights("vit_small_p16_224-15ec54c9.pth", "TRANSFER_VIT") or "no")],
+                   str(ir50_file or "no"), str(vit_file or "no")],
 }, index=["RAF-DB", "IR-50 on MS-Celeb-1M", "ViT-Small on ImageNet"])
 display(needs)
 assert (rafdb is None) == (needs.loc["RAF-DB", "found here"] == "no")
+
+# %% [markdown]
+# ## Summary
+#
+# * Expressions are hard to tell apart because classes share local cues and one class looks
+#   different on every face; on the synthetic faces the difference within Happiness is
+#   several times the difference between classes on one face.
+# * TransFER answers with local attention maps ($B$ LANets, fused by a max, regularised by MAD)
+#   and a transformer that relates the $N = HW$ positions (regularised by MSAD).
+# * The paper-size model has 65.2 M parameters, 17.6 M of them in the stem.
+# * One profile switch (`smoke`, `cpu`, `paper`) sets how much every chapter computes; without
+#   RAF-DB the synthetic set stands in, and its numbers say whether the code learns, not how
+#   well TransFER does on real faces.
+# * The `assert`s check the code; the paper's claims are measured in chapter 7 and listed in
+#   the claims ledger.
+#
+# ## Exercises
+#
+# 1. With `mean_abs_diff`, compare Surprise and Fear on the same face (classes 0 and 1 of the
+#    top row) with the mean over all pairs. Is the pair the paper calls hard closer than
+#    average?
+# 2. Draw seven Happiness faces *without* occluders (`occlusion=None`). How much of the
+#    within-class difference above came from the occluders?
+# 3. `python -m transfer_lib summary --size tiny` and `python -m transfer_lib summary --size
+#    tiny --variant vit_fer` print the tiny model's parts. How many parameters do the LANets
+#    add? Which part holds most of the tiny model's parameters, and is it the same part as at
+#    the paper's size?
+# 4. Using the notation table, write down the shapes of $F$, $A_i$, $\bar A$ and the tokens
+#    entering the transformer for one image at the `cpu` profile ($S = 48$, tiny size), then
+#    check them with `build_model("transfer", size="tiny", input_size=48)` and forward hooks.
+# 5. Train the `cpu` profile's TransFER (a few minutes):
+#    `python -m transfer_lib train --profile cpu --out runs/ex1`. Compare its final test
+#    accuracy (`runs/ex1/summary.json`) with the 39 % of always answering Happiness.

@@ -9,8 +9,10 @@
 #   accuracy rises row by row.*
 # * **MAD against other regularisers** on the same attention maps: Dropout, DropBlock and
 #   Spatial Dropout. *The paper's claim: MAD does best.*
-# * **How much to drop**: p1 = 0.6 and p2 = 0.3 work best, and *dropping more than one map or
-#   head gives no gain*.
+# * **How much to drop**, in the same ablation section: $p_1 = 0.6$ and $p_2 = 0.3$ work best,
+#   and *dropping more than one map or head gives no gain*. The book does not rerun these
+#   sweeps (the library has the switches: `mad_p`, `msad_p`, `mad_num_drop`, `msad_num_drop`;
+#   see the exercises).
 #
 # The exact numbers of these tables were not available to us, so this chapter shows none of them:
 # the only paper figure in it is TransFER's published 90.91 % on RAF-DB. What it shows is our own
@@ -56,20 +58,20 @@ display(pd.DataFrame([(r.name, r.description) for r in ROWS.values()],
 
 # %% [markdown]
 # Seed $s$ fixes the initial weights, the order of the training images and their augmentation,
-# and it is the same for every row. So the natural comparison of row $B$ with row $A$ is *paired*:
-# with $a_s$ and $b_s$ their test accuracies at seed $s$, over the $n$ seeds both ran,
+# and it is the same for every row. So the natural comparison of a later row with an earlier one
+# is *paired*: with $b_s$ and $a_s$ their test accuracies at seed $s$, over the $k$ seeds both
+# ran,
 #
 # $$
-# d_s = b_s - a_s, \qquad \bar d = \frac{1}{n} \sum_s d_s, \qquad
-# \bar d \pm t_{0.975,\,n-1} \, \frac{s_d}{\sqrt n}
-# \tag{7.1}
-# $$
+# d_s = b_s - a_s, \qquad \bar d = \frac{1}{k} \sum_s d_s, \qquad
+# \bar d \pm t_{0.975,\,k-1} \, \frac{s_d}{\sqrt k}
+# $$ (eq-paired-difference)
 #
-# where $s_d$ is the sample standard deviation of the $d_s$ and $t_{0.975, n-1}$ the Student-t
-# quantile (2.78 for $n = 5$). An interval entirely above 0 says $B$ beats $A$ at this budget
-# beyond what changing the seed does; an interval that straddles 0 says the seeds cannot tell
-# them apart. `transfer_lib.ablate.paired_difference` computes (7.1), tested on a hand-worked
-# example.
+# where $s_d$ is the sample standard deviation of the $d_s$ and $t_{0.975, k-1}$ the Student-t
+# quantile (2.78 for $k = 5$). An interval entirely above 0 says the later row beats the earlier
+# one at this budget beyond what changing the seed does; an interval that straddles 0 says the
+# seeds cannot tell them apart. `transfer_lib.ablate.paired_difference` computes
+# {eq}`eq-paired-difference`, tested on a hand-worked example.
 #
 # ## The runs
 #
@@ -85,38 +87,39 @@ display(pd.DataFrame([(r.name, r.description) for r in ROWS.values()],
 
 # %%
 COMMITTED = viz.project_root() / "book" / "results" / "ablation-cpu"
-BUDGETS = {  # live ablations: seeds (None: 5 / 3 a row) and TrainConfig overrides per profile
+BUDGETS = {  # live ablations: seeds (None: 5 / 3 a row), TrainConfig overrides
     "paper": dict(seeds=3),  # the authors' recipe, 40 epochs a run
     "gpu": dict(seeds=2, epochs=10),
 }
 if profile.name in BUDGETS:
     budget = dict(BUDGETS[profile.name])
     seeds = budget.pop("seeds")
-    if profile.name == "paper":  # RAF-DB and the paper's initialisations, as in chapter 6
+    if profile.name == "paper":  # RAF-DB and the paper's initialisations, as chapter 6
         budget.update({k: v for k, v in viz.transfer_run_config(profile, rafdb).items()
-                       if k in ("data", "ir50", "vit")})
+                       if k in ("data", "ir50", "vit", "from_scratch")})
     result = ablate(profile.name, seeds=seeds, rows=list(ROWS),
                     out=viz.book_run_dir("ablate", profile), progress=False, **budget)
     source = f"run by this chapter at profile {profile.name}"
 else:  # smoke and cpu: the committed cpu ablation
     result = load_ablation(COMMITTED)
     source = f"committed, {COMMITTED.relative_to(viz.project_root())}.json"
-    assert result["provenance"]["train_overrides"] == dict(epochs=3, warmup_epochs=1.0,
-                                                           eval_every=3)  # as the text says
+    overrides = result["provenance"]["train_overrides"]  # as the text says:
+    assert overrides == dict(epochs=3, warmup_epochs=1.0, eval_every=3)
 prov = result["provenance"]
 over = prov.get("train_overrides") or {}
 print(f"ablation {source}\n  profile {result['profile']}, data {result['data']}, "
       f"overrides {over or 'none'}\n  command: {prov['command']}\n  commit "
-      f"{(prov.get('git') or {}).get('commit', 'unknown')[:12]}, torch {prov['torch']}, "
-      f"{prov['machine']['cpu']} ({prov['machine']['cpu_count']} cores, "
-      f"{prov['machine']['torch_threads']} threads), load average {prov['loadavg_start']} -> "
-      f"{prov['loadavg_end']}")
+      f"{(prov.get('git') or {}).get('commit', 'unknown')[:12]}, "
+      f"torch {prov['torch']}, {prov['machine']['cpu']} "
+      f"({prov['machine']['cpu_count']} cores, {prov['machine']['torch_threads']} "
+      f"threads), load average "
+      f"{prov['loadavg_start']} -> {prov['loadavg_end']}")
 walls = pd.Series({f"{r['row']}/{r['seed']}": r["wall_seconds"] for r in prov["runs"]})
-print(f"  {len(walls)} runs, {walls.sum() / 60:.0f} min of training: {walls.min():.0f} to "
-      f"{walls.max():.0f} s a run")
+print(f"  {len(walls)} runs, {walls.sum() / 60:.0f} min of training: "
+      f"{walls.min():.0f} to {walls.max():.0f} s a run")
 rows = {r["row"]: r for r in result["rows"]}
 assert set(rows) == set(ROWS) and all(len(r["runs"]) >= 2 for r in rows.values())
-assert round(t_quantile(0.975, 4), 2) == 2.78  # the quantile quoted in (7.1)'s text
+assert round(t_quantile(0.975, 4), 2) == 2.78  # the quantile in the equation's text
 
 # %% [markdown]
 # ## Every row, every seed
@@ -129,15 +132,16 @@ per_run = pd.DataFrame([
     {"row": name, "seed": run["seed"], **{k: run["metrics"][k] for k in
                                           ("accuracy", "mean_class_accuracy")}}
     for name, r in rows.items() for run in r["runs"]])
-means = per_run.groupby("row", sort=False)[["accuracy", "mean_class_accuracy"]].agg(["mean", "std"])
+means = (per_run.groupby("row", sort=False)[["accuracy", "mean_class_accuracy"]]
+         .agg(["mean", "std"]))
 display(means.round(2))
 test_size = get_profile(result["profile"]).synthetic_test
-chance = 100 * max(class_counts(test_size)) / test_size  # the most frequent class, Happiness
+chance = 100 * max(class_counts(test_size)) / test_size  # always answer Happiness
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), sharey=True)
 for ax, metric in zip(axes, ("accuracy", "mean_class_accuracy")):
     sns.barplot(per_run, x="row", y=metric, errorbar=None, color="#c6dbef", ax=ax)
-    sns.stripplot(per_run, x="row", y=metric, hue="seed", palette="dark:#2f5a8a", size=4,
-                  jitter=0.15, legend=False, ax=ax)
+    sns.stripplot(per_run, x="row", y=metric, hue="seed", palette="dark:#2f5a8a",
+                  size=4, jitter=0.15, legend=False, ax=ax)
     if metric == "accuracy" and result["data"].startswith("synthetic"):
         ax.axhline(chance, color="0.5", ls="--", lw=0.8)
     ax.set_ylim(0, 100)
@@ -149,16 +153,34 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
+# Did every run learn at this budget? A run that ends at or below the dashed line does no better
+# than always answering the most frequent class. Counted from the runs:
+
+# %%
+per_run["learnt"] = per_run["accuracy"] > chance
+stalled = per_run.loc[~per_run["learnt"]].groupby("row", sort=False)["seed"].apply(list)
+display(Markdown(
+    f"**{int(per_run['learnt'].sum())} of the {len(per_run)} runs** end above the "
+    f"most-frequent-class line ({chance:.1f} %). "
+    + ("Runs at or below it: " + "; ".join(f"`{row}` seeds {', '.join(map(str, seeds))}"
+                                          for row, seeds in stalled.items()) + "."
+       if len(stalled) else "Every run ends above it.")))
+assert int(per_run["learnt"].sum()) + sum(map(len, stalled)) == len(per_run)
+
+# %% [markdown]
 # ## The paper's steps, paired
 #
-# Equation (7.1) for each step of the paper's argument, for the CNN against TransFER, and for MAD
-# against each other regulariser; positive means the later row is better.
+# Equation {eq}`eq-paired-difference` for each step of the paper's argument, for the CNN
+# against TransFER, and for MAD against each other regulariser; positive means the later row is
+# better.
 
 # %%
 pairs = pd.DataFrame([
     {"step": f"{c['before']} -> {c['to']}", "what": c["what"], "n": d["n"],
-     "difference": d["mean"], "low": d["low"], "high": d["high"], "verdict": d["verdict"]}
-    for c in result["comparisons"] for d in [c["differences"]["accuracy"]]]).set_index("step")
+     "difference": d["mean"], "low": d["low"], "high": d["high"],
+     "verdict": d["verdict"]}
+    for c in result["comparisons"] for d in [c["differences"]["accuracy"]]
+]).set_index("step")
 display(pairs.round(2))
 fig, ax = plt.subplots(figsize=(7, 3))
 y = range(len(pairs))[::-1]
@@ -171,7 +193,8 @@ ax.set_xlabel("paired difference in test accuracy (points), 95 % interval")
 fig.tight_layout()
 plt.show()
 assert len(pairs) == len(COMPARISONS)
-assert (pairs["low"] <= pairs["difference"]).all() and (pairs["difference"] <= pairs["high"]).all()
+assert (pairs["low"] <= pairs["difference"]).all()
+assert (pairs["difference"] <= pairs["high"]).all()
 
 # %% [markdown]
 # ## The paper's claims beside ours
@@ -185,9 +208,11 @@ def verdicts(steps):
 
 
 table1 = [f"{a} -> {b}" for a, b in zip(PAPER_ROWS, PAPER_ROWS[1:])]
-mad_steps = [f"{r} -> local_mad" for r in ("local_dropout", "local_dropblock", "local_spatial")]
+mad_steps = [f"{r} -> local_mad"
+             for r in ("local_dropout", "local_dropblock", "local_spatial")]
 supported = {
-    "accuracy rises from (i) to (iv)": all(v == "interval above 0" for v in verdicts(table1)),
+    "accuracy rises from (i) to (iv)":
+        all(v == "interval above 0" for v in verdicts(table1)),
     "MAD beats Dropout, DropBlock and Spatial Dropout":
         all(v == "interval above 0" for v in verdicts(mad_steps)),
     "TransFER beats a plain CNN on the same stem":
@@ -220,15 +245,15 @@ display(Markdown(
 # How to read this. The synthetic faces, the tiny model and the short budget are not the
 # paper's setting, so a claim that is not supported here is not refuted for RAF-DB; it says
 # what this experiment can and cannot show. Three differences matter most. The paper fine-tunes
-# an IR-50 trained on millions of faces and an ImageNet ViT, while every row here starts from
+# a pretrained IR-50 (face recognition) and an ImageNet ViT, while every row here starts from
 # random weights: the rows with a transformer then need many more epochs than the CNN (chapter 6
 # shows the stalls that gradient clipping and a longer warmup cure), and 3 epochs is a tenth of
-# the recipe chapter 6 trains with. MAD and MSAD are regularisers, and a regulariser pays when a model
-# overfits, which a model this far from convergence does not yet do. And the paper's effects
-# are a point or two, which needs more seeds to resolve than effects of ten. A row whose dots sit
-# at or below the most-frequent-class line has not started to learn yet, and its differences
-# from other rows say nothing about its parts. The paired intervals keep the verdicts honest
-# either way.
+# the recipe chapter 6 trains with. MAD and MSAD are regularisers, and a regulariser pays when a
+# model overfits, which a model this far from convergence does not yet do. And effects of a
+# point or two (the size of the gaps between the models in chapter 9's table) need far more
+# seeds to resolve than effects of ten. A run that ends at or below the most-frequent-class
+# line (counted above) has not started to learn, and its row's differences from other rows say
+# nothing about its parts. The paired intervals keep the verdicts honest either way.
 #
 # ## One run again, live
 #
@@ -246,12 +271,13 @@ if profile.name == "cpu":
     live, committed = record["metrics"]["accuracy"], committed_figure(result, ROW, SEED)
     print(f"{ROW}, seed {SEED}: live {live:.2f} %, committed {committed:.2f} %, "
           f"difference {live - committed:+.2f} points")
-    assert abs(live - committed) <= 1.0, "the rerun does not reproduce the committed figure"
+    assert abs(live - committed) <= 1.0, "the rerun does not reproduce the committed"
 elif profile.name == "smoke":
-    record = rerun(result, ROW, SEED, out, profile="smoke", epochs=1, max_steps=1, eval_every=1,
-                   warmup_epochs=0.0)
-    print(f"{ROW}, seed {SEED} at smoke (one step): {record['metrics']['accuracy']:.2f} % - "
-          f"a check of the path, not of the figure")
+    record = rerun(result, ROW, SEED, out, profile="smoke", epochs=1, max_steps=1,
+                   eval_every=1, warmup_epochs=0.0)
+    print(f"{ROW}, seed {SEED} at smoke (one step): "
+          f"{record['metrics']['accuracy']:.2f} % - a check of the path, "
+          "not of the figure")
     assert 0.0 <= record["metrics"]["accuracy"] <= 100.0
 else:
     print(f"profile {profile.name}: the ablation above ran live in this build")
@@ -260,23 +286,33 @@ else:
 # ## Summary
 #
 # * The ablation is one trainer and one switch per row; seed $s$ is shared by every row, so rows
-#   are compared seed by seed (7.1), with a 95 % Student-t interval.
+#   are compared seed by seed with {eq}`eq-paired-difference`, a 95 % Student-t interval.
 # * A plain CNN on the same stem is the baseline that TransFER's extra parts must beat.
+# * Not every run learns at this budget: the count under the first figure says how many end
+#   above the most-frequent-class line, and a row's verdicts mean little where its runs do not.
 # * The verdicts are computed from the intervals; at the `cpu` budget they describe synthetic
-#   faces and random initialisation, not RAF-DB.
+#   faces and random initialisation, not RAF-DB, and the [claims ledger](11_claims.ipynb)
+#   collects them beside the paper's claims.
 # * The committed results carry their provenance (command, commit, torch, machine, load, wall
 #   time of every run), and one run is reproduced live in every `cpu` build.
 #
 # ## Exercises
 #
 # 1. From `result["rows"]`, compute the paired difference of `local_mad` and `local` by hand
-#    with (7.1) and compare it with the table.
+#    with {eq}`eq-paired-difference` and compare it with the table.
 # 2. Why is the paired interval narrower than the interval you would get by treating the two
 #    rows' seeds as independent samples? Compute both for `ir50 -> transfer`.
-# 3. Set `p1 = 0.3` and rerun the `local_mad` row for 3 seeds at the same budget:
-#    `rerun(result, "local_mad", s, f"runs/p03-{s}", model_overrides={"mad_p": 0.3})` for
-#    s = 0, 1, 2. Does MAD's step over `local` change?
-# 4. Rerun the `transfer` row with `--epochs 30` (the full recipe) for 3 seeds. Does the gap to
-#    `ir50` close?
-# 5. How many seeds would an effect of 1 point need to be resolved, if the paired differences
-#    have the standard deviation you see here? (Solve (7.1) for $n$.)
+# 3. Set $p_1 = 0.3$ and rerun the MAD row for 3 seeds at the committed budget (about the wall
+#    time per run printed above, each):
+#    `rerun(result, "local_mad", s, f"runs/p1-03/seed{s}", model_overrides={"mad_p": 0.3})`
+#    for `s` in 0, 1, 2. With `paired_difference` (from `transfer_lib.ablate`), compare its
+#    accuracies with the committed `local` row at the same seeds: does MAD's step change?
+# 4. The paper finds that dropping more than one map gains nothing. With $B = 2$ branches,
+#    what does `model_overrides={"mad_num_drop": 2}` do to $\bar A$ in a hit sample? Try
+#    `msad_num_drop=2` on the `transfer` row instead, as in exercise 3.
+# 5. Rerun the CNN and TransFER rows at ten times the budget, 3 seeds each (about ten times the
+#    wall time per run above): `python -m transfer_lib ablate --profile cpu --rows ir50,transfer
+#    --seeds 3 --epochs 30 --warmup-epochs 3 --eval-every 30 --out runs/ablate-30`. Does the
+#    gap to `ir50` close, and do more runs end above the most-frequent-class line?
+# 6. How many seeds would an effect of 1 point need to be resolved, if the paired differences
+#    have the standard deviation you see here? (Solve {eq}`eq-paired-difference` for $k$.)

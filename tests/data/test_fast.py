@@ -13,10 +13,9 @@ from transfer_lib.data.fast import (
     FastLoader,
     build_cache,
     sample_crops,
-    sample_erasing,
 )
 from transfer_lib.data.synth import generate
-from transfer_lib.data.transforms import CROP_RATIO, CROP_SCALE
+from transfer_lib.data.transforms import CROP_RATIO, CROP_SCALE, sample_authors_erasing
 from transfer_lib.models.config import TransFERConfig
 
 
@@ -71,6 +70,24 @@ def _ks(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(ca - cb).max())
 
 
+def _authors_erasing_reference(shape, rng) -> tuple[int, int, int, int]:
+    """The authors' RandomErasing.__call__ (random_erasing.py, EPSILON 0.5, sl 0.02, sh 0.4,
+    r1 0.3) on an array of ``shape``, ported line by line: the box it erases, or zeros."""
+    import math
+
+    if rng.uniform(0, 1) > 0.5:
+        return 0, 0, 0, 0
+    for _ in range(100):
+        area = shape[1] * shape[2]
+        target_area = rng.uniform(0.02, 0.4) * area
+        aspect_ratio = rng.uniform(0.3, 1 / 0.3)
+        h = int(round(math.sqrt(target_area * aspect_ratio)))
+        w = int(round(math.sqrt(target_area / aspect_ratio)))
+        if w < shape[2] and h < shape[1]:
+            return rng.randint(0, shape[1] - h), rng.randint(0, shape[2] - w), h, w
+    return 0, 0, 0, 0
+
+
 def test_crop_and_erase_parameters_follow_torchvision():
     from torchvision import transforms as v1
 
@@ -93,20 +110,28 @@ def _crop_and_erase_parameters_follow_torchvision(v1):
         assert _ks(ours[:, col], ref[:, col]) < 0.05, col
     area_o, area_r = ours[:, 2] * ours[:, 3], ref[:, 2] * ref[:, 3]
     assert _ks(area_o, area_r) < 0.05
-    er = sample_erasing(n, 112, 112, generator=g).numpy()
-    applied = er[:, 2] > 0
-    assert abs(applied.mean() - 0.5) < 0.04
-    ref_e = np.array([v1.RandomErasing.get_params(torch.zeros(3, 112, 112), (0.02, 0.4), (0.3, 1 / 0.3),
-                                                  [0])[:4] for _ in range(n)])
-    assert _ks(er[applied, 2] * er[applied, 3], ref_e[:, 2] * ref_e[:, 3]) < 0.06
+
+    import random
+
+    rng = random.Random(0)
+    for shape in [(3, 112, 112), (112, 112, 3)]:  # "config" (CHW) and "authors" (their HWC)
+        er = sample_authors_erasing(n, shape, generator=g).numpy()
+        ref_e = np.array([_authors_erasing_reference(shape, rng) for _ in range(n)])
+        applied, ref_applied = er[:, 2] > 0, ref_e[:, 2] > 0
+        assert abs(applied.mean() - ref_applied.mean()) < 0.04 and abs(applied.mean() - 0.5) < 0.04
+        for col in range(4):  # x1, y1, h, w of the boxes drawn
+            assert _ks(er[applied, col], ref_e[ref_applied, col]) < 0.06, (shape, col)
+        assert (er[:, 2] < shape[1]).all() and (er[:, 3] < shape[2]).all()
+        assert (er[:, 0] + er[:, 2] <= shape[1]).all() and (er[:, 1] + er[:, 3] <= shape[2]).all()
 
 
-def test_train_paths_have_the_same_output_statistics(faces, cache):
+@pytest.mark.parametrize("randaugment,erasing", [("paddle", "authors"), ("torchvision", "config")])
+def test_train_paths_have_the_same_output_statistics(faces, cache, randaugment, erasing):
     config = TransFERConfig(input_size=64)
     torch.manual_seed(0)
-    tf = train_transform(config)
+    tf = train_transform(config, randaugment, erasing)
     per_image = torch.stack([tf(faces.load_image(i % 48)) for i in range(384)])
-    aug = BatchAugment(config, train=True)
+    aug = BatchAugment(config, train=True, randaugment=randaugment, erasing=erasing)
     g = torch.Generator().manual_seed(0)
     x, _ = cache.batch(torch.arange(48))
     batched = torch.cat([aug(x, generator=g) for _ in range(8)])
@@ -114,9 +139,15 @@ def test_train_paths_have_the_same_output_statistics(faces, cache):
     for name, stat in [("mean", lambda t: t.mean((0, 2, 3))), ("std", lambda t: t.std((0, 2, 3)))]:
         a, b = stat(per_image), stat(batched)
         assert (a - b).abs().max() < 0.08, (name, a, b)
-    # share of zeroed pixels (erasing + black fill of geometric ops)
+    # share of zeroed pixels (erasing + torchvision's black fill), of grey-128 ones (Paddle's fill)
     zero_a, zero_b = (per_image == 0).all(1).float().mean(), (batched == 0).all(1).float().mean()
     assert abs(zero_a - zero_b) < 0.03, (zero_a, zero_b)
+    grey = ((torch.tensor(128 / 255) - torch.tensor(config.mean)) / torch.tensor(config.std)).view(1, 3, 1, 1)
+    grey_a = ((per_image - grey).abs() < 1e-4).all(1).float().mean()
+    grey_b = ((batched - grey).abs() < 1e-4).all(1).float().mean()
+    assert abs(grey_a - grey_b) < 0.03, (grey_a, grey_b)
+    if randaugment == "paddle":
+        assert grey_a > 0.01 and zero_a < 0.01  # grey fill, and no erasing in effect
     # per-image means: same spread (crops, lighting ops)
     ma, mb = per_image.mean((1, 2, 3)).numpy(), batched.mean((1, 2, 3)).numpy()
     assert _ks(ma, mb) < 0.15
@@ -133,7 +164,7 @@ def test_batch_augment_detects_a_wrong_distribution(faces, cache):
                      v2.Normalize(config.mean, config.std)])
     per_image = torch.stack([tf(faces.load_image(i % 48)) for i in range(192)])
     x, _ = cache.batch(torch.arange(48))
-    aug = BatchAugment(config, train=True)
+    aug = BatchAugment(config, train=True, randaugment="torchvision", erasing="config")
     batched = torch.cat([aug(x, generator=torch.Generator().manual_seed(i)) for i in range(4)])
     zero_a, zero_b = (per_image == 0).all(1).float().mean(), (batched == 0).all(1).float().mean()
     assert abs(zero_a - zero_b) > 0.03

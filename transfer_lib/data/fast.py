@@ -20,31 +20,38 @@ decodes a JPEG and runs eight PIL/tensor steps per image on the CPU. Here:
    number of samples: padded by wrap-around, or trimmed with ``drop_last``).
 3. :class:`BatchAugment` draws every random parameter on the CPU from an explicit
    ``torch.Generator`` (seeded per epoch, rank and step by the loader), then runs the batch on
-   its own device. ``train=True`` reproduces the distribution of the per-image train transform:
-   per-sample RandomResizedCrop (same sampling), horizontal flip, RandAugment (2 of
-   torchvision's 14 ops, its magnitude table at magnitude 5, random sign), normalisation,
-   RandomErasing. ``train=False`` is the eval transform (short side to S, centre crop,
-   normalise), within one grey level of the per-image one.
-
-   How (and where it departs from the per-image path, by design):
+   its own device. ``train=True`` reproduces the distribution of the per-image train transform
+   (:func:`~transfer_lib.data.transforms.train_transform`, same ``randaugment`` and ``erasing``
+   switches): per-sample RandomResizedCrop (same sampling), horizontal flip, RandAugment,
+   normalisation, RandomErasing (the authors' sampler, :func:`erase_mask`). ``train=False`` is
+   the eval transform (short side to S, centre crop, normalise), within one grey level of the
+   per-image one.
 
    * crop + resize + flip is one bilinear ``grid_sample`` from the source, clamped at the
      crop's edges: within one grey level of PIL's antialiased ``resized_crop`` when every crop
      is enlarged (always for a cache stored at <= S: RAF-DB and the synthetic set at 112).
      When some crop shrinks (e.g. 100 px -> the tiny model's 64), two matrix products with
      PIL's antialiasing triangle filter instead (also within one grey level);
-   * the geometric RandAugment ops (shear, translate, rotate) are folded into that same
-     ``grid_sample`` when nothing before them in the sample's chain needs the unwarped image
-     (the crop, Identity, geometric, Brightness, Color, Posterize, Solarize: per-pixel ops that
-     keep a zero fill at zero, so they commute with the warp). torchvision applies them to the
-     resized uint8 image with nearest interpolation; here the point is interpolated bilinearly
-     from the source once. Whole-pixel translations are identical; shear and rotation differ
-     by interpolation only (a few grey levels per image on average, the same geometry and the
-     same zero-filled area). A geometric op after Contrast, Sharpness, AutoContrast or
-     Equalize (about 10 % of samples) runs afterwards, nearest, as torchvision does;
-   * the photometric ops run once per slot on the samples that drew them, on whole grey
+   * ``randaugment="paddle"`` (the authors', the default): PaddleClas's 14 ops run after the
+     resize on whole grey levels, each on the samples of a slot that drew it
+     (:func:`paddle_op_batch`), with PIL's arithmetic: its bicubic (a = -1) for shears,
+     nearest for translations and the rotation, grey-128 fill, its luma, blend truncation and
+     SMOOTH filter. Given the same resized image each op equals PIL's output (the rotation up
+     to a few pixels whose source point lies on a pixel edge);
+   * ``randaugment="torchvision"``: 2 of torchvision's 14 ops, its magnitude table at
+     magnitude 5, random sign. Its geometric ops (shear, translate, rotate) are folded into the
+     crop's ``grid_sample`` when nothing before them in the sample's chain needs the unwarped
+     image (the crop, Identity, geometric, Brightness, Color, Posterize, Solarize: per-pixel ops
+     that keep a zero fill at zero, so they commute with the warp). torchvision applies them to
+     the resized uint8 image with nearest interpolation; here the point is interpolated
+     bilinearly from the source once. Whole-pixel translations are identical; shear and
+     rotation differ by interpolation only (a few grey levels per image on average, the same
+     geometry and the same zero-filled area). A geometric op after Contrast, Sharpness,
+     AutoContrast or Equalize (about 10 % of samples) runs afterwards, nearest, as torchvision
+     does. The photometric ops run once per slot on the samples that drew them, on whole grey
      levels (rounded after each op, as uint8 would be); the batch is processed in the order of
      its first op so each of that slot's ops works on one contiguous slice.
+
 Usage (what the trainer codes against)::
 
     from transfer_lib.data import build_dataset
@@ -274,28 +281,6 @@ def sample_crops(n: int, height: int, width: int, scale=T.CROP_SCALE, ratio=T.CR
     return torch.stack([top, left, h_sel, w_sel], 1).long()
 
 
-def sample_erasing(n: int, height: int, width: int, p=T.ERASE_P, scale=T.ERASE_SCALE,
-                   ratio=T.ERASE_RATIO, generator: torch.Generator | None = None) -> torch.Tensor:
-    """RandomErasing's decisions for ``n`` images as (n, 4) long (top, left, h, w); h = 0 means
-    no erasing (not drawn with probability 1 - p, or no try of the 10 fitted)."""
-    apply = torch.rand(n, generator=generator) < p
-    tries = 10
-    area = height * width * _uniform(n * tries, *scale, generator).view(n, tries)
-    aspect = torch.exp(_uniform(n * tries, math.log(ratio[0]), math.log(ratio[1]), generator)).view(n, tries)
-    h = torch.round(torch.sqrt(area * aspect))
-    w = torch.round(torch.sqrt(area / aspect))
-    ok = (h < height) & (w < width)
-    first = ok.float().argmax(1)
-    rows = torch.arange(n)
-    h_sel, w_sel = h[rows, first], w[rows, first]
-    top = torch.floor(torch.rand(n, generator=generator, dtype=torch.float64) * (height - h_sel + 1))
-    left = torch.floor(torch.rand(n, generator=generator, dtype=torch.float64) * (width - w_sel + 1))
-    keep = apply & ok.any(1)
-    out = torch.stack([top, left, h_sel, w_sel], 1).long()
-    out[~keep] = 0
-    return out
-
-
 def _resample_weights(start: torch.Tensor, length: torch.Tensor, src: int, out: int,
                       flip: torch.Tensor | None = None) -> torch.Tensor:
     """(n, out, src) weights that resample the window [start, start + length) of a line of
@@ -523,6 +508,160 @@ def _warped_crop_grid(crops: torch.Tensor, flips: torch.Tensor, h: int, w: int, 
     return grid
 
 
+# --------------------------------------------------------------------------------------------
+# PaddleClas's RandAugment on a batch (the authors'; transforms.paddle_op is the per-image one)
+# --------------------------------------------------------------------------------------------
+def paddle_affine_coeffs(name: str, level: float, sign: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(n, 6) float64 PIL ``AFFINE`` data (a, b, c, d, e, f) of a PaddleClas geometric op for
+    samples with ``sign`` (n,) +-1: the output pixel (x, y) reads the input point
+    (a (x + .5) + b (y + .5) + c, d (x + .5) + e (y + .5) + f)."""
+    n = len(sign)
+    s = sign.double()
+    out = torch.zeros(n, 6, dtype=torch.float64)
+    out[:, 0] = out[:, 4] = 1.0
+    if name == "shearX":
+        out[:, 1] = level * s
+    elif name == "shearY":
+        out[:, 3] = level * s
+    elif name == "translateX":
+        out[:, 2] = level * w * s
+    elif name == "translateY":
+        out[:, 5] = level * h * s
+    elif name == "rotate":  # PIL's Image.rotate(level) about the centre, whatever the sign
+        a = -math.radians(level)
+        m = [round(math.cos(a), 15), round(math.sin(a), 15), 0.0,
+             round(-math.sin(a), 15), round(math.cos(a), 15), 0.0]
+        cx, cy = w / 2.0, h / 2.0
+        m[2] = m[0] * -cx + m[1] * -cy + m[2] + cx
+        m[5] = m[3] * -cx + m[4] * -cy + m[5] + cy
+        out[:] = torch.tensor(m, dtype=torch.float64)
+    else:
+        raise ValueError(f"{name!r} is not a geometric PaddleClas op")
+    return out
+
+
+def _pil_cubic(v1, v2, v3, v4, d):
+    """PIL's cubic convolution of a transform (a = -1) at fraction ``d`` between v2 and v3."""
+    return v2 + d * ((v3 - v1) + d * ((2 * (v1 - v2) + v3 - v4) + d * (v2 - v1 - v3 + v4)))
+
+
+def pil_affine(x: torch.Tensor, coeffs: torch.Tensor, bicubic: bool = False,
+               fill: float = 128.0) -> torch.Tensor:
+    """PIL's ``Image.transform(size, AFFINE, coeffs, NEAREST | BICUBIC, fillcolor=fill)`` on a
+    batch of whole grey levels (n, C, H, W), per sample ``coeffs`` (n, 6) (see
+    :func:`paddle_affine_coeffs`). Points outside the image get ``fill``; nearest takes the pixel
+    the point lies in; bicubic is PIL's (a = -1, taps clamped to the image, truncated to whole
+    levels). Coordinates in float64, so it matches PIL up to points that land on a pixel edge."""
+    n, c, h, w = x.shape
+    dev = x.device
+    cf = coeffs.to(dev, torch.float64).view(n, 6, 1, 1)
+    px = torch.arange(w, device=dev, dtype=torch.float64).view(1, 1, w) + 0.5
+    py = torch.arange(h, device=dev, dtype=torch.float64).view(1, h, 1) + 0.5
+    xin = cf[:, 0] * px + cf[:, 1] * py + cf[:, 2]  # (n, H, W)
+    yin = cf[:, 3] * px + cf[:, 4] * py + cf[:, 5]
+    inside = ((xin >= 0) & (xin < w) & (yin >= 0) & (yin < h)).view(n, 1, h * w)
+    flat = x.reshape(n, c, h * w)
+
+    def tap(iy: torch.Tensor, ix: torch.Tensor) -> torch.Tensor:  # (n, C, H*W) float64
+        idx = (iy.clamp(0, h - 1) * w + ix.clamp(0, w - 1)).long().view(n, 1, h * w)
+        return flat.gather(2, idx.expand(n, c, h * w)).double()
+
+    if not bicubic:
+        out = tap(yin.floor(), xin.floor())
+    else:
+        xs, ys = xin - 0.5, yin - 0.5
+        x0, y0 = xs.floor(), ys.floor()
+        dx, dy = (xs - x0).view(n, 1, h * w), (ys - y0).view(n, 1, h * w)
+        rows = [_pil_cubic(*(tap(y0 + j, x0 + i) for i in (-1, 0, 1, 2)), dx) for j in (-1, 0, 1, 2)]
+        out = _pil_cubic(*rows, dy).clamp(0, 255).floor()
+    out = torch.where(inside, out, torch.full_like(out, fill))
+    return out.to(x.dtype).view(n, c, h, w)
+
+
+def _pil_blend(degenerate: torch.Tensor, image: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """``Image.blend(degenerate, image, factor)`` (ImageEnhance): in float32, truncated, clipped."""
+    f = factor.float().view(-1, 1, 1, 1).to(image.device)
+    return ((image - degenerate).float() * f + degenerate.float()).clamp_(0, 255).floor_()
+
+
+def _pil_luma(x: torch.Tensor) -> torch.Tensor:
+    """PIL's RGB -> L conversion, (n, 1, H, W) whole levels: (19595 R + 38470 G + 7471 B + 2^15) >> 16."""
+    r, g, b = x.double().unbind(1)
+    return torch.floor((19595 * r + 38470 * g + 7471 * b + 32768) / 65536).unsqueeze(1)
+
+
+def _pil_smooth(x: torch.Tensor) -> torch.Tensor:
+    """PIL's ``ImageFilter.SMOOTH`` ([[1,1,1],[1,5,1],[1,1,1]] / 13, rounded; border pixels kept)."""
+    rows = x[..., :-2, :] + x[..., 1:-1, :] + x[..., 2:, :]
+    box = rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:]
+    out = x.clone()
+    out[..., 1:-1, 1:-1] = torch.floor((box + 4 * x[..., 1:-1, 1:-1]) / 13.0 + 0.5)
+    return out
+
+
+def _pil_autocontrast(x: torch.Tensor) -> torch.Tensor:
+    """``ImageOps.autocontrast`` (cutoff 0): each channel stretched to 0..255, truncated."""
+    xd = x.double()
+    lo = xd.amin(dim=(2, 3), keepdim=True)
+    hi = xd.amax(dim=(2, 3), keepdim=True)
+    # 255 / (hi - lo) as Python divides (torch's ``255.0 / t`` multiplies by 1 / t: off by an ulp)
+    scale = torch.full_like(hi, 255.0) / (hi - lo).clamp(min=1)
+    out = (xd * scale + (-lo * scale)).floor().clamp(0, 255)
+    return torch.where(hi > lo, out, xd).to(x.dtype)
+
+
+def paddle_op_batch(x: torch.Tensor, name: str, level: float, sign: torch.Tensor) -> torch.Tensor:
+    """One PaddleClas RandAugment op (:data:`~transfer_lib.data.transforms.PADDLE_OPS`) on a
+    batch (n, 3, H, W) of whole grey levels (float), ``sign`` (n,) +-1 per sample: the batched
+    twin of :func:`transfer_lib.data.transforms.paddle_op`, the same numbers as PIL's (tests:
+    equal, or within a grey level where float rounding or a pixel edge decides)."""
+    n, _, h, w = x.shape
+    if name in ("shearX", "shearY", "translateX", "translateY", "rotate"):
+        coeffs = paddle_affine_coeffs(name, level, sign, h, w)
+        return pil_affine(x, coeffs, bicubic=name.startswith("shear"), fill=float(T.PADDLE_FILL[0]))
+    factor = 1.0 + level * sign.double()
+    if name == "brightness":
+        return _pil_blend(torch.zeros_like(x), x, factor)
+    if name == "color":
+        return _pil_blend(_pil_luma(x).to(x.dtype).expand_as(x), x, factor)
+    if name == "contrast":
+        mean = torch.floor(_pil_luma(x).mean(dim=(1, 2, 3), keepdim=True) + 0.5)
+        return _pil_blend(mean.to(x.dtype).expand_as(x), x, factor)
+    if name == "sharpness":
+        return _pil_blend(_pil_smooth(x), x, factor)
+    if name == "posterize":
+        q = 2.0 ** (8 - int(level))
+        return torch.floor(x / q) * q
+    if name == "solarize":
+        return torch.where(x >= level, 255.0 - x, x)
+    if name == "autocontrast":
+        return _pil_autocontrast(x)
+    if name == "equalize":
+        return _equalize(x.contiguous())
+    if name == "invert":
+        return 255.0 - x
+    raise ValueError(f"unknown PaddleClas RandAugment op {name!r}")
+
+
+def erase_mask(erase: torch.Tensor, size: int, erasing: str, device=None) -> torch.Tensor:
+    """(n, 3, S, S) bool: the values the authors' RandomErasing sets to 0 for boxes ``erase``
+    (n, 4) of :func:`~transfer_lib.data.transforms.sample_authors_erasing`; ``"config"``: boxes of
+    the CHW image (rows x1.., columns y1.., every channel), ``"authors"``: of its HWC view (the
+    top row, columns x1.., channels y1..)."""
+    n = len(erase)
+    x1, y1, h, w = (v.to(device).view(n, 1) for v in erase.unbind(1))
+    ar = torch.arange(size, device=device).view(1, size)
+    if erasing == "config":
+        rows = (ar >= x1) & (ar < x1 + h)  # (n, S)
+        cols = (ar >= y1) & (ar < y1 + w)
+        return (rows.view(n, 1, size, 1) & cols.view(n, 1, 1, size)).expand(n, 3, size, size)
+    ch = torch.arange(3, device=device).view(1, 3)
+    cols = (ar >= x1) & (ar < x1 + h)  # the HWC view's dim 1: columns
+    chans = (ch >= y1) & (ch < y1 + w)  # its dim 2: channels
+    top = (torch.arange(size, device=device) == 0).view(1, 1, size, 1)
+    return chans.view(n, 3, 1, 1) & top & cols.view(n, 1, 1, size)
+
+
 class BatchAugment:
     """Augment a uint8 batch (B, 3, H, W) on its own device into a normalised float batch
     (B, 3, S, S); ``S``, mean and std come from ``config`` (a model's ``.config``).
@@ -534,16 +673,36 @@ class BatchAugment:
     """
 
     def __init__(self, config: TransFERConfig, train: bool = True,
-                 magnitude: int = T.RANDAUGMENT_MAGNITUDE, num_ops: int = T.RANDAUGMENT_OPS):
+                 magnitude: int = T.RANDAUGMENT_MAGNITUDE, num_ops: int = T.RANDAUGMENT_OPS,
+                 randaugment: str = "paddle", erasing: str = "authors"):
+        if randaugment not in T.RANDAUGMENTS:
+            raise ValueError(f"randaugment={randaugment!r} is not one of {', '.join(T.RANDAUGMENTS)}")
+        if erasing not in T.ERASINGS:
+            raise ValueError(f"erasing={erasing!r} is not one of {', '.join(T.ERASINGS)}")
         self.size = int(config.input_size)
         self.mean = torch.tensor(config.mean, dtype=torch.float32).view(1, 3, 1, 1)
         self.std = torch.tensor(config.std, dtype=torch.float32).view(1, 3, 1, 1)
         self.train, self.num_ops, self.magnitude = train, num_ops, magnitude
+        self.randaugment, self.erasing = randaugment, erasing
         self.mags = randaugment_magnitudes(magnitude, self.size)
+        self.levels = T.paddle_levels(magnitude)
         self.last_params: dict[str, torch.Tensor] = {}
 
     def __repr__(self) -> str:
-        return f"BatchAugment(size={self.size}, train={self.train}, magnitude={self.magnitude})"
+        return (f"BatchAugment(size={self.size}, train={self.train}, magnitude={self.magnitude}, "
+                f"randaugment={self.randaugment}, erasing={self.erasing})")
+
+    def _sample_erasing(self, n: int, g: torch.Generator | None) -> torch.Tensor:
+        """The erasing boxes (n, 4) of this batch (h = 0: none), as the per-image transform."""
+        s = self.size
+        shape = (s, s, 3) if self.erasing == "authors" else (3, s, s)
+        return T.sample_authors_erasing(n, shape, generator=g)
+
+    def _erase(self, x: torch.Tensor, erase: torch.Tensor) -> torch.Tensor:
+        """RandomErasing on the normalised batch, in place (0 after normalisation, the mean)."""
+        if self.erasing == "off" or not bool((erase[:, 2] > 0).any()):
+            return x
+        return x.masked_fill_(erase_mask(erase, self.size, self.erasing, x.device), 0.0)
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """Float 0..255 -> normalised."""
@@ -569,13 +728,41 @@ class BatchAugment:
         return self._train(images, generator)
 
     def _train(self, images: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
+        if self.randaugment == "paddle":
+            return self._train_paddle(images, g)
+        return self._train_torchvision(images, g)
+
+    def _train_paddle(self, images: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
+        """Crop + flip, PaddleClas's RandAugment on the resized image (as the authors: each op
+        after the resize, on whole grey levels), normalise, erasing."""
+        n, _, h, w = images.shape
+        dev = images.device
+        crops = sample_crops(n, h, w, generator=g)
+        flips = torch.rand(n, generator=g) < 0.5
+        ops = torch.randint(len(T.PADDLE_OPS), (self.num_ops, n), generator=g)
+        signs = torch.where(torch.rand(self.num_ops, n, generator=g) < 0.5, -1.0, 1.0)
+        erase = self._sample_erasing(n, g)
+        self.last_params = dict(crops=crops, flips=flips, ops=ops, signs=signs, erase=erase)
+        x = resized_crops(images, crops, flips, self.size).round_()  # (B, 3, S, S) whole levels
+        for k in range(self.num_ops):  # slot k: each op on the samples that drew it
+            for i in ops[k].unique().tolist():
+                idx = (ops[k] == i).nonzero().squeeze(1)
+                d = idx.to(dev)
+                name = T.PADDLE_OPS[i]
+                x.index_copy_(0, d, paddle_op_batch(x.index_select(0, d), name, self.levels[name],
+                                                    signs[k][idx]))
+        return self._erase(self.normalise(x), erase)
+
+    def _train_torchvision(self, images: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
+        """Crop + flip, torchvision's RandAugment (geometric ops folded into the crop where they
+        can be, see the module's docstring), normalise, erasing."""
         n, _, h, w = images.shape
         s, dev = self.size, images.device
         crops = sample_crops(n, h, w, generator=g)
         flips = torch.rand(n, generator=g) < 0.5
         ops = torch.randint(len(RANDAUGMENT_OPS), (self.num_ops, n), generator=g)
         signs = torch.where(torch.rand(self.num_ops, n, generator=g) < 0.5, -1.0, 1.0)
-        erase = sample_erasing(n, s, s, generator=g)
+        erase = self._sample_erasing(n, g)
         self.last_params = dict(crops=crops, flips=flips, ops=ops, signs=signs, erase=erase)
 
         # Geometric RandAugment ops are folded into the crop's grid_sample when nothing before
@@ -631,15 +818,9 @@ class BatchAugment:
                     name = RANDAUGMENT_OPS[i]
                     self._apply(x, rows, lambda t, r, name=name, sg=signs[k][cur]: self._color(t, name, sg[r]))
         x = x.index_select(0, row_of.to(dev))  # back to the batch's order
-        # normalise and RandomErasing (value 0 after normalisation) in one pass
-        et, el, eh, ew = (v.to(dev).view(n, 1, 1) for v in erase.unbind(1))
-        ar = torch.arange(s, device=dev).view(1, s)
-        rows = ((ar >= et.view(n, 1)) & (ar < (et + eh).view(n, 1))).view(n, s, 1)
-        cols = ((ar >= el.view(n, 1)) & (ar < (el + ew).view(n, 1))).view(n, 1, s)
-        keep = ~(rows & cols)  # (B, S, S)
         scale = (1.0 / (255.0 * self.std)).to(dev)
         shift = (-self.mean / self.std).to(dev)
-        return x.mul_(scale).add_(shift).mul_(keep.unsqueeze(1))  # in place: x is our own buffer
+        return self._erase(x.mul_(scale).add_(shift), erase)  # in place: x is our own buffer
 
     @staticmethod
     def _apply(x: torch.Tensor, rows, fn) -> None:

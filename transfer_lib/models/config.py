@@ -29,6 +29,8 @@ VARIANTS: tuple[str, ...] = ("ir50", "vit_fer", "local", "local_mad", "transfer"
 SIZES: tuple[str, ...] = ("paper", "tiny", "small")
 MSAD_MODES: tuple[str, ...] = ("head", "token")
 MAP_REGULARISERS: tuple[str, ...] = ("mad", "none", "dropout", "dropblock", "spatial")
+#: Initialisations of the 1x1 projection: Paddle's Conv2D default (the authors') or PyTorch's.
+PROJ_INITS: tuple[str, ...] = ("paddle", "torch")
 
 
 @dataclass
@@ -59,6 +61,11 @@ class TransFERConfig:
     mad_p: float = 0.6
     mad_num_drop: int = 1  # maps zeroed in a hit sample (the paper: more than one gains nothing)
     dropblock_size: int = 3
+    # projection 1x1 conv to embed_dim, trained from scratch in every recipe. "paddle": as
+    # Paddle initialises a Conv2D (the authors'), Kaiming-normal over fan-in (std sqrt(2 / C)),
+    # bias 0; "torch": PyTorch's default (uniform, std sqrt(1 / (3 C)), 2.4x smaller; the bias
+    # uniform too), what the cpu and smoke profiles keep (profiles.py)
+    proj_init: str = "paddle"
     # transformer with MSAD
     embed_dim: int = 768
     depth: int = 8
@@ -80,6 +87,7 @@ class TransFERConfig:
         check("variant", self.variant, VARIANTS)
         check("msad_mode", self.msad_mode, MSAD_MODES)
         check("map_regulariser", self.map_regulariser, MAP_REGULARISERS)
+        check("proj_init", self.proj_init, PROJ_INITS)
         if len(self.stem_widths) != len(self.stem_depths):
             raise ValueError("stem_widths and stem_depths must have the same length")
         if self.embed_dim % self.num_heads:
@@ -119,11 +127,13 @@ class TransFERConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TransFERConfig:
+        """The config saved as ``d`` (``to_dict()``). A dict without ``proj_init`` was saved
+        before that switch existed, when every model started with PyTorch's: ``"torch"``."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown TransFERConfig fields: {sorted(unknown)}")
-        return cls(**d)
+        return cls(**{"proj_init": "torch", **d})
 
 
 #: The sizes, as overrides of the defaults. ``tiny`` trains at 100+ images/s on 2 CPU cores.

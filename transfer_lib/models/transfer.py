@@ -68,6 +68,8 @@ class TransFER(nn.Module):
         self.head = nn.Linear(c.embed_dim, c.num_classes)
         nn.init.zeros_(self.head.weight)  # as the authors: the head starts at zero
         nn.init.zeros_(self.head.bias)
+        if c.proj_init == "paddle":  # last, so every other weight is drawn as with "torch"
+            init_projection_as_paddle(self.projection)
 
     def forward_with_details(self, x: torch.Tensor, return_attention: bool = True) -> TransFEROutput:
         """Logits with the LANet maps and, if asked, every block's attention weights."""
@@ -90,6 +92,15 @@ class TransFER(nn.Module):
                 f"expected normalised images of shape (B, 3, {s}, {s}), got {tuple(x.shape)}; "
                 f"resize with transfer_lib.data.transforms.eval_transform(model.config)"
             )
+
+
+def init_projection_as_paddle(conv: nn.Conv2d) -> None:
+    """Paddle's default init of a Conv2D, which the authors' projection gets: weights normal
+    with std sqrt(2 / fan_in) (fan_in = in_channels x kernel area: 256 for the 1x1 projection),
+    bias 0. PyTorch's default (kaiming_uniform with a = sqrt(5)) has std sqrt(1 / (3 fan_in))."""
+    nn.init.kaiming_normal_(conv.weight, mode="fan_in", nonlinearity="relu")
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
 
 
 class IR50Classifier(nn.Module):

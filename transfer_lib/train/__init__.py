@@ -70,10 +70,12 @@ from transfer_lib.train.config import (
     COMPILE_MODES,
     CUDA_GRAPH_MODES,
     DATASETS,
+    INITIALISATION_SOURCES,
     PROFILE_OVERRIDES,
     TEST_HOOK_ENV,
     TrainConfig,
     _as_config,
+    missing_initialisations,
 )
 from transfer_lib.train.data import (
     CACHE_ENV,
@@ -102,8 +104,11 @@ from transfer_lib.train.model import (
 from transfer_lib.train.rng import rng_state, seed_everything, set_rng_state
 from transfer_lib.train.run_files import (
     _EXECUTION_FIELDS,
+    BEST_SELECTED_ON,
+    _best_epoch,
     _read_summary,
     _recipe_differences,
+    _saved_model_config,
 )
 
 _train = run_training  # the name tests and older code patch
@@ -165,7 +170,8 @@ def run_or_load(run_dir: str | os.PathLike, config: TrainConfig | dict | None = 
 
 
 __all__ = [
-    "AMP_DTYPES", "CACHE_ENV", "COMPILE_MODES", "CUDA_GRAPH_MODES", "DATASETS", "LIGHT_CROP_RATIO",
+    "AMP_DTYPES", "BEST_SELECTED_ON", "INITIALISATION_SOURCES", "missing_initialisations",
+    "_best_epoch", "_saved_model_config", "CACHE_ENV", "COMPILE_MODES", "CUDA_GRAPH_MODES", "DATASETS", "LIGHT_CROP_RATIO",
     "LIGHT_CROP_SCALE", "PIPELINES", "PROFILE_OVERRIDES", "TEST_HOOK_ENV", "CheckpointError",
     "DataError", "EpochShardSampler", "TrainConfig", "TransferError", "_EXECUTION_FIELDS",
     "_NoBar", "_check_finite", "_fused_kwargs", "_progress_bar", "_train", "batch_augment_for", "build_fast_loaders",

@@ -25,7 +25,7 @@ TEST_HOOK_ENV = "TRANSFER_TEST_HOOK"
 PROFILE_OVERRIDES: tuple[str, ...] = (
     "variant", "size", "epochs", "batch_size", "optimiser", "lr", "momentum", "weight_decay",
     "input_size", "schedule", "milestones", "gamma", "warmup_epochs", "label_smoothing", "augment",
-    "balance", "grad_clip", "eval_every", "workers",
+    "balance", "grad_clip", "eval_every", "workers", "randaugment", "erasing", "proj_init",
 )
 
 
@@ -53,6 +53,9 @@ class TrainConfig:
     warmup_epochs: float | None = None
     label_smoothing: float | None = None
     augment: str | None = None
+    randaugment: str | None = None  # paddle | torchvision (with augment="paper")
+    erasing: str | None = None  # authors | config | off (with augment="paper")
+    proj_init: str | None = None  # paddle | torch: the projection's initialisation
     balance: str | None = None
     grad_clip: float | None = None
     eval_every: int | None = None
@@ -64,6 +67,7 @@ class TrainConfig:
     # initialisations (the paper's): face.evoLVe IR-50 and timm ViT-Small files
     ir50: str | None = None
     vit: str | None = None
+    from_scratch: bool = False  # let the paper profile train without them (refused otherwise)
     # run control
     seed: int = 0
     resume: bool = False
@@ -123,9 +127,37 @@ class TrainConfig:
             if v is not None and not (v >= 0 and math.isfinite(v)):
                 raise TransferError(f"{name}={v} must be a finite number, 0 or more")
         try:
-            self.profile_obj()
+            prof = self.profile_obj()
         except ValueError as err:
             raise TransferError(str(err)) from None
+        missing = missing_initialisations(self, prof)
+        if missing:
+            raise TransferError(
+                "the paper profile fine-tunes the authors' initialisations, and its SGD at 1e-4 "
+                "does not learn from random weights; missing: "
+                + "; ".join(f"{flag} FILE ({where})" for flag, where in missing)
+                + ". Pass " + " and ".join(flag for flag, _ in missing) + " (TrainConfig "
+                + ", ".join(f"{flag[2:]}=" for flag, _ in missing) + "), or --from-scratch "
+                "(from_scratch=True) to train from random weights anyway.")
+
+
+#: Where the paper's initialisations come from (the messages of missing_initialisations).
+INITIALISATION_SOURCES: dict[str, str] = {
+    "--ir50": "face.evoLVe's IR-50 trained on MS-Celeb-1M, backbone_ir50_ms1m_epoch120.pth, "
+              "from the model zoo of github.com/ZhaoJ9014/face.evoLVe",
+    "--vit": "timm's ViT-Small, vit_small_p16_224-15ec54c9.pth, from the v0.1-weights release "
+             "of github.com/huggingface/pytorch-image-models",
+}
+
+
+def missing_initialisations(cfg: TrainConfig, prof: Profile) -> list[tuple[str, str]]:
+    """The (flag, source) of each paper initialisation a ``paper``-profile run lacks: ``--ir50``
+    always, ``--vit`` for a variant with a transformer (all but ``ir50``). Empty for other
+    profiles and with ``from_scratch``."""
+    if prof.name != "paper" or cfg.from_scratch:
+        return []
+    wanted = [("--ir50", cfg.ir50)] + ([("--vit", cfg.vit)] if prof.variant != "ir50" else [])
+    return [(flag, INITIALISATION_SOURCES[flag]) for flag, path in wanted if path is None]
 
 
 def _as_config(config: TrainConfig | dict | None, kwargs: dict) -> TrainConfig:

@@ -73,11 +73,13 @@ def _light_train_transform(config):
     ])
 
 
-def train_transform_for(config, augment: str):
+def train_transform_for(config, augment: str, randaugment: str = "paddle", erasing: str = "authors"):
+    """The per-image train transform of ``augment`` (``randaugment`` and ``erasing``: see
+    :func:`transfer_lib.data.transforms.train_transform`; ``light`` ignores them)."""
     from transfer_lib.data import transforms
 
     if augment == "paper":
-        return transforms.train_transform(config)
+        return transforms.train_transform(config, randaugment, erasing)
     light = getattr(transforms, "light_train_transform", None)
     return light(config) if light is not None else _light_train_transform(config)
 
@@ -113,13 +115,16 @@ def _batch_augment_classes():
     return BatchAugment, LightBatchAugment
 
 
-def batch_augment_for(config, augment: str, train: bool = True):
+def batch_augment_for(config, augment: str, train: bool = True, randaugment: str = "paddle",
+                      erasing: str = "authors"):
     """The fast path's counterpart of :func:`train_transform_for` (``train=False``: of the eval
     transform): ``BatchAugment`` for ``"paper"``, ``LightBatchAugment`` for ``"light"``."""
     batch_augment, light = _batch_augment_classes()
     if not train:
         return batch_augment(config, train=False)
-    return batch_augment(config, train=True) if augment == "paper" else light(config)
+    if augment == "paper":
+        return batch_augment(config, train=True, randaugment=randaugment, erasing=erasing)
+    return light(config)
 
 
 def resolve_data_root(cfg: TrainConfig, prof: Profile, ctx: DistContext) -> Path:
@@ -213,8 +218,10 @@ def build_fast_loaders(cfg: TrainConfig, prof: Profile, model_config, root: Path
     per_rank = math.ceil(len(train_cache) / ctx.world_size)
     drop_last = per_rank >= per_rank_batch * 2  # BatchNorm needs more than one image
     workers = 1 if ctx.device.type == "cpu" else None
+    augment = batch_augment_for(model_config, prof.augment, randaugment=prof.randaugment,
+                                erasing=prof.erasing)
     train_loader = FastLoader(train_cache, per_rank_batch, shuffle=True, drop_last=drop_last,
-                              device=ctx.device, augment=batch_augment_for(model_config, prof.augment),
+                              device=ctx.device, augment=augment,
                               seed=cfg.seed, rank=ctx.rank, world_size=ctx.world_size,
                               workers=workers, sample_weights=sample_weights(train_set, prof))
     test_loader = None

@@ -207,7 +207,8 @@ def build_parts(run: Run) -> Parts:
     probe = build_dataset(cfg.dataset, root, "train")
     model, mc = build_training_model(cfg, prof, list(probe.classes))
     train_set = build_dataset(cfg.dataset, root, "train",
-                              transform=None if fast else train_transform_for(mc, prof.augment))
+                              transform=None if fast else train_transform_for(
+                                  mc, prof.augment, prof.randaugment, prof.erasing))
     test_set = build_dataset(cfg.dataset, root, "test",
                              transform=None if fast else eval_transform(mc))
     if len(train_set) == 0 or len(test_set) == 0:
@@ -252,7 +253,7 @@ def restore(run: Run, parts: Parts, optimiser, scaler) -> Progress:
         seed_everything(cfg.seed * 7919 + ctx.rank)  # the weights are already equal
         return Progress()
     ckpt = run_files._load_last(run.last_path, run.best_path, run.device)
-    if ckpt.get("config") != parts.mc.to_dict():
+    if run_files._saved_model_config(ckpt.get("config")) != parts.mc.to_dict():
         raise CheckpointError(f"{run.last_path} was trained as another model; resume with the "
                               f"same --variant/--size/model options, or choose another --out")
     parts.model.load_state_dict(ckpt["model"])

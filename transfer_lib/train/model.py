@@ -25,6 +25,7 @@ def build_training_model(cfg: TrainConfig, prof: Profile, class_names: list[str]
         overrides["msad_mode"] = cfg.msad_mode
     if cfg.map_regulariser:
         overrides["map_regulariser"] = cfg.map_regulariser
+    overrides.setdefault("proj_init", prof.proj_init)
     try:
         mc = make_config(prof.variant, prof.size, num_classes=len(class_names),
                          class_names=tuple(class_names), **overrides)
@@ -73,14 +74,21 @@ def _fused_kwargs(model: torch.nn.Module) -> dict:
 
 
 def pick_amp_dtype(device: str | torch.device) -> str:
-    """The autocast dtype for ``device``: ``"bf16"`` on a CPU and on GPUs with bf16 tensor cores
-    (compute capability 8.0 and up: A100, H100, L4, RTX 30xx), ``"fp16"`` on older GPUs (T4,
-    V100), which then train with a GradScaler. (``torch.cuda.is_bf16_supported()`` says True on a
-    T4 too, counting slow emulation, so the capability decides.)"""
+    """The autocast dtype for ``device``: ``"bf16"`` on a CPU and on GPUs that compute bf16
+    natively (compute capability 8.0 and up: A100, H100, L4, RTX 30xx, with a CUDA build that
+    supports it), ``"fp16"`` elsewhere (T4, V100), which then trains with a GradScaler whose
+    state goes into every checkpoint. (``torch.cuda.is_bf16_supported()`` says True on a T4 too,
+    counting slow emulation, so emulation is excluded and the capability decides.)"""
     device = torch.device(device)
     if device.type != "cuda":
         return "bf16"
-    return "bf16" if torch.cuda.get_device_capability(device) >= (8, 0) else "fp16"
+    if torch.cuda.get_device_capability(device) < (8, 0):
+        return "fp16"
+    try:
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # a torch without the keyword counts native support only
+        native = torch.cuda.is_bf16_supported()
+    return "bf16" if native else "fp16"
 
 
 def cpu_has_native_bf16() -> bool:

@@ -14,7 +14,7 @@ from transfer_lib.checkpoint import load_checkpoint
 from transfer_lib.train.config import PROFILE_OVERRIDES, TrainConfig
 
 #: TrainConfig fields that change how a run is executed but not what it computes.
-_EXECUTION_FIELDS = ("out", "resume", "new_recipe", "cache_dir", "progress", "device", "amp", "amp_dtype", "channels_last",
+_EXECUTION_FIELDS = ("out", "resume", "new_recipe", "from_scratch", "cache_dir", "progress", "device", "amp", "amp_dtype", "channels_last",
                      "compile", "compile_mode", "sync_every", "fast", "workers", "profile")
 
 
@@ -88,6 +88,17 @@ def _load_last(last_path: Path, best_path: Path, device: torch.device) -> dict:
         f"or start a new --out; {best}."))
 
 
+def _saved_model_config(saved) -> dict | None:
+    """A checkpoint's model config completed with the fields added since (``from_dict``'s
+    defaults for old files), comparable with ``to_dict()``; None if it cannot be read."""
+    from transfer_lib.models.config import TransFERConfig
+
+    try:
+        return TransFERConfig.from_dict(saved).to_dict()
+    except (TypeError, ValueError):
+        return None
+
+
 def write_config(run_dir: Path, record: dict) -> None:
     """``config.json``: everything the run was started with, resolved."""
     (run_dir / "config.json").write_text(json.dumps(record, indent=1, default=str))
@@ -112,6 +123,27 @@ def append_metrics(run_dir: Path, epoch_log: dict) -> None:
         f.write(json.dumps(epoch_log) + "\n")
 
 
+#: How best.pt is chosen, said wherever a run's result is shown.
+BEST_SELECTED_ON = ("test split: best.pt is the evaluated epoch with the highest test accuracy "
+                    "(RAF-DB has no validation split; the authors chose theirs the same way, their "
+                    "file name says epoch 33 of 40), so best_accuracy is optimistic; "
+                    "final_accuracy is the last epoch's (last.pt)")
+
+
+def _best_epoch(run_dir: Path, epochs: int, final: dict) -> dict:
+    """The ``metrics.jsonl`` line of the epoch best.pt holds (the first with the highest test
+    accuracy, as the trainer keeps it), or the final metrics when no line has a test accuracy."""
+    try:
+        text = (run_dir / "metrics.jsonl").read_text()
+        lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+    except (OSError, ValueError):
+        lines = []
+    scored = [m for m in lines if "test_accuracy" in m]
+    if not scored:
+        return {"epoch": epochs, "mean_class_accuracy": final.get("mean_class_accuracy")}
+    return max(scored, key=lambda m: (m["test_accuracy"], -m.get("epoch", 0)))
+
+
 def _write_summary(cfg, prof, mc, ctx, run_dir, model, test_loader, metrics, best_acc, wall,
                    amp_dtype, channels_last, epoch_log, pipeline="per-image") -> dict:
     from transfer_lib.evaluate import evaluate
@@ -121,10 +153,15 @@ def _write_summary(cfg, prof, mc, ctx, run_dir, model, test_loader, metrics, bes
                            channels_last=channels_last)
     device = ctx.device
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    best = _best_epoch(run_dir, prof.epochs, metrics)
     summary = {
         "complete": True,
         "best_accuracy": max(best_acc, metrics["accuracy"]),
+        "best_epoch": best.get("epoch"),
+        "best_mean_class_accuracy": best.get("mean_class_accuracy"),
+        "best_selected_on": BEST_SELECTED_ON,
         "final_accuracy": metrics["accuracy"],
+        "final_epoch": prof.epochs,
         "mean_class_accuracy": metrics["mean_class_accuracy"],
         "per_class_accuracy": metrics["per_class_accuracy"],
         "confusion_matrix": metrics["confusion_matrix"],

@@ -1,0 +1,101 @@
+"""``weights fetch``: a download is checked against its sha256 before it appears under its name,
+and nothing half-written or unchecked is left behind. Served from local ``file://`` URLs."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from transfer_lib import weights
+from transfer_lib.cli import main
+from transfer_lib.errors import TransferError
+
+
+@pytest.fixture
+def served(tmp_path):
+    """A file to download: (file:// URL, its bytes, their sha256)."""
+    data = bytes(range(256)) * 5000  # 1.28 MB: several chunks
+    src = tmp_path / "server" / "remote.pth"
+    src.parent.mkdir()
+    src.write_bytes(data)
+    return src.as_uri(), data, hashlib.sha256(data).hexdigest()
+
+
+def test_fetch_vit_checks_the_full_sha256(served, tmp_path, capsys):
+    url, data, digest = served
+    out = tmp_path / "weights"
+    assert main(["weights", "fetch", "vit", "--url", url, "--sha256", digest, "--dir", str(out),
+                 "--no-progress"]) == 0
+    assert (out / weights.VIT_FILE).read_bytes() == data
+    assert [p.name for p in out.iterdir()] == [weights.VIT_FILE]  # no temporary file left
+    assert digest in capsys.readouterr().out
+    # run again: the file is checked and kept, not downloaded again
+    assert main(["weights", "fetch", "vit", "--url", "file:///nonexistent", "--sha256", digest,
+                 "--dir", str(out)]) == 0
+    assert "already there" in capsys.readouterr().out
+
+
+def test_fetch_vit_bad_hash_leaves_nothing(served, tmp_path, capsys):
+    url, _, digest = served
+    out = tmp_path / "weights"
+    wrong = ("0" if digest[0] != "0" else "1") + digest[1:]
+    assert main(["weights", "fetch", "vit", "--url", url, "--sha256", wrong, "--dir", str(out),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"has sha256 {digest}, expected one starting with {wrong}" in err
+    assert "deleted" in err
+    assert list(out.iterdir()) == []  # neither the file nor a partial download
+
+
+def test_fetch_vit_default_hash_is_the_prefix_in_the_name(served, tmp_path):
+    """Without --sha256 (and with no full hash recorded) the 8 digits in the name are checked:
+    the test's bytes are not timm's file, so the download is refused and removed."""
+    url, _, _ = served
+    assert weights.VIT_SHA256 is None or len(weights.VIT_SHA256) == 64
+    assert weights.expected_hash(weights.VIT_FILE) == "15ec54c9"
+    with pytest.raises(TransferError, match="expected one starting with 15ec54c9"):
+        weights.fetch_vit(tmp_path / "w", url=url, progress=False)
+    assert list((tmp_path / "w").iterdir()) == []
+
+
+def test_download_uses_the_name_prefix_and_refuses_unchecked(served, tmp_path):
+    url, data, digest = served
+    good = weights.download(url, tmp_path / f"toy-{digest[:8]}.pth", progress=False)
+    assert good.read_bytes() == data
+    with pytest.raises(TransferError, match="no sha256 to check"):
+        weights.download(url, tmp_path / "toy.pth", progress=False)
+    assert not (tmp_path / "toy.pth").exists()
+
+
+def test_existing_file_with_another_hash_is_not_overwritten(served, tmp_path, capsys):
+    url, data, digest = served
+    out = tmp_path / "weights"
+    out.mkdir()
+    (out / weights.VIT_FILE).write_bytes(b"something else")
+    assert main(["weights", "fetch", "vit", "--url", url, "--sha256", digest, "--dir",
+                 str(out)]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert (out / weights.VIT_FILE).read_bytes() == b"something else"
+    assert main(["weights", "fetch", "vit", "--url", url, "--sha256", digest, "--dir", str(out),
+                 "--force", "--no-progress"]) == 0
+    assert (out / weights.VIT_FILE).read_bytes() == data
+
+
+def test_fetch_errors_are_clear(tmp_path, capsys):
+    assert main(["weights", "fetch", "vit", "--url", (tmp_path / "absent.pth").as_uri(),
+                 "--sha256", "ab" * 32, "--dir", str(tmp_path / "w")]) == 2
+    assert "cannot download" in capsys.readouterr().err
+    assert list((tmp_path / "w").iterdir()) == []
+    assert main(["weights", "fetch", "vit", "--sha256", "xyz", "--dir", str(tmp_path)]) == 2
+    assert "hex digits" in capsys.readouterr().err
+
+
+def test_fetch_ir50_explains_where(tmp_path, capsys):
+    assert main(["weights", "fetch", "ir50", "--dir", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert weights.IR50_FILE in out and "github.com/ZhaoJ9014/face.evoLVe" in out
+    assert "MyDrive/weights" in out and "not found" in out
+    (tmp_path / weights.IR50_FILE).write_bytes(b"x")
+    assert main(["weights", "fetch", "ir50", "--dir", str(tmp_path)]) == 0
+    assert f"found: {tmp_path / weights.IR50_FILE}" in capsys.readouterr().out

@@ -1,0 +1,170 @@
+"""Export a model to ONNX and check the export in onnxruntime against PyTorch.
+
+Examples:
+  python -m transfer_lib export --checkpoint runs/rafdb/best.pt --onnx transfer.onnx
+  python -m transfer_lib export --official RAFa_2_6131_ep33_90p91.pdparams --onnx transfer.onnx
+
+The ONNX graph takes ``images`` (B, 3, S, S), float32, already normalised as the model's eval
+transform does (resize, centre crop, ImageNet mean/std: ``transfer_lib.data.transforms.
+eval_transform``), with a dynamic batch axis B, and returns ``logits`` (B, classes). Its metadata
+(``onnx.load(path).metadata_props``) carries the class names in output order, each class's label
+in its data set's own files, the input size, mean and std.
+
+The export is checked before it is written: onnxruntime (CPU) runs it on random images at two
+batch sizes, and the largest absolute difference from PyTorch's fp32 logits is printed. Above
+``--atol`` (default 1e-4) nothing is written and the command exits 1: fp32 rounding alone can
+reach that in a badly conditioned network (``benchmarks/export_check.py``: 1.3e-5 at the paper
+model's initialisation, 1.6e-4 with every weight drawn at random, where PyTorch's own fp32 result
+is 1.3e-4 from float64); ``--atol`` loosens it knowingly. Needs the ``export`` extra:
+``pip install 'transfer_lib[export]'`` (onnx, onnxruntime).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+from transfer_lib.errors import TransferError
+
+#: The ONNX operator set: 17 has every op the models use (LayerNorm, GELU) and is widely run.
+OPSET = 17
+ATOL = 1e-4
+CHECK_BATCHES: tuple[int, ...] = (1, 3)  # 1 and another: the batch axis really is dynamic
+
+
+def _require(module: str):
+    try:
+        return __import__(module)
+    except ModuleNotFoundError:
+        raise TransferError(f"export needs {module}: pip install 'transfer_lib[export]' "
+                            f"(onnx and onnxruntime)") from None
+
+
+def export_onnx(model: torch.nn.Module, path: str | os.PathLike, opset: int = OPSET) -> Path:
+    """Write ``model`` (eval mode, CPU, fp32) as ONNX at ``path`` with a dynamic batch axis and
+    the model's preprocessing facts as metadata."""
+    from transfer_lib.data.labels import class_table, label_kind
+
+    onnx = _require("onnx")
+    model = model.to("cpu", torch.float32).eval()
+    s = model.config.input_size
+    example = torch.zeros(2, 3, s, s)
+    path = Path(path)
+    with warnings.catch_warnings():
+        # the TorchScript exporter is deprecated in favour of torch.export's, which took 100 s
+        # for the tiny model on 2 cores against 8 s; the model's input-shape check is a Python
+        # condition the tracer records as constant, which is right: S is fixed, B stays dynamic
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        torch.onnx.export(model, (example,), str(path), input_names=["images"],
+                          output_names=["logits"], opset_version=opset, dynamo=False,
+                          dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
+    proto = onnx.load(str(path))
+    c = model.config
+    meta = {"class_names": json.dumps(list(c.class_names)),
+            "classes": json.dumps(class_table(c.class_names)),
+            "dataset_label_kind": json.dumps(label_kind(c.class_names)),
+            "input_size": json.dumps(s), "mean": json.dumps(list(c.mean)),
+            "std": json.dumps(list(c.std)), "variant": c.variant,
+            "input": "images (batch, 3, S, S) float32, normalised with mean/std",
+            "output": "logits (batch, classes), classes in class_names order"}
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.producer_name = "transfer_lib"
+    onnx.save(proto, str(path))
+    return path
+
+
+def compare_onnx(model: torch.nn.Module, path: str | os.PathLike,
+                 batches: tuple[int, ...] = CHECK_BATCHES, seed: int = 0) -> float:
+    """The largest absolute difference between onnxruntime's logits and PyTorch's (fp32, CPU) on
+    random normalised images, over each batch size in ``batches``."""
+    ort = _require("onnxruntime")
+    model = model.to("cpu", torch.float32).eval()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    s = model.config.input_size
+    g = torch.Generator().manual_seed(seed)
+    worst = 0.0
+    for b in batches:
+        x = torch.randn(b, 3, s, s, generator=g)
+        with torch.no_grad():
+            expected = model(x).numpy()
+        got = session.run(["logits"], {"images": x.numpy()})[0]
+        if got.shape != expected.shape:
+            raise TransferError(f"the ONNX model returned logits of shape {got.shape} for a batch "
+                                f"of {b}, PyTorch {expected.shape}")
+        worst = max(worst, float(abs(got - expected).max()))
+    return worst
+
+
+def export_and_check(model: torch.nn.Module, onnx_path: str | os.PathLike, atol: float = ATOL,
+                     opset: int = OPSET) -> tuple[float, bool]:
+    """Export to a temporary file beside ``onnx_path``, compare with :func:`compare_onnx`, and
+    move it to ``onnx_path`` only when the difference is below ``atol``.
+    Returns (largest difference, written)."""
+    onnx_path = Path(onnx_path)
+    onnx_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{onnx_path.name}.", suffix=".onnx", dir=onnx_path.parent)
+    os.close(fd)
+    try:
+        export_onnx(model, tmp, opset)
+        diff = compare_onnx(model, tmp)
+        ok = diff < atol
+        if ok:
+            os.replace(tmp, onnx_path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return diff, ok
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--checkpoint", metavar="PATH", help="a .pt written by `train` (best.pt, last.pt)")
+    which.add_argument("--official", metavar="PDPARAMS",
+                       help="the authors' released RAF-DB weights (Paddle .pdparams)")
+    parser.add_argument("--onnx", metavar="PATH", required=True, help="the .onnx file to write")
+    parser.add_argument("--atol", type=float, default=ATOL,
+                        help=f"the largest logit difference must stay below this (default {ATOL})")
+    parser.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET})")
+
+
+def run(args: argparse.Namespace) -> int:
+    from transfer_lib.cli import check_output_file
+
+    check_output_file(args.onnx, "--onnx")
+    if not args.atol > 0:
+        raise TransferError(f"--atol {args.atol} must be above 0")
+    _require("onnx")
+    _require("onnxruntime")
+    if args.checkpoint:
+        from transfer_lib.checkpoint import model_from_checkpoint
+
+        model, source = model_from_checkpoint(args.checkpoint), args.checkpoint
+    else:
+        from transfer_lib.errors import CheckpointError
+        from transfer_lib.pretrained import load_official_transfer
+
+        if not Path(args.official).is_file():
+            raise CheckpointError(f"--official file not found: {args.official}. Expected the "
+                                  f"authors' RAF-DB weights, a Paddle .pdparams file.")
+        model, source = load_official_transfer(args.official, verbose=False), args.official
+    diff, ok = export_and_check(model, args.onnx, args.atol, args.opset)
+    batches = " and ".join(str(b) for b in CHECK_BATCHES)
+    print(f"largest |logit difference| onnxruntime vs PyTorch (fp32, batches of {batches}): "
+          f"{diff:.3g} (allowed: below {args.atol:g})")
+    if not ok:
+        print(f"error: the export of {source} differs from PyTorch by more than {args.atol:g}; "
+              f"nothing was written to {args.onnx}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.onnx} ({model.config.variant}, input (batch, 3, {model.config.input_size}, "
+          f"{model.config.input_size}), {model.config.num_classes} classes: "
+          f"{', '.join(model.config.class_names)})")
+    return 0
