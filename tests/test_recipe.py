@@ -8,7 +8,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import transfer_lib.train as tr
 from transfer_lib.data.fast import FastLoader, ImageCache
 from transfer_lib.profiles import get_profile
 from transfer_lib.train import EpochShardSampler, TrainConfig, sample_weights, train
@@ -103,7 +102,7 @@ def test_cpu_bf16_only_where_the_cpu_has_it(tmp_path, monkeypatch, native):
         seen.append((device_type, kwargs.get("enabled", True)))
         return real(device_type, *args, **kwargs)
 
-    monkeypatch.setattr(tr, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr("transfer_lib.train.loop.cpu_has_native_bf16", lambda: native)
     monkeypatch.setattr(torch, "autocast", spy)
     prof = get_profile("smoke").replace(cpu_amp=True)
     train(TrainConfig(profile=prof, device="cpu", epochs=1, max_steps=1,

@@ -98,7 +98,7 @@ def test_loss_is_read_every_k_steps(tmp_path, monkeypatch, sync_every, reads):
         seen.append(loss_sum)
         return real(ctx, loss_sum, *args)
 
-    monkeypatch.setattr(train_mod, "_check_finite", counting)
+    monkeypatch.setattr("transfer_lib.train.loop._check_finite", counting)
     train(out=str(tmp_path / "run"), epochs=1, max_steps=5, sync_every=sync_every,
           profile="smoke", progress=True)
     assert len(seen) == reads

@@ -58,7 +58,7 @@ class Spy:
 
         monkeypatch.setattr(fast.FastLoader, "__init__", init)
         monkeypatch.setattr(fast.BatchAugment, "__call__", call)
-        monkeypatch.setattr(tr, "build_loaders", no_per_image)
+        monkeypatch.setattr("transfer_lib.train.loop.build_loaders", no_per_image)
 
 
 def test_fast_run_is_complete_and_uses_the_light_batch_augment(tmp_path, cache_dir, monkeypatch):
@@ -142,7 +142,7 @@ def test_ddp_shards_are_distinct_and_equally_long(tmp_path, monkeypatch):
                             test=smoke.synthetic_test)
     train_set, test_set = build_dataset("rafdb", root, "train"), build_dataset("rafdb", root, "test")
     mc = make_config("transfer", "tiny", num_classes=7)
-    monkeypatch.setattr(tr, "barrier", lambda ctx: None)
+    monkeypatch.setattr("transfer_lib.train.data.barrier", lambda ctx: None)
     # 48 images. 2 ranks, batch 6: 3 a step, 24 a rank, drop_last. 5 ranks, batch 64: 12 a
     # step but 10 a rank, so no drop_last: padded by wrap-around to 50, one batch of 10 each.
     for world, batch, sizes in ((2, 6, [3] * 8), (5, 64, [10])):

@@ -1,0 +1,182 @@
+"""The trainer: one function, :func:`train`, for the CLI, ``ablate`` and the book (chapter 7).
+
+    >>> from transfer_lib.train import train, run_or_load
+    >>> summary = train(profile="smoke", out="runs/smoke")           # kwargs of TrainConfig
+    >>> summary = run_or_load("runs/cpu-transfer", profile="cpu")    # trains only if not done yet
+
+A run directory holds ``config.json`` (everything the run was started with, resolved),
+``metrics.jsonl`` (one line per epoch: loss, lr, train and test accuracy, mean class accuracy,
+images/s), ``last.pt`` (model, optimiser, scaler, RNG states and epoch, written atomically after
+every epoch), ``best.pt`` (the weights with the best test accuracy so far) and, once the run is
+complete, ``summary.json``.
+
+Exact resumption. The learning rate is a pure function of the (fractional) epoch
+(:meth:`Profile.lr_at`), the shuffling of each epoch is drawn from a generator seeded by
+(seed, epoch, rank), and ``last.pt`` holds the python, numpy, torch CPU and CUDA RNG states of
+every rank. So a run killed at any moment and resumed with ``--resume`` restarts from the end of
+the last finished epoch and, on a CPU, ends with bitwise the same weights as a run never
+interrupted (``tests/test_train_resume.py`` checks it with SIGKILL).
+
+Two input pipelines (``TrainConfig.fast``; on by default on CUDA, ``--fast`` / ``--no-fast``):
+
+* ``per-image``: a torch ``DataLoader`` decoding each JPEG and running the per-image transforms
+  (:func:`train_transform_for`) in ``workers`` processes;
+* ``fast``: :func:`~transfer_lib.data.fast.build_cache` decodes the data set once into a uint8
+  memmap (under ``cache_dir``, default ``<data root>/../cache/<root name>-<hash>``, or
+  ``$TRANSFER_CACHE``), :class:`~transfer_lib.data.fast.FastLoader` gathers whole batches (on
+  CUDA pinned, copied ``non_blocking``) and the batch is augmented on the training device:
+  :class:`~transfer_lib.data.fast.BatchAugment` for ``augment="paper"``,
+  :class:`LightBatchAugment` (crop + flip) for ``"light"``; evaluation runs through the cache
+  too (``BatchAugment(train=False)``). The order of an epoch depends on (seed, epoch), each
+  rank's shard on (rank, world_size) with the same number of batches on every rank, and the
+  augmentation of a step on (seed, epoch, rank, step): resumption stays exact.
+
+``config.json``, every ``metrics.jsonl`` line and ``summary.json`` record the ``pipeline`` that
+ran; the metrics lines also hold images/s and the seconds spent waiting for data.
+
+Speed on a GPU: autocast in bf16 where the GPU has bf16 tensor cores and in fp16 with a
+GradScaler elsewhere (a T4; :func:`pick_amp_dtype`, ``--amp-dtype`` overrides), channels_last,
+a fused optimiser, and optional ``torch.compile`` of the forward pass, loss and accuracy as one
+graph (:func:`make_forward_loss`, ``fullgraph=True``; ``--compile-mode reduce-overhead`` adds
+CUDA graphs); attention runs through ``scaled_dot_product_attention`` (flash kernels). The loss
+and accuracy add up on the device and are read on the host every ``sync_every`` steps (25 on
+CUDA, every step on a CPU), so the GPU never waits for Python in between. On a CPU the same code
+runs in fp32. Under ``torchrun`` the model is wrapped in
+DistributedDataParallel; only rank 0 evaluates and writes files.
+
+The package, by role:
+
+* :mod:`~transfer_lib.train.config`: :class:`TrainConfig` (a profile plus overrides) and its checks;
+* :mod:`~transfer_lib.train.data`: the data root, both pipelines' loaders and samplers;
+* :mod:`~transfer_lib.train.model`: the model and its initialisations, optimiser, mixed precision,
+  the compiled step;
+* :mod:`~transfer_lib.train.rng`: the random-number states a checkpoint carries;
+* :mod:`~transfer_lib.train.run_files`: what the run directory holds and how a resume reads it;
+* :mod:`~transfer_lib.train.loop`: the run in phases (settings, run directory, parts, restore,
+  then per epoch: train, evaluate, checkpoint);
+* this module: :func:`train` and :func:`run_or_load`, and the names above re-exported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from transfer_lib.distributed import cleanup, init_distributed
+from transfer_lib.errors import CheckpointError, DataError, TransferError
+from transfer_lib.train.config import (
+    AMP_DTYPES,
+    COMPILE_MODES,
+    CUDA_GRAPH_MODES,
+    DATASETS,
+    INITIALISATION_SOURCES,
+    PROFILE_OVERRIDES,
+    TEST_HOOK_ENV,
+    TrainConfig,
+    _as_config,
+    missing_initialisations,
+)
+from transfer_lib.train.data import (
+    CACHE_ENV,
+    LIGHT_CROP_RATIO,
+    LIGHT_CROP_SCALE,
+    PIPELINES,
+    EpochShardSampler,
+    batch_augment_for,
+    build_fast_loaders,
+    build_loaders,
+    cache_dir_for,
+    resolve_data_root,
+    sample_weights,
+    train_transform_for,
+)
+from transfer_lib.train.loop import _check_finite, _NoBar, _progress_bar, run_training
+from transfer_lib.train.model import (
+    _fused_kwargs,
+    build_optimiser,
+    build_training_model,
+    compile_step,
+    cpu_has_native_bf16,
+    make_forward_loss,
+    pick_amp_dtype,
+)
+from transfer_lib.train.rng import rng_state, seed_everything, set_rng_state
+from transfer_lib.train.run_files import (
+    _EXECUTION_FIELDS,
+    BEST_SELECTED_ON,
+    _best_epoch,
+    _read_summary,
+    _recipe_differences,
+    _saved_model_config,
+)
+
+_train = run_training  # the name tests and older code patch
+
+
+def __getattr__(name: str):
+    if name == "LightBatchAugment":
+        from transfer_lib.train.data import _batch_augment_classes
+
+        return _batch_augment_classes()[1]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def train(config: TrainConfig | dict | None = None, **kwargs) -> dict:
+    """Train as ``config`` (or TrainConfig keyword arguments) says; return the summary dict.
+
+    Raises TransferError (DataError, CheckpointError) for problems the user can fix, and when the
+    loss stops being finite (the last good checkpoint is kept).
+    """
+    cfg = _as_config(config, kwargs)
+    cfg.validate()
+    ctx = init_distributed(cfg.device)
+    if cfg.amp_dtype is None:  # recorded resolved in config.json
+        cfg = dataclasses.replace(cfg, amp_dtype=pick_amp_dtype(ctx.device))
+    try:
+        from transfer_lib.rundir import RunLock
+
+        if not ctx.is_main:  # rank 0 holds the run directory's lock for every rank
+            return _train(cfg, ctx)
+        with RunLock(cfg.run_dir()):
+            return _train(cfg, ctx)
+    finally:
+        cleanup(ctx)
+
+
+def run_or_load(run_dir: str | os.PathLike, config: TrainConfig | dict | None = None,
+                **kwargs) -> dict:
+    """The summary of the complete run in ``run_dir``; train it first (resuming if it was
+    interrupted) when it is not complete. The book calls this, so a rebuild never retrains."""
+    run_dir = Path(run_dir)
+    cfg = _as_config(config, kwargs)
+    summary = _read_summary(run_dir)
+    if summary is not None:
+        stale = _recipe_differences(run_dir, cfg)
+        if stale:
+            raise TransferError(
+                f"{run_dir} holds a complete run of another recipe ({'; '.join(stale)}). "
+                f"Delete that folder to train the new recipe, or pass another run directory."
+            )
+        if not (run_dir / "best.pt").is_file():
+            raise TransferError(
+                f"{run_dir} holds a complete run (summary.json) but its best.pt is missing: "
+                f"restore it from a copy, use {run_dir / 'last.pt'} (the final weights) instead, "
+                f"or delete {run_dir} to train the run again."
+            )
+        return summary
+    cfg = dataclasses.replace(cfg, out=str(run_dir), resume=(run_dir / "last.pt").is_file())
+    return train(cfg)
+
+
+__all__ = [
+    "AMP_DTYPES", "BEST_SELECTED_ON", "INITIALISATION_SOURCES", "missing_initialisations",
+    "_best_epoch", "_saved_model_config", "CACHE_ENV", "COMPILE_MODES", "CUDA_GRAPH_MODES", "DATASETS", "LIGHT_CROP_RATIO",
+    "LIGHT_CROP_SCALE", "PIPELINES", "PROFILE_OVERRIDES", "TEST_HOOK_ENV", "CheckpointError",
+    "DataError", "EpochShardSampler", "TrainConfig", "TransferError", "_EXECUTION_FIELDS",
+    "_NoBar", "_check_finite", "_fused_kwargs", "_progress_bar", "_train", "batch_augment_for", "build_fast_loaders",
+    "build_loaders", "build_optimiser", "build_training_model", "cache_dir_for", "compile_step",
+    "cpu_has_native_bf16", "make_forward_loss", "pick_amp_dtype", "resolve_data_root",
+    "rng_state", "run_or_load", "sample_weights", "seed_everything", "set_rng_state", "train",
+    "train_transform_for",
+]

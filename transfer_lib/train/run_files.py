@@ -1,0 +1,186 @@
+"""The run directory's files: ``config.json``, ``metrics.jsonl``, ``last.pt``, ``best.pt`` and
+``summary.json`` - what is written, what a resume reads back, and how a changed recipe is found.
+(The lock that keeps two runs out of one directory is :mod:`transfer_lib.rundir`.)"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from transfer_lib.checkpoint import load_checkpoint
+from transfer_lib.train.config import PROFILE_OVERRIDES, TrainConfig
+
+#: TrainConfig fields that change how a run is executed but not what it computes.
+_EXECUTION_FIELDS = ("out", "resume", "new_recipe", "from_scratch", "cache_dir", "progress", "device", "amp", "amp_dtype", "channels_last",
+                     "compile", "compile_mode", "sync_every", "fast", "workers", "profile")
+
+
+def _plain(d: dict) -> dict:
+    """JSON-able, weights_only-loadable copy (tuples become lists)."""
+    return json.loads(json.dumps(d, default=str))
+
+
+def _read_summary(run_dir: Path) -> dict | None:
+    path = run_dir / "summary.json"
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(summary, dict):  # overwritten by something else: finish the run again
+        print(f"warning: {path} holds a {type(summary).__name__}, not a run summary; the run is "
+              f"finished again from its last.pt", file=sys.stderr)
+        return None
+    return summary if summary.get("complete") else None
+
+
+def _recipe_differences(run_dir: Path, cfg: TrainConfig) -> list[str]:
+    """What differs between the recipe saved in ``run_dir/config.json`` and ``cfg``'s."""
+    try:
+        saved = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return []  # an older or foreign run directory: nothing to compare against
+    if not isinstance(saved, dict):
+        return []
+    wanted_train = _plain(cfg.to_dict())
+    wanted_profile = _plain(cfg.profile_obj().to_dict())
+    diffs = []
+    for key, value in wanted_train.items():
+        if key in _EXECUTION_FIELDS or key in PROFILE_OVERRIDES or key not in saved.get("train", {}):
+            continue
+        if saved["train"][key] != value:
+            diffs.append(f"{key}: saved {saved['train'][key]!r}, asked {value!r}")
+    for key, value in wanted_profile.items():
+        if key in ("name", "description", "workers") or key not in saved.get("profile", {}):
+            continue
+        if saved["profile"][key] != value:
+            diffs.append(f"{key}: saved {saved['profile'][key]!r}, asked {value!r}")
+    return diffs
+
+
+def _recipe_history(run_dir: Path, changed: list[str], start_epoch: int) -> list[dict]:
+    """``config.json``'s ``history``: the recipes this run had before its current one (each the
+    whole earlier ``config.json`` plus ``until_epoch``, when the next took over, and ``changed``),
+    oldest first. A resume under the same recipe keeps it as it was."""
+    try:
+        saved = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(saved, dict):
+        return []
+    history = list(saved.get("history") or [])
+    if changed:
+        history.append({**{k: v for k, v in saved.items() if k != "history"},
+                        "until_epoch": start_epoch, "changed": changed})
+    return history
+
+
+def _load_last(last_path: Path, best_path: Path, device: torch.device) -> dict:
+    """``last.pt`` for a resume; a damaged one is refused with what can still be done."""
+    best = (f"{best_path} (the best weights, without optimiser state) can be evaluated with "
+            f"`eval --checkpoint {best_path}` but not resumed from" if best_path.is_file()
+            else f"there is no {best_path.name} to fall back on")
+    return load_checkpoint(last_path, map_location=device, hint=(
+        f"Cannot resume: {last_path} is truncated or damaged (a full disk, or a copy cut short). "
+        f"Restore an earlier copy of it (a backup, Drive's version history) and --resume again, "
+        f"or start a new --out; {best}."))
+
+
+def _saved_model_config(saved) -> dict | None:
+    """A checkpoint's model config completed with the fields added since (``from_dict``'s
+    defaults for old files), comparable with ``to_dict()``; None if it cannot be read."""
+    from transfer_lib.models.config import TransFERConfig
+
+    try:
+        return TransFERConfig.from_dict(saved).to_dict()
+    except (TypeError, ValueError):
+        return None
+
+
+def write_config(run_dir: Path, record: dict) -> None:
+    """``config.json``: everything the run was started with, resolved."""
+    (run_dir / "config.json").write_text(json.dumps(record, indent=1, default=str))
+
+
+def keep_metrics_until(run_dir: Path, start_epoch: int) -> None:
+    """Drop the ``metrics.jsonl`` lines of epochs that will be run again (after a resume)."""
+    metrics_path = run_dir / "metrics.jsonl"
+    kept = []
+    if metrics_path.exists():
+        for line in metrics_path.read_text().splitlines():
+            try:
+                if json.loads(line)["epoch"] <= start_epoch:
+                    kept.append(line)
+            except (ValueError, KeyError):
+                continue
+    metrics_path.write_text("".join(k + "\n" for k in kept))
+
+
+def append_metrics(run_dir: Path, epoch_log: dict) -> None:
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(epoch_log) + "\n")
+
+
+#: How best.pt is chosen, said wherever a run's result is shown.
+BEST_SELECTED_ON = ("test split: best.pt is the evaluated epoch with the highest test accuracy "
+                    "(RAF-DB has no validation split; the authors chose theirs the same way, their "
+                    "file name says epoch 33 of 40), so best_accuracy is optimistic; "
+                    "final_accuracy is the last epoch's (last.pt)")
+
+
+def _best_epoch(run_dir: Path, epochs: int, final: dict) -> dict:
+    """The ``metrics.jsonl`` line of the epoch best.pt holds (the first with the highest test
+    accuracy, as the trainer keeps it), or the final metrics when no line has a test accuracy."""
+    try:
+        text = (run_dir / "metrics.jsonl").read_text()
+        lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+    except (OSError, ValueError):
+        lines = []
+    scored = [m for m in lines if "test_accuracy" in m]
+    if not scored:
+        return {"epoch": epochs, "mean_class_accuracy": final.get("mean_class_accuracy")}
+    return max(scored, key=lambda m: (m["test_accuracy"], -m.get("epoch", 0)))
+
+
+def _write_summary(cfg, prof, mc, ctx, run_dir, model, test_loader, metrics, best_acc, wall,
+                   amp_dtype, channels_last, epoch_log, pipeline="per-image") -> dict:
+    from transfer_lib.evaluate import evaluate
+
+    if metrics is None:  # resumed after the last epoch's checkpoint: evaluate again
+        metrics = evaluate(model, test_loader, device=ctx.device, amp_dtype=amp_dtype,
+                           channels_last=channels_last)
+    device = ctx.device
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    best = _best_epoch(run_dir, prof.epochs, metrics)
+    summary = {
+        "complete": True,
+        "best_accuracy": max(best_acc, metrics["accuracy"]),
+        "best_epoch": best.get("epoch"),
+        "best_mean_class_accuracy": best.get("mean_class_accuracy"),
+        "best_selected_on": BEST_SELECTED_ON,
+        "final_accuracy": metrics["accuracy"],
+        "final_epoch": prof.epochs,
+        "mean_class_accuracy": metrics["mean_class_accuracy"],
+        "per_class_accuracy": metrics["per_class_accuracy"],
+        "confusion_matrix": metrics["confusion_matrix"],
+        "class_names": metrics["class_names"],
+        "epochs": prof.epochs,
+        "wall_seconds": wall,
+        "images_per_second": epoch_log.get("images_per_second"),
+        "pipeline": pipeline,
+        "device": f"{device} ({name})" + (f" x{ctx.world_size}" if ctx.distributed else ""),
+        "world_size": ctx.world_size,
+        "profile": prof.name,
+        "variant": mc.variant,
+        "size": prof.size,
+        "msad_mode": mc.msad_mode,
+        "map_regulariser": mc.map_regulariser,
+        "seed": cfg.seed,
+        "dataset": cfg.dataset,
+        "num_parameters": sum(p.numel() for p in model.parameters()),
+        "run_dir": str(run_dir),
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
