@@ -44,7 +44,10 @@ schedule, evaluation cadence and, for the synthetic data set, how many images to
     (``book/results/ablation-cpu.json``) relies on to be reproducible.
 
   The identity-pretrained stem (``python -m transfer_lib pretrain``) is *not* used by default:
-  in the sweep, fine-tuning from it stalled more often than from random weights.
+  in the sweep, fine-tuning from its first version stalled more often than from random weights,
+  and from the current one (stage 4 trained and left out), paired over seeds 0-2 at the
+  ablation's 3-epoch budget, it was lower on average for both rows tried and no interval lay
+  above 0 (``book/results/ablation-cpu-pretrained.json``; chapter 6).
   ``proj_init="torch"`` (PyTorch's default init of the projection) and ``augment="light"``
   (which ignores ``randaugment`` and ``erasing``) keep this profile's numbers exactly those of
   the committed ablation (``book/results/ablation-cpu.json``), made before the paper profile
