@@ -54,7 +54,7 @@ assert profile.name in PROFILE_NAMES
 # not available: the top row is one face with each of the seven expressions, the bottom row is
 # Happiness on seven different faces.
 
-# %%
+# %% tags=["hide-input"]
 same_face = [render_face(k, seed=3, intensity=0.9, nuisance=False) for k in range(7)]
 occluders = [None, "glasses", None, "mask", "hand", None, "hat"]
 happy_faces = [render_face("Happiness", seed=10 + i, occlusion=o) for i, o in enumerate(occluders)]
@@ -99,7 +99,7 @@ assert within > 3 * between
 #    Dropping* (MSAD) drops one attention head now and then, for the same reason MAD drops a map
 #    (chapter 5).
 
-# %%
+# %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(10, 3.2))
 viz.draw_pipeline(ax)
 plt.show()
@@ -134,7 +134,7 @@ assert logits.shape == (1, len(RAFDB_CLASSES))
 # How much a chapter computes is set by one switch, the **profile**, read from the environment
 # variable `TRANSFER_PROFILE`:
 
-# %%
+# %% tags=["hide-input"]
 table = pd.DataFrame([
     dict(profile=p.name, model=p.size, epochs=p.epochs, batch=p.batch_size, optimiser=p.optimiser,
          lr=p.lr, synthetic_images=f"{p.synthetic_train} + {p.synthetic_test}", what=p.description)
@@ -170,7 +170,7 @@ assert set(table.index) == set(PROFILE_NAMES)
 # * weights start from random initialisation, and chapters say so where a pretrained file would
 #   have been loaded.
 
-# %%
+# %% tags=["hide-input"]
 needs = pd.DataFrame({
     "without it the book uses": ["synthetic faces (RAF-DB layout and imbalance)",
                                  "random initialisation of the stem",

@@ -143,7 +143,7 @@ else:
 # maps are edge and colour detectors of chance; with the MS-Celeb-1M weights they respond to
 # eyes, brows, nose and mouth, the parts the next chapter's LANets choose between.
 
-# %%
+# %% tags=["hide-input"]
 features = {}
 hooks = [stem.body[u].register_forward_hook(
     lambda m, i, o, k=k: features.__setitem__(k, o[0])) for k, u in enumerate(last_units)]

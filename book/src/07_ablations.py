@@ -124,7 +124,7 @@ assert round(t_quantile(0.975, 4), 2) == 2.78  # the quantile quoted in (7.1)'s 
 # Each dot is one run (test accuracy at the end of training), the bar the mean over seeds. The
 # dashed line is the accuracy of always answering the most frequent class.
 
-# %%
+# %% tags=["hide-input"]
 per_run = pd.DataFrame([
     {"row": name, "seed": run["seed"], **{k: run["metrics"][k] for k in
                                           ("accuracy", "mean_class_accuracy")}}
@@ -154,7 +154,7 @@ plt.show()
 # Equation (7.1) for each step of the paper's argument, for the CNN against TransFER, and for MAD
 # against each other regulariser; positive means the later row is better.
 
-# %%
+# %% tags=["hide-input"]
 pairs = pd.DataFrame([
     {"step": f"{c['before']} -> {c['to']}", "what": c["what"], "n": d["n"],
      "difference": d["mean"], "low": d["low"], "high": d["high"], "verdict": d["verdict"]}
@@ -179,7 +179,7 @@ assert (pairs["low"] <= pairs["difference"]).all() and (pairs["difference"] <= p
 # The verdicts below are computed from the intervals above; nothing in this table is typed by
 # hand.
 
-# %%
+# %% tags=["hide-input"]
 def verdicts(steps):
     return [pairs.loc[s, "verdict"] for s in steps]
 

@@ -53,7 +53,7 @@ print(f"chapter 6's model: {summary['variant']} ({summary['size']}), trained on 
 # set of identities (seeds never used by the data set's generator), every class, and measure the
 # accuracy with nothing hidden and with each part hidden.
 
-# %%
+# %% tags=["hide-input"]
 per_class = {"smoke": 2}.get(profile.name, 20)
 seeds = range(50_000, 50_000 + per_class)
 transform = eval_transform(model.config)
@@ -106,7 +106,7 @@ assert occl["accuracy"].between(0, 100).all()
 # argument is about. A negative difference means the later row loses *less* when that part is
 # hidden.
 
-# %%
+# %% tags=["hide-input"]
 if profile.name in ("paper", "gpu"):  # chapter 7 ran the ablation live
     ablation = load_ablation(viz.book_run_dir("ablate", profile) / "ablation")
 else:  # smoke and cpu: the committed cpu ablation, as chapter 7
@@ -249,7 +249,7 @@ assert len(speed) > 0 and (speed["images/s"] > 0).all()
 #   backbones, for fewer parameters and FLOPs (43.7 M and 8.4 GFLOPs against TransFER's 65.2 M and
 #   29.6 G).
 
-# %%
+# %% tags=["hide-input"]
 later = pd.DataFrame([
     ("TransFER", 90.91, 90.83, 66.23, "-", "the authors' evaluation log; the paper"),
     ("APViT", 91.98, 90.86, 66.91, "-", "youqingxiaozhua/APViT README"),
