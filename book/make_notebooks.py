@@ -33,9 +33,10 @@ SOURCES = BOOK / "src"
 SETUP_TAG = "setup"
 
 SETUP_TEMPLATE = '''\
-# Setup: the same cell opens every chapter. On Colab it installs transfer_lib with everything the
-# chapters import (the [chapters] extra) and, where the chapter can use RAF-DB or pretrained
-# weights, mounts Google Drive to look for them; anywhere else it does nothing.
+# Setup: the same cell opens every chapter. On Colab it fetches the book's repository (the
+# library and the results the chapters read), installs it with everything the chapters import
+# (the [chapters] extra) and, where the chapter can use RAF-DB or pretrained weights, mounts
+# Google Drive to look for them; anywhere else it does nothing.
 import os
 import sys
 
@@ -44,8 +45,11 @@ MOUNT_DRIVE = {drive}  # Colab only: {drive_why}
 if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ:
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
-                    f"transfer_lib[chapters] @ git+{{REPOSITORY}}"], check=True)
+    if not os.path.isfile("pyproject.toml"):  # first run: clone, then work inside the clone
+        subprocess.run(["git", "clone", "--quiet", "--depth", "1", REPOSITORY, "transfer-book"],
+                       check=True)
+        os.chdir("transfer-book")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", ".[chapters]"], check=True)
     if MOUNT_DRIVE:
         from google.colab import drive
 

@@ -59,7 +59,7 @@ def test_setup_cells_are_identical_and_carry_the_repository_url():
         assert source == make.setup_source(url, drive=make.needs_drive(stem)), stem
         assert f'REPOSITORY = "{url}"' in source
         assert "google.colab" in source and "TRANSFER_RAFDB" in source
-        assert "transfer_lib[chapters] @ git+{REPOSITORY}" in source
+        assert '".[chapters]"' in source and "REPOSITORY" in source.split("git")[-1]
     assert len(set(sources.values())) == 2
     # Drive asks for authorisation on every mount: only chapters that can use RAF-DB or weights
     assert not make.needs_drive("01_preface") and make.needs_drive("06_transfer")

@@ -3,9 +3,9 @@
 A fresh virtual environment stands in for a Colab runtime: it sees torch, torchvision and
 ipykernel (Colab has them before any cell runs) and nothing else of this checkout's environment.
 A kernel in it executes chapter 1 and chapter 6 (the chapter that trains) at the smoke profile
-with ``COLAB_RELEASE_TAG`` set, so their setup cell runs its Colab branch: it pip-installs
-``transfer_lib[<the extras the cell names>]`` from a copy of this checkout (the cell's
-``git+REPOSITORY`` becomes a file URL) and mounts Drive through a stub of ``google.colab.drive``.
+with ``COLAB_RELEASE_TAG`` set, so their setup cell runs its Colab branch as written: it clones
+the repository (a git copy of this checkout stands in for the published one), pip-installs it
+with the extras the cell names, and mounts Drive through a stub of ``google.colab.drive``.
 Then every module any chapter imports must import in that environment, so a package missing from
 the extras fails here and not on a reader's Colab.
 
@@ -54,22 +54,26 @@ def _make_notebooks():
 
 
 def _closure(names: tuple[str, ...]) -> list[md.Distribution]:
-    """The installed distributions ``names`` need, with what they need, recursively."""
+    """The installed distributions ``names`` need, with what they need, recursively (following
+    the extras a requirement asks for: torch's CUDA libraries come through cuda-toolkit's)."""
     seen: dict[str, md.Distribution] = {}
-    todo = list(names)
+    done: set[tuple[str, str]] = set()
+    todo = [(n, "") for n in names]
     while todo:
-        name = re.sub(r"[-_.]+", "-", todo.pop()).lower()
-        if name in seen:
+        name, extra = todo.pop()
+        name = re.sub(r"[-_.]+", "-", name).lower()
+        if (name, extra) in done:
             continue
+        done.add((name, extra))
         try:
-            dist = md.distribution(name)
+            dist = seen.get(name) or md.distribution(name)
         except md.PackageNotFoundError:
             continue  # an optional or platform-specific requirement not installed here
         seen[name] = dist
         for spec in dist.requires or []:
             req = Requirement(spec)
-            if req.marker is None or req.marker.evaluate({"extra": ""}):
-                todo.append(req.name)
+            if req.marker is None or req.marker.evaluate({"extra": extra}):
+                todo += [(req.name, "")] + [(req.name, e) for e in req.extras]
     return list(seen.values())
 
 
@@ -92,15 +96,22 @@ def _runtime_like_colab(where: Path) -> Path:
     return python
 
 
-def _source_copy(where: Path) -> Path:
-    """The files ``pip install`` reads, copied: building in the checkout would leave build/."""
-    copy = where / "transfer_lib_src"
-    copy.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, copy / name)
-    shutil.copytree(ROOT / "transfer_lib", copy / "transfer_lib",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    return copy
+def _repository_copy(where: Path) -> Path:
+    """A git repository holding this checkout's files as they are now (committed or not, but
+    not ignored), for the setup cell to clone in place of the published one."""
+    repo = where / "repository"
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+                            cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    for name in filter(None, listed.split("\0")):
+        src = ROOT / name
+        if src.is_file() and not src.is_symlink():  # data/ links to shared data sets: not code
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, repo / name)
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@localhost", "-c",
+           "init.defaultBranch=main"]
+    for args in (["init", "--quiet"], ["add", "-A"], ["commit", "--quiet", "-m", "snapshot"]):
+        subprocess.run(git + args, cwd=repo, check=True)
+    return repo
 
 
 def _chapter_imports() -> set[str]:
@@ -125,7 +136,7 @@ def test_chapters_run_as_on_colab(tmp_path, monkeypatch):
     from nbclient import NotebookClient
 
     python = _runtime_like_colab(tmp_path)
-    source = _source_copy(tmp_path)
+    repository = _repository_copy(tmp_path)
     stub = tmp_path / "stub" / "google" / "colab"  # google is a namespace package
     stub.mkdir(parents=True)
     (stub / "__init__.py").write_text("")
@@ -153,11 +164,10 @@ def test_chapters_run_as_on_colab(tmp_path, monkeypatch):
         nb = nbformat.read(BOOK / f"{chapter}.ipynb", as_version=4)
         setup = next(c for c in nb.cells if "setup" in c.metadata.get("tags", []))
         assert setup.source == make.setup_source(url, drive=make.needs_drive(chapter))
-        # the cell's own install line, pointed at this checkout instead of the published one
-        assert setup.source.count("git+{REPOSITORY}") == 1
+        # the cell as it is, cloning this checkout instead of the published repository
+        assert setup.source.count(f'REPOSITORY = "{url}"') == 1
         setup.source = setup.source.replace(f'REPOSITORY = "{url}"',
-                                            f'REPOSITORY = "{source.as_uri()}"')
-        setup.source = setup.source.replace("git+{REPOSITORY}", "{REPOSITORY}")
+                                            f'REPOSITORY = "{repository.as_uri()}"')
         NotebookClient(nb, kernel_name="colab", timeout=600,
                        resources={"metadata": {"path": str(content)}}).execute()
         mounts.append(log.read_text().count("\n") if log.exists() else 0)
@@ -165,13 +175,16 @@ def test_chapters_run_as_on_colab(tmp_path, monkeypatch):
     # Drive asks for authorisation: mounted by the chapter that can use RAF-DB, not by chapter 1
     assert mounts == [0, 1]
     installed = subprocess.run([python, "-c", "import transfer_lib; print(transfer_lib.__file__)"],
-                               capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
+                               capture_output=True, text=True, cwd=tmp_path,
+                               env={**os.environ, "PYTHONPATH": ""})
     assert installed.returncode == 0 and "site-packages" in installed.stdout, installed.stderr
-    assert (content / "runs" / "book" / "smoke" / "transfer" / "summary.json").is_file()
+    clone = content / "transfer-book"  # chapters run inside the clone: runs/ lands there
+    assert (clone / "runs" / "book" / "smoke" / "transfer" / "summary.json").is_file()
     modules = sorted(_chapter_imports())
     check = subprocess.run([python, "-c", "import importlib.util, sys\n"
                             "missing = [m for m in sys.argv[1:] if importlib.util.find_spec(m) is None]\n"
                             "print(' '.join(missing))"] + modules,
-                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
+                           capture_output=True, text=True, cwd=tmp_path,
+                           env={**os.environ, "PYTHONPATH": ""})
     assert check.returncode == 0, check.stderr
     assert check.stdout.split() == [], f"chapters import modules the cell does not install: {check.stdout}"

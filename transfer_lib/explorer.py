@@ -34,7 +34,7 @@ _STYLE = """
 .transfer-explorer figure {margin: 0}
 .transfer-explorer img {width: 168px; height: 168px; image-rendering: pixelated; display: block}
 .transfer-explorer figcaption {max-width: 168px; font-size: 0.95em}
-.transfer-explorer .tx-bars {display: grid; grid-template-columns: max-content 220px 4.5em;
+.transfer-explorer .tx-bars {display: grid; grid-template-columns: max-content 260px 4.5em;
   gap: 0.15em 0.5em; align-items: center}
 .transfer-explorer .tx-bar {height: 0.9em; background: #9ab}
 .transfer-explorer .tx-bar.tx-true {background: #2f5a8a}

@@ -133,7 +133,7 @@ means = per_run.groupby("row", sort=False)[["accuracy", "mean_class_accuracy"]].
 display(means.round(2))
 test_size = get_profile(result["profile"]).synthetic_test
 chance = 100 * max(class_counts(test_size)) / test_size  # the most frequent class, Happiness
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), sharey=True)
+fig, axes = plt.subplots(2, 1, figsize=(8, 5.6), sharex=True)
 for ax, metric in zip(axes, ("accuracy", "mean_class_accuracy")):
     sns.barplot(per_run, x="row", y=metric, errorbar=None, color="#c6dbef", ax=ax)
     sns.stripplot(per_run, x="row", y=metric, hue="seed", palette="dark:#2f5a8a", size=4,
@@ -143,8 +143,8 @@ for ax, metric in zip(axes, ("accuracy", "mean_class_accuracy")):
     ax.set_ylim(0, 100)
     ax.set_ylabel(metric.replace("_", " ") + " (%)")
     ax.set_xlabel("")
-    ax.tick_params(axis="x", labelsize=7, rotation=30)
-fig.suptitle(f"ablation at profile {result['profile']} ({source})", fontsize=9)
+    ax.tick_params(axis="x", labelsize=9, rotation=30)
+fig.suptitle(f"ablation at profile {result['profile']} ({source})", fontsize=10)
 fig.tight_layout()
 plt.show()
 

@@ -187,14 +187,14 @@ assert not model.local_cnn.regulariser.training
 # (`transfer_lib.explorer`); the same output works in Jupyter and on Colab.
 
 # %%
-def predict_with(x: torch.Tensor, branches_on: torch.Tensor, heads_on: torch.Tensor):
-    """Class probabilities (B, classes) and fused maps (B, g, g) of faces x (B, 3, S, S) with
-    some branches and heads off: branches_on (B, branches), heads_on (B, H), 1 = on."""
-    head_mask = heads_on.to(x.dtype)[:, None, None, :, None]  # (B, 1, 1, H, 1), like qkv
-    on = branches_on.to(x.dtype)[:, :, None, None, None]  # (branches' B, branches, 1, 1, 1)
-    hooks = [lanet.register_forward_hook(lambda _m, _i, o, k=k: o * on[:, k])
+def predict_with(x, branches_on, heads_on):
+    """Class probabilities (B, classes) and fused maps (B, g, g) of faces x (B, 3, S, S)
+    with some parts off: branches_on (B, branches) and heads_on (B, H), 1 = on."""
+    heads = heads_on.to(x.dtype)[:, None, None, :, None]  # (B, 1, 1, H, 1), like qkv
+    branches = branches_on.to(x.dtype)[:, :, None, None, None]  # (B, branches, 1, 1, 1)
+    hooks = [lanet.register_forward_hook(lambda _m, _i, o, k=k: o * branches[:, k])
              for k, lanet in enumerate(model.local_cnn.lanets)]
-    hooks += [b.attn.msad.register_forward_hook(lambda _m, _i, qkv: qkv * head_mask)
+    hooks += [b.attn.msad.register_forward_hook(lambda _m, _i, qkv: qkv * heads)
               for b in model.transformer.blocks]
     try:
         with torch.no_grad():
@@ -206,7 +206,7 @@ def predict_with(x: torch.Tensor, branches_on: torch.Tensor, heads_on: torch.Ten
 
 
 # %% tags=["hide-input"]
-device = "cuda" if torch.cuda.is_available() else "cpu"  # paper size: 21 x 2 ** 10 passes
+device = "cuda" if torch.cuda.is_available() else "cpu"  # paper size: 21 x 1024 passes
 model.to(device)
 switches = ["LANet 1", "LANet 2"] + [f"head {k + 1}" for k in range(H)]
 states = switch_states(len(switches)).to(device)  # (2 ** 6 or 2 ** 10, switches)
@@ -219,17 +219,18 @@ for name in names:
         p, fused = map(torch.cat, zip(*(
             predict_with(xi.expand(len(c), -1, -1, -1), c[:, :2], c[:, 2:])
             for c in states.split(256))))
-        assert torch.allclose(fused[:n_maps], fused[-n_maps:])  # heads act after the maps
+        assert torch.allclose(fused[:n_maps], fused[-n_maps:])  # heads act after maps
         labels.append(f"{name}, seed {seed}")
         probabilities.append(p.cpu())
         pictures.append([viz.overlay(img, m.cpu(), alpha=0.4) for m in fused[:n_maps]])
 with torch.no_grad():
-    plain = model.forward_with_details(xi).logits.softmax(1)[0].cpu()  # no switch touched
+    plain = model.forward_with_details(xi).logits.softmax(1)[0].cpu()  # no hooks
 model.cpu()
 probabilities = torch.stack(probabilities)  # (faces, states, classes)
-assert torch.allclose(probabilities[-1, -1], plain, atol=1e-5)  # all on = the model itself
+assert torch.allclose(probabilities[-1, -1], plain, atol=1e-5)  # all on = the model
 both_off = int(states[:, :2].sum(1).eq(0).nonzero()[-1])  # branches off, every head on
 assert not torch.allclose(probabilities[:, -1], probabilities[:, both_off])
-display(StaticExplorer(labels, switches, names, probabilities, pictures, image_switches=2,
+display(StaticExplorer(labels, switches, names, probabilities, pictures,
+                       image_switches=2,
                        true_classes=[k for k in range(len(names)) for _ in range(3)],
                        title=f"{data_name} model: switch parts off"))
