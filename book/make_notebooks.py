@@ -45,9 +45,10 @@ MOUNT_DRIVE = {drive}  # Colab only: {drive_why}
 if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ:
     import subprocess
 
-    if not os.path.isfile("pyproject.toml"):  # first run: clone, then work inside the clone
-        subprocess.run(["git", "clone", "--quiet", "--depth", "1", REPOSITORY, "transfer-book"],
-                       check=True)
+    if not os.path.isfile("pyproject.toml"):  # work inside a clone of the repository
+        if not os.path.isdir("transfer-book"):
+            subprocess.run(["git", "clone", "--quiet", "--depth", "1", REPOSITORY,
+                            "transfer-book"], check=True)
         os.chdir("transfer-book")
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", ".[chapters]"], check=True)
     if MOUNT_DRIVE:
