@@ -29,6 +29,7 @@ CHAPTERS = sorted(p.stem for p in (ROOT / "book").glob("[0-9][0-9]_*.ipynb"))
 RAW_TABLE = re.compile(r"\|\s*:?-{3,}:?\s*\|")  # a markdown table's rule row, left unrendered
 
 pytestmark = pytest.mark.browser
+WRAPPED: dict[str, list[str]] = {}  # chapter -> visible code lines wider than the column
 
 
 def _chromium() -> str:
@@ -116,6 +117,19 @@ def test_chapter_page(browser, site, external, chapter):
         assert not RAW_TABLE.search(text), f"{chapter}: a markdown table shows as raw pipes"
         assert "Traceback" not in text, f"{chapter}: a traceback in the page"
 
+        # lines of visible code longer than the column holds: they wrap (book.css), noted below
+        WRAPPED[chapter] = page.evaluate("""() => {
+            const pres = [...document.querySelectorAll("main .cell_input pre")]
+                .filter(p => p.offsetParent !== null);
+            if (!pres.length) return [];
+            const cs = getComputedStyle(pres[0]);
+            const ctx = document.createElement("canvas").getContext("2d");
+            ctx.font = cs.fontSize + " " + cs.fontFamily;
+            const cw = ctx.measureText("x".repeat(100)).width / 100;
+            const room = (pres[0].clientWidth - parseFloat(cs.paddingLeft)
+                          - parseFloat(cs.paddingRight)) / cw;
+            return pres.flatMap(p => p.innerText.split("\\n")).filter(l => l.length > room);
+        }""")
         wide = page.evaluate("""() => [...document.querySelectorAll("main pre")]
             .filter(p => p.offsetParent !== null && p.scrollWidth > p.clientWidth + 2)
             .map(p => p.innerText.split("\\n").reduce((a, b) => a.length >= b.length ? a : b))""")
@@ -177,3 +191,6 @@ def test_screenshots_of_every_chapter(external):
         == CHAPTERS
     if external:
         print("answered empty (outside the book):", *sorted(external), sep="\n  ")
+    for chapter, lines in WRAPPED.items():
+        if lines:
+            print(f"{chapter}: {len(lines)} visible code lines wrap at 1280 px, e.g. {lines[0]!r}")
