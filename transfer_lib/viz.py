@@ -180,7 +180,7 @@ def plot_class_counts(counts: Sequence[int], class_names: Sequence[str], title: 
     sns.barplot(x=names, y=list(counts), hue=names, palette="crest", legend=False, ax=ax)
     total = float(sum(counts))
     for i, c in enumerate(counts):
-        ax.annotate(f"{c}\n{100 * c / total:.0f}%", (i, c), ha="center", va="bottom", fontsize=7)
+        ax.annotate(f"{c}\n{100 * c / total:.0f}%", (i, c), ha="center", va="bottom", fontsize=8)
     ax.set_ylabel("images")
     ax.set_ylim(0, max(counts) * 1.3)
     ax.set_title(title)
@@ -381,7 +381,7 @@ def plot_confusion(confusion: Sequence[Sequence[int]], class_names: Sequence[str
     if ax is None:
         _, ax = plt.subplots(figsize=(4.6, 3.8))
     sns.heatmap(100 * shares, annot=True, fmt=".0f", cmap="Blues", vmin=0, vmax=100, cbar=False,
-                xticklabels=class_names, yticklabels=class_names, ax=ax, annot_kws={"fontsize": 7})
+                xticklabels=class_names, yticklabels=class_names, ax=ax, annot_kws={"fontsize": 9})
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
