@@ -5,23 +5,37 @@ PY := $(VENV)/bin/python
 # The torch build pip installs; override on another machine, e.g. TORCH_SPEC="torch torchvision".
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup run summary train book test test-fast test-device-script nbval lint clean
+.PHONY: setup run serve summary train book test test-browser test-fast test-device-script nbval lint clean
 
 setup: $(VENV)/.installed
 
+# pip's progress and "Requirement already satisfied" lines stay quiet; errors still print
+PIP_QUIET := --quiet --progress-bar off --disable-pip-version-check --no-input
+
 $(VENV)/.installed: pyproject.toml
+	@echo "setting up $(VENV) (torch, then transfer_lib[test,book]): a few minutes the first time"
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet $(TORCH_SPEC)
-	$(PY) -m pip install --quiet -e ".[test,book,viz,predict,export]"
-	touch $@
+	@$(PY) -m pip install $(PIP_QUIET) --upgrade pip
+	@$(PY) -m pip install $(PIP_QUIET) $(TORCH_SPEC)
+	@$(PY) -m pip install $(PIP_QUIET) -e ".[test,book]"
+	@touch $@
 
 # The book's profile for `make run` / `make book`: smoke | cpu | paper (see transfer_lib/profiles.py).
 PROFILE ?= cpu
 
+# Where `make serve` serves the built book.
+PORT ?= 8000
+
 ## the main job on the embedded default: execute every chapter and build the book
 run: book
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
+	@echo "Serve it with 'make serve', then open http://localhost:$(PORT)/"
+
+## serve the built book on http://localhost:$(PORT)/ (Ctrl-C stops it)
+serve:
+	@test -f _build/html/index.html || { echo "no book in _build/html: run 'make run' first"; exit 2; }
+	@echo "Serving the book at http://localhost:$(PORT)/ (Ctrl-C to stop)"
+	$(PY) -m http.server $(PORT) --bind 127.0.0.1 --directory _build/html
 
 book: setup
 	TRANSFER_PROFILE=$(PROFILE) $(VENV)/bin/jupyter-book build . -W -n --keep-going
@@ -32,11 +46,18 @@ summary: setup
 train: setup
 	$(PY) -m transfer_lib train --profile $(PROFILE)
 
-## the whole test suite (what CI runs): lint, unit tests, chapters under nbval, the book build
+## the whole test suite (what CI runs): lint, actionlint, unit tests (the Colab path
+## included), chapters under nbval, the book build, then the built pages in headless Chromium
 test: setup
 	$(PY) -m ruff check transfer_lib tests book
-	TRANSFER_PROFILE=smoke $(PY) -m pytest -q tests --nbval-lax book -m "not device_script"
+	$(VENV)/bin/actionlint -no-color
+	TRANSFER_PROFILE=smoke $(PY) -m pytest -q tests --nbval-lax book -m "not device_script and not browser"
 	TRANSFER_PROFILE=smoke $(VENV)/bin/jupyter-book build . -W -n --keep-going
+	$(MAKE) --no-print-directory test-browser
+
+## the pages of the built book (_build/html) in headless Chromium; screenshots in _build/screenshots
+test-browser: setup
+	$(PY) -m pytest -q tests/test_browser.py -m browser
 
 ## the GPU check script at toy scale on the CPU (minutes): kept out of `make test` for CI's budget
 test-device-script: setup
@@ -46,7 +67,7 @@ nbval: setup
 	TRANSFER_PROFILE=smoke $(PY) -m pytest -q --nbval-lax book
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow and not browser"
 
 lint: setup
 	$(PY) -m ruff check transfer_lib tests

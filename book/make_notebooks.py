@@ -13,7 +13,9 @@ Two kinds of chapter live in ``book/``:
   first cell tagged ``setup``) is replaced and their outputs are cleared.
 
 The setup cell carries the repository URL read from ``_config.yml`` (``repository.url``), the
-one place it is written down.
+one place it is written down, and mounts Google Drive only in chapters not listed in
+``WITHOUT_DRIVE``. A code cell takes tags from its header, ``# %% tags=["hide-input"]``: the
+book then folds its source behind a toggle (plotting and bookkeeping cells).
 """
 
 from __future__ import annotations
@@ -31,24 +33,38 @@ SOURCES = BOOK / "src"
 SETUP_TAG = "setup"
 
 SETUP_TEMPLATE = '''\
-# Setup: the same cell opens every chapter. On Colab it installs transfer_lib from the book's
-# repository and mounts Google Drive to look for RAF-DB; anywhere else it does nothing.
+# Setup: the same cell opens every chapter. On Colab it fetches the book's repository (the
+# library and the results the chapters read), installs it with everything the chapters import
+# (the [chapters] extra) and, where the chapter can use RAF-DB or pretrained weights, mounts
+# Google Drive to look for them; anywhere else it does nothing.
 import os
 import sys
 
 REPOSITORY = "{url}"
-MOUNT_DRIVE = True  # Colab only: RAF-DB is looked for at /content/drive/MyDrive/RAF-DB
+MOUNT_DRIVE = {drive}  # Colab only: {drive_why}
 if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ:
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
-                    f"transfer_lib[viz] @ git+{{REPOSITORY}}"], check=True)
+    if not os.path.isfile("pyproject.toml"):  # work inside a clone of the repository
+        if not os.path.isdir("transfer-book"):
+            subprocess.run(["git", "clone", "--quiet", "--depth", "1", REPOSITORY,
+                            "transfer-book"], check=True)
+        os.chdir("transfer-book")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", ".[chapters]"], check=True)
     if MOUNT_DRIVE:
         from google.colab import drive
 
         drive.mount("/content/drive")
         if os.path.isdir("/content/drive/MyDrive/RAF-DB"):
             os.environ.setdefault("TRANSFER_RAFDB", "/content/drive/MyDrive/RAF-DB")'''
+
+# Chapters that use neither RAF-DB nor a pretrained file: their setup cell does not mount Drive,
+# which asks the reader for authorisation every time.
+WITHOUT_DRIVE = ("01_preface", "04_local_cnn")
+DRIVE_WHY = {
+    True: "RAF-DB and weights are looked for in /content/drive/MyDrive",
+    False: "this chapter needs neither RAF-DB nor pretrained weights",
+}
 
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 LANGUAGE_INFO = {"name": "python", "pygments_lexer": "ipython3"}
@@ -59,13 +75,21 @@ def repository_url(config: Path = ROOT / "_config.yml") -> str:
     return yaml.safe_load(config.read_text())["repository"]["url"]
 
 
-def setup_source(url: str | None = None) -> str:
+def needs_drive(chapter: str) -> bool:
+    """Whether the setup cell of ``chapter`` (a notebook's stem, e.g. ``06_transfer``) mounts Drive."""
+    return chapter not in WITHOUT_DRIVE
+
+
+def setup_source(url: str | None = None, drive: bool = True) -> str:
     """The source of the setup cell, with the repository URL filled in."""
-    return SETUP_TEMPLATE.format(url=url or repository_url())
+    return SETUP_TEMPLATE.format(url=url or repository_url(), drive=drive, drive_why=DRIVE_WHY[drive])
 
 
-def setup_cell(url: str | None = None, cell_id: str = "setup") -> nbformat.NotebookNode:
-    cell = nbformat.v4.new_code_cell(setup_source(url), metadata={"tags": [SETUP_TAG]})
+def setup_cell(url: str | None = None, cell_id: str = "setup",
+               drive: bool = True) -> nbformat.NotebookNode:
+    # hide-input: the page shows a toggle instead of the Colab plumbing
+    cell = nbformat.v4.new_code_cell(setup_source(url, drive),
+                                     metadata={"tags": [SETUP_TAG, "hide-input"]})
     cell.id = cell_id
     return cell
 
@@ -103,7 +127,7 @@ def notebook_from_source(path: Path, url: str | None = None) -> nbformat.Noteboo
     for i, (kind, src, tags) in enumerate(parse_percent(path.read_text())):
         cell_id = f"c{prefix}-{i:02d}"
         if kind == "setup":
-            cell = setup_cell(url, cell_id)
+            cell = setup_cell(url, cell_id, needs_drive(path.stem))
         elif kind == "markdown":
             cell = nbformat.v4.new_markdown_cell(src)
         else:
@@ -113,7 +137,8 @@ def notebook_from_source(path: Path, url: str | None = None) -> nbformat.Noteboo
     return nb
 
 
-def restamp(nb: nbformat.NotebookNode, url: str | None = None) -> nbformat.NotebookNode:
+def restamp(nb: nbformat.NotebookNode, url: str | None = None,
+            drive: bool = True) -> nbformat.NotebookNode:
     """``nb`` with its setup cell replaced by the current one and every output cleared."""
     found = False
     for i, cell in enumerate(nb.cells):
@@ -121,7 +146,7 @@ def restamp(nb: nbformat.NotebookNode, url: str | None = None) -> nbformat.Noteb
             cell.outputs = []
             cell.execution_count = None
         if not found and SETUP_TAG in cell.get("metadata", {}).get("tags", []):
-            nb.cells[i] = setup_cell(url, cell.get("id", "setup"))
+            nb.cells[i] = setup_cell(url, cell.get("id", "setup"), drive)
             found = True
     if not found:
         raise ValueError("no cell tagged 'setup'")
@@ -142,7 +167,7 @@ def expected_notebooks(url: str | None = None) -> dict[Path, str]:
         out[BOOK / f"{src.stem}.ipynb"] = render(notebook_from_source(src, url))
     for path in sorted(BOOK.glob("[0-9][0-9]_*.ipynb")):
         if path not in out:
-            out[path] = render(restamp(nbformat.read(path, as_version=4), url))
+            out[path] = render(restamp(nbformat.read(path, as_version=4), url, needs_drive(path.stem)))
     return out
 
 

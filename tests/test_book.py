@@ -54,12 +54,16 @@ def test_starts_with_a_title_and_the_setup_cell(path):
 
 def test_setup_cells_are_identical_and_carry_the_repository_url():
     url = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
-    sources = {p.name: _setup_cells(nbformat.read(p, as_version=4))[0].source for p in NOTEBOOKS}
-    assert len(set(sources.values())) == 1, f"setup cells differ: {sorted(sources)}"
-    source = next(iter(sources.values()))
-    assert f'REPOSITORY = "{url}"' in source
-    assert source == _make_notebooks().setup_source(url)
-    assert "google.colab" in source and "TRANSFER_RAFDB" in source
+    make = _make_notebooks()
+    sources = {p.stem: _setup_cells(nbformat.read(p, as_version=4))[0].source for p in NOTEBOOKS}
+    for stem, source in sources.items():  # the same cell, but for whether it mounts Drive
+        assert source == make.setup_source(url, drive=make.needs_drive(stem)), stem
+        assert f'REPOSITORY = "{url}"' in source
+        assert "google.colab" in source and "TRANSFER_RAFDB" in source
+        assert '".[chapters]"' in source and "REPOSITORY" in source.split("git")[-1]
+    assert len(set(sources.values())) == 2
+    # Drive asks for authorisation on every mount: only chapters that can use RAF-DB or weights
+    assert not make.needs_drive("01_preface") and make.needs_drive("06_transfer")
 
 
 def test_url_is_written_only_in_the_config():

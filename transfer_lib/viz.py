@@ -27,15 +27,23 @@ __all__ = [
 ]
 
 
+#: The width of the book's text column at 100 dpi (about 800 px at a 1280 px window, with
+#: ``_static/book.css``): a figure no wider than this is shown at its own size, so its text is
+#: as large as the font sizes below say; a wider one is scaled down, text included.
+COLUMN_INCHES = 8.0
+
+
 def use_book_style() -> None:
-    """One look for every figure of the book: small fonts, no top/right spines, 100 dpi."""
+    """One look for every figure of the book: 10 pt text (about 14 px at 100 dpi, near the
+    page's 16 px body text), no top/right spines, 100 dpi."""
     import matplotlib as mpl
 
     mpl.rcParams.update({
         "figure.dpi": 100,
         "savefig.dpi": 100,
-        "font.size": 9,
-        "axes.titlesize": 9,
+        "figure.figsize": (COLUMN_INCHES * 0.8, 3.2),
+        "font.size": 10,
+        "axes.titlesize": 10,
         "axes.spines.top": False,
         "axes.spines.right": False,
         "image.interpolation": "nearest",
@@ -102,13 +110,15 @@ def show_grid(items: Sequence[Any], titles: Sequence[str] | None = None, ncols: 
 
     ``items`` are anything :func:`to_image` accepts (already un-normalised), or 2-D arrays /
     tensors shown with ``cmap`` between ``vmin`` and ``vmax``. ``row_labels`` name the rows on
-    the left; ``colorbar`` adds one shared colour bar for maps.
+    the left; ``colorbar`` adds one shared colour bar for maps. ``size`` (inches a cell) shrinks
+    so that the grid fits :data:`COLUMN_INCHES`.
     """
     import matplotlib.pyplot as plt
 
     n = len(items)
     ncols = ncols or n
     nrows = (n + ncols - 1) // ncols
+    size = min(size, COLUMN_INCHES / ncols)  # wider would be scaled down, titles too
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.3 * bool(suptitle)),
                              squeeze=False)
     shown = None
@@ -128,12 +138,12 @@ def show_grid(items: Sequence[Any], titles: Sequence[str] | None = None, ncols: 
         else:
             ax.imshow(to_image(item))
         if titles is not None and i < len(titles):
-            ax.set_title(titles[i], fontsize=8)
+            ax.set_title(titles[i], fontsize=9)
     if row_labels is not None:
         for r, label in enumerate(row_labels[:nrows]):
-            axes[r, 0].set_ylabel(label, fontsize=8)
+            axes[r, 0].set_ylabel(label, fontsize=9)
     if suptitle:
-        fig.suptitle(suptitle, fontsize=9)
+        fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()
     if colorbar and shown is not None:
         fig.colorbar(shown, ax=axes.ravel().tolist(), shrink=0.8)
@@ -170,7 +180,7 @@ def plot_class_counts(counts: Sequence[int], class_names: Sequence[str], title: 
     sns.barplot(x=names, y=list(counts), hue=names, palette="crest", legend=False, ax=ax)
     total = float(sum(counts))
     for i, c in enumerate(counts):
-        ax.annotate(f"{c}\n{100 * c / total:.0f}%", (i, c), ha="center", va="bottom", fontsize=7)
+        ax.annotate(f"{c}\n{100 * c / total:.0f}%", (i, c), ha="center", va="bottom", fontsize=8)
     ax.set_ylabel("images")
     ax.set_ylim(0, max(counts) * 1.3)
     ax.set_title(title)
@@ -382,7 +392,7 @@ def plot_confusion(confusion: Sequence[Sequence[int]], class_names: Sequence[str
     if ax is None:
         _, ax = plt.subplots(figsize=(4.6, 3.8))
     sns.heatmap(100 * shares, annot=True, fmt=".0f", cmap="Blues", vmin=0, vmax=100, cbar=False,
-                xticklabels=class_names, yticklabels=class_names, ax=ax, annot_kws={"fontsize": 7})
+                xticklabels=class_names, yticklabels=class_names, ax=ax, annot_kws={"fontsize": 9})
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)

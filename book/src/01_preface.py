@@ -60,7 +60,7 @@ assert profile.name in PROFILE_NAMES
 # not available: the top row is one face with each of the seven expressions, the bottom row is
 # Happiness on seven different faces.
 
-# %%
+# %% tags=["hide-input"]
 same_face = [render_face(k, seed=3, intensity=0.9, nuisance=False) for k in range(7)]
 occluders = [None, "glasses", None, "mask", "hand", None, "hat"]
 happy_faces = [render_face("Happiness", seed=10 + i, occlusion=o)
@@ -108,7 +108,7 @@ assert within > 3 * between
 #    Dropping* (MSAD) drops one attention head now and then, for the same reason MAD drops a map
 #    (chapter 5).
 
-# %%
+# %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(10, 3.2))
 viz.draw_pipeline(ax)
 plt.show()
@@ -202,7 +202,7 @@ assert paper.msad_p == 0.3 and paper.num_classes == 7 and tiny.input_size == 48
 # How much a chapter computes is set by one switch, the **profile**, read from the environment
 # variable `TRANSFER_PROFILE`:
 
-# %%
+# %% tags=["hide-input"]
 table = pd.DataFrame([
     dict(profile=p.name, model=p.size, epochs=p.epochs, batch=p.batch_size,
          optimiser=p.optimiser, lr=p.lr, what=p.description,
@@ -239,7 +239,7 @@ assert set(table.index) == set(PROFILE_NAMES)
 # * weights start from random initialisation, and chapters say so where a pretrained file would
 #   have been loaded.
 
-# %%
+# %% tags=["hide-input"]
 ir50_file = viz.find_weights("backbone_ir50_ms1m_epoch120.pth", "TRANSFER_IR50")
 vit_file = viz.find_weights("vit_small_p16_224-15ec54c9.pth", "TRANSFER_VIT")
 needs = pd.DataFrame({

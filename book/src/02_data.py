@@ -112,7 +112,7 @@ display(cues.style.format("{:+.1f}")
 # same imbalance. The bar plot counts the synthetic training set the active profile uses;
 # RAF-DB's own counts are plotted only where RAF-DB is found.
 
-# %%
+# %% tags=["hide-input"]
 counts = np.bincount(train.targets, minlength=len(RAFDB_CLASSES))
 fig, axes = plt.subplots(1, 2 if rafdb else 1, figsize=(12 if rafdb else 6.5, 2.8),
                          squeeze=False)
@@ -182,7 +182,7 @@ assert np.isclose(acc, share[happy]) and np.isclose(mca, 1 / 7)
 # Six training images per class, as the data set stores them (100 x 100 JPEG). Results computed
 # on these images in later chapters are marked as synthetic.
 
-# %%
+# %% tags=["hide-input"]
 per_class = 6
 items, titles = [], []
 for k in range(len(RAFDB_CLASSES)):
@@ -207,7 +207,7 @@ assert np.asarray(train.load_image(0)).shape == (100, 100, 3)
 # A model that relies on one part fails when it is hidden. The generator can hide any part of the *same* face (top row), and draws natural occluders on a
 # share of its images (bottom row).
 
-# %%
+# %% tags=["hide-input"]
 face_seed, label = 21, "Anger"
 top = [render_face(label, seed=face_seed)] + [
     render_face(label, seed=face_seed, occlude_part=p) for p in PARTS]

@@ -303,7 +303,7 @@ else:
 # look for channels that respond to the eyes, brows, nose and mouth, the parts the next
 # chapter's LANets choose between.
 
-# %%
+# %% tags=["hide-input"]
 features = {}
 hooks = [stem.body[u].register_forward_hook(
     lambda m, i, o, k=k: features.__setitem__(k, o[0]))

@@ -388,7 +388,7 @@ plt.show()
 # what one regulariser can do). The colour scale is the original maps': values rescaled by
 # 1 / (1 - p) saturate to yellow, zeros are dark.
 
-# %%
+# %% tags=["hide-input"]
 base = torch.stack([maps[0]] * 8)  # the two LANet maps above, 8 times: (8, 2, 14, 14)
 names = [n for n in MAP_REGULARISERS if n != "none"]
 items, labels = [], []

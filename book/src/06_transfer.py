@@ -361,7 +361,7 @@ assert 2.2 < ratio < 2.7  # sqrt(2 / 256) against sqrt(1 / (3 x 256)): sqrt(6) =
 # the figures are a guide to the recipe, not to the CPU's exact numbers. A run counts as
 # *stalled* when its mean class accuracy ends below 30 % (chance is 14 %).
 
-# %%
+# %% tags=["hide-input"]
 sweeps = [viz.project_root() / "benchmarks" / "results" / f
           for f in ("recipe_sweep_h200.jsonl", "recipe_sweep_2_h200.jsonl")]
 runs = pd.DataFrame([json.loads(line) for path in sweeps for line in path.read_text().splitlines()])
@@ -482,7 +482,7 @@ display(pd.DataFrame(metrics).set_index("epoch")[
 # (Happiness: 39 % of RAF-DB's test set, and of the synthetic set, which copies its class
 # balance), not 1/7.
 
-# %%
+# %% tags=["hide-input"]
 confusion = torch.tensor(summary["confusion_matrix"])
 chance = confusion.sum(1).max().item() / confusion.sum().item()
 losses = [m["loss"] for m in metrics]
@@ -516,7 +516,7 @@ if profile.name != "smoke":  # 12 steps on 48 images do not beat the most freque
 # each class's recall beside its share of the test set and says, from this run's numbers,
 # whether the rarest classes are still the weakest.
 
-# %%
+# %% tags=["hide-input"]
 names = summary["class_names"]
 per_class = pd.Series({k: (100 * v if v is not None else float("nan"))
                        for k, v in summary["per_class_accuracy"].items()},

@@ -127,7 +127,7 @@ assert round(t_quantile(0.975, 4), 2) == 2.78  # the quantile in the equation's 
 # Each dot is one run (test accuracy at the end of training), the bar the mean over seeds. The
 # dashed line is the accuracy of always answering the most frequent class.
 
-# %%
+# %% tags=["hide-input"]
 per_run = pd.DataFrame([
     {"row": name, "seed": run["seed"], **{k: run["metrics"][k] for k in
                                           ("accuracy", "mean_class_accuracy")}}
@@ -136,8 +136,8 @@ means = (per_run.groupby("row", sort=False)[["accuracy", "mean_class_accuracy"]]
          .agg(["mean", "std"]))
 display(means.round(2))
 test_size = get_profile(result["profile"]).synthetic_test
-chance = 100 * max(class_counts(test_size)) / test_size  # always answer Happiness
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), sharey=True)
+chance = 100 * max(class_counts(test_size)) / test_size  # the most frequent class, Happiness
+fig, axes = plt.subplots(2, 1, figsize=(8, 5.6), sharex=True)
 for ax, metric in zip(axes, ("accuracy", "mean_class_accuracy")):
     sns.barplot(per_run, x="row", y=metric, errorbar=None, color="#c6dbef", ax=ax)
     sns.stripplot(per_run, x="row", y=metric, hue="seed", palette="dark:#2f5a8a",
@@ -147,8 +147,8 @@ for ax, metric in zip(axes, ("accuracy", "mean_class_accuracy")):
     ax.set_ylim(0, 100)
     ax.set_ylabel(metric.replace("_", " ") + " (%)")
     ax.set_xlabel("")
-    ax.tick_params(axis="x", labelsize=7, rotation=30)
-fig.suptitle(f"ablation at profile {result['profile']} ({source})", fontsize=9)
+    ax.tick_params(axis="x", labelsize=9, rotation=30)
+fig.suptitle(f"ablation at profile {result['profile']} ({source})", fontsize=10)
 fig.tight_layout()
 plt.show()
 
@@ -174,7 +174,7 @@ assert int(per_run["learnt"].sum()) + sum(map(len, stalled)) == len(per_run)
 # against TransFER, and for MAD against each other regulariser; positive means the later row is
 # better.
 
-# %%
+# %% tags=["hide-input"]
 pairs = pd.DataFrame([
     {"step": f"{c['before']} -> {c['to']}", "what": c["what"], "n": d["n"],
      "difference": d["mean"], "low": d["low"], "high": d["high"],
@@ -202,7 +202,7 @@ assert (pairs["difference"] <= pairs["high"]).all()
 # The verdicts below are computed from the intervals above; nothing in this table is typed by
 # hand.
 
-# %%
+# %% tags=["hide-input"]
 def verdicts(steps):
     return [pairs.loc[s, "verdict"] for s in steps]
 

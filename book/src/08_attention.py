@@ -14,9 +14,6 @@
 # %% [setup]
 
 # %%
-import warnings
-
-import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -41,6 +38,7 @@ from transfer_lib.attention import (
 from transfer_lib.checkpoint import model_from_checkpoint
 from transfer_lib.data.synth import render_face
 from transfer_lib.data.transforms import eval_transform
+from transfer_lib.explorer import StaticExplorer, switch_states
 from transfer_lib.profiles import active_profile, find_rafdb
 from transfer_lib.train import run_or_load
 
@@ -97,7 +95,7 @@ assert torch.equal(out.fused_map[:, 0], out.lanet_maps.amax(1))  # eval: max of 
 # their element-wise maximum $\bar A = \max_i m_i A_i$ (in evaluation every $m_i = 1$) and
 # multiplies the feature map by it (chapter 4). Here they are over the faces:
 
-# %%
+# %% tags=["hide-input"]
 items, titles = [], []
 for i, face in enumerate(faces):
     items += [face] + [viz.overlay(face, m) for m in out.lanet_maps[i]] + \
@@ -513,66 +511,64 @@ else:
 # %% [markdown]
 # ## An explorer
 #
-# Pick a face (class and seed) and switch LANet branches or attention heads off, and watch
-# the prediction change. A head's switch turns that head off in every block at once, always;
-# MSAD instead drops, with probability $p_2$, one head drawn separately in each block for each
-# face, so the switch is a stronger intervention than any MSAD draw. The switches are
-# forward hooks, removed after each pass. In the book's HTML the widgets are not
-# interactive (there is no Python behind a static page): run the notebook to use them. The cell
-# first calls the function once directly, so the page shows one result.
+# Pick a face and switch LANet branches or attention heads off, and watch the prediction
+# change. A head's switch turns that head off in every block at once, always; MSAD instead
+# drops, with probability $p_2$, one head drawn separately in each block for each face, so the
+# switch is a stronger intervention than any MSAD draw. The switches are forward
+# hooks, removed after each pass, and a whole batch of faces passes at once, each with its own
+# switches. A page of the book has no Python behind it, so the cell computes every state the
+# controls offer in advance (every on/off setting of the switches for 21 faces) and writes them
+# into the page, with a few lines of JavaScript that look the chosen one up
+# (`transfer_lib.explorer`); the same output works in Jupyter and on Colab.
 
 # %%
-def predict_with(label: str, seed: int, branches_on: tuple[bool, ...], heads_on: tuple[bool, ...]):
-    """Class probabilities (and the fused map) of one face with some branches and heads off."""
-    img = render_face(label, seed=seed)
-    xi = transform(Image.fromarray(img))[None]
-    head_mask = torch.tensor(heads_on, dtype=xi.dtype)[None, None, None, :, None]
-    hooks = [lanet.register_forward_hook(lambda _m, _i, o: torch.zeros_like(o))
-             for lanet, on in zip(model.local_cnn.lanets, branches_on) if not on]
-    hooks += [b.attn.msad.register_forward_hook(lambda _m, _i, qkv: qkv * head_mask)
+def predict_with(x, branches_on, heads_on):
+    """Class probabilities (B, classes) and fused maps (B, g, g) of faces x (B, 3, S, S)
+    with some parts off: branches_on (B, branches) and heads_on (B, H), 1 = on."""
+    heads = heads_on.to(x.dtype)[:, None, None, :, None]  # (B, 1, 1, H, 1), like qkv
+    branches = branches_on.to(x.dtype)[:, :, None, None, None]  # (B, branches, 1, 1, 1)
+    hooks = [lanet.register_forward_hook(lambda _m, _i, o, k=k: o * branches[:, k])
+             for k, lanet in enumerate(model.local_cnn.lanets)]
+    hooks += [b.attn.msad.register_forward_hook(lambda _m, _i, qkv: qkv * heads)
               for b in model.transformer.blocks]
     try:
         with torch.no_grad():
-            o = model.forward_with_details(xi)
+            o = model.forward_with_details(x)
     finally:
         for hook in hooks:
             hook.remove()
-    return img, o.logits.softmax(1)[0], o.fused_map[0, 0]
+    return o.logits.softmax(1), o.fused_map[:, 0]
 
 
-def explore(label="Happiness", seed=0, lanet_1=True, lanet_2=True, **heads):
-    heads_on = tuple(heads.get(f"head_{k + 1}", True) for k in range(H))
-    img, p, fused = predict_with(label, seed, (lanet_1, lanet_2), heads_on)
-    fig, (a, b) = plt.subplots(1, 2, figsize=(7, 2.4), gridspec_kw={"width_ratios": [1, 2]})
-    a.imshow(np.clip(viz.overlay(img, fused, alpha=0.4), 0, 1))  # float blend can pass 1 by 1e-8
-    a.set_title(f"{label}, seed {seed} -> {names[int(p.argmax())]}")
-    a.axis("off")
-    b.barh(list(names), 100 * p.numpy(), color=["#2f5a8a" if n == label else "#9ab" for n in names])
-    b.set_xlim(0, 100)
-    b.set_xlabel("probability (%)")
-    b.invert_yaxis()
-    fig.tight_layout()
-    plt.show()
-    return p
-
-
-p_all = explore("Happiness", seed=0)
-_, p_ref, _ = predict_with("Happiness", 0, (True, True), (True,) * H)
-_, p_off, _ = predict_with("Happiness", 0, (False, False), (True,) * H)
-assert torch.allclose(p_all.sum(), torch.tensor(1.0)) and torch.equal(p_all, p_ref)
-assert not torch.allclose(p_ref, p_off)  # both branches off: the feature map is zeroed
-
-controls = dict(label=widgets.Dropdown(options=list(names), value="Happiness"),
-                seed=widgets.IntSlider(0, 0, 50, description="seed"),
-                lanet_1=widgets.Checkbox(True, description="LANet 1"),
-                lanet_2=widgets.Checkbox(True, description="LANet 2"),
-                **{f"head_{k + 1}": widgets.Checkbox(True, description=f"head {k + 1}")
-                   for k in range(H)})
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")  # ipywidgets' deprecation notices are not ours to fix
-    panel = widgets.interactive_output(explore, controls)
-display(widgets.HBox([widgets.VBox(list(controls.values())[:4]),
-                      widgets.VBox(list(controls.values())[4:])]), panel)
+# %% tags=["hide-input"]
+device = "cuda" if torch.cuda.is_available() else "cpu"  # paper size: 21 x 1024 passes
+model.to(device)
+switches = ["LANet 1", "LANet 2"] + [f"head {k + 1}" for k in range(H)]
+states = switch_states(len(switches)).to(device)  # (2 ** 6 or 2 ** 10, switches)
+n_maps = 2 ** 2  # the fused map depends on the two branches only
+labels, probabilities, pictures = [], [], []
+for name in names:
+    for seed in range(3):
+        img = render_face(name, seed=seed)
+        xi = transform(Image.fromarray(img))[None].to(device)
+        p, fused = map(torch.cat, zip(*(
+            predict_with(xi.expand(len(c), -1, -1, -1), c[:, :2], c[:, 2:])
+            for c in states.split(256))))
+        assert torch.allclose(fused[:n_maps], fused[-n_maps:])  # heads act after maps
+        labels.append(f"{name}, seed {seed}")
+        probabilities.append(p.cpu())
+        pictures.append([viz.overlay(img, m.cpu(), alpha=0.4) for m in fused[:n_maps]])
+with torch.no_grad():
+    plain = model.forward_with_details(xi).logits.softmax(1)[0].cpu()  # no hooks
+model.cpu()
+probabilities = torch.stack(probabilities)  # (faces, states, classes)
+assert torch.allclose(probabilities[-1, -1], plain, atol=1e-5)  # all on = the model
+both_off = int(states[:, :2].sum(1).eq(0).nonzero()[-1])  # branches off, every head on
+assert not torch.allclose(probabilities[:, -1], probabilities[:, both_off])
+display(StaticExplorer(labels, switches, names, probabilities, pictures,
+                       image_switches=2,
+                       true_classes=[k for k in range(len(names)) for _ in range(3)],
+                       title=f"{data_name} model: switch parts off"))
 
 # %% [markdown]
 # ## Summary

@@ -55,7 +55,7 @@ print(f"chapter 6's model: {summary['variant']} ({summary['size']}), trained on 
 # set of identities (seeds never used by the data set's generator), every class, and measure the
 # accuracy with nothing hidden and with each part hidden.
 
-# %%
+# %% tags=["hide-input"]
 per_class = {"smoke": 2}.get(profile.name, 20)
 seeds = range(50_000, 50_000 + per_class)
 transform = eval_transform(model.config)
@@ -110,7 +110,7 @@ assert occl["accuracy"].between(0, 100).all()
 # {eq}`eq-paired-difference` for the two steps the argument is about. A negative difference
 # means the later row loses *less* when that part is hidden.
 
-# %%
+# %% tags=["hide-input"]
 if profile.name in ("paper", "gpu"):  # chapter 7 ran the ablation live
     ablation = load_ablation(viz.book_run_dir("ablate", profile) / "ablation")
 else:  # smoke and cpu: the committed cpu ablation, as chapter 7
@@ -220,7 +220,7 @@ assert crop.shape == (100, 100, 3) and abs(sum(probs.values()) - 1) < 1e-5
 #   [engineering appendix](10_engineering.ipynb) explains the factor of two
 #   ({eq}`eq-flops-macs`); the cell below puts both models in multiply-adds.
 
-# %%
+# %% tags=["hide-input"]
 later = pd.DataFrame([
     ("TransFER", 90.91, 90.83, 66.23, "-", "the authors' evaluation log; the paper"),
     ("APViT", 91.98, 90.86, 66.91, "-", "youqingxiaozhua/APViT README"),
