@@ -187,6 +187,11 @@ def plot_class_counts(counts: Sequence[int], class_names: Sequence[str], title: 
     return ax
 
 
+#: Scale of the pipeline diagram's text: the figure is drawn 10 inches wide and shown at the
+#: column's width, so its text is enlarged to read like the body text.
+_PIPELINE_FONT = 1.25
+
+
 def draw_pipeline(ax: Any = None, config: Any = None):
     """TransFER's pipeline (the paper's Fig. 2) as a box diagram, with the shapes of ``config``
     (a :class:`~transfer_lib.models.config.TransFERConfig`; the paper's sizes by default)."""
@@ -208,14 +213,14 @@ def draw_pipeline(ax: Any = None, config: Any = None):
     def box(x, y, w, h, text, colour):
         ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.4,rounding_size=1.2",
                                     fc=colour, ec="0.3", lw=0.8))
-        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=7.5)
+        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=7.5 * _PIPELINE_FONT)
 
     def arrow(x0, y0, x1, y1, text=""):
         ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=9,
                                      lw=0.8, color="0.25"))
         if text:
             ax.text((x0 + x1) / 2, (y0 + y1) / 2 + 1.2, text, ha="center", va="bottom",
-                    fontsize=6.5, color="0.25")
+                    fontsize=6.5 * _PIPELINE_FONT, color="0.25")
 
     grey, green, orange, blue = "#eeeeee", "#d8ecd3", "#fbe3c8", "#d6e4f5"
     box(0.5, 15, 8, 6, f"face\n3x{s}x{s}", grey)
@@ -224,7 +229,7 @@ def draw_pipeline(ax: Any = None, config: Any = None):
     # local CNN
     ax.add_patch(FancyBboxPatch((27, 3), 27, 30, boxstyle="round,pad=0.3,rounding_size=1.5",
                                 fc="white", ec=green.replace("d8", "8a"), lw=1.0, ls="--"))
-    ax.text(40.5, 34.3, "local CNN", ha="center", fontsize=8, color="#3d6b35")
+    ax.text(40.5, 34.3, "local CNN", ha="center", fontsize=8 * _PIPELINE_FONT, color="#3d6b35")
     for i, y in enumerate((24, 15)):
         box(28.5, y, 8, 5, f"LANet {i + 1}", green)
         arrow(23.8, 18, 28.1, y + 2.5)
@@ -237,7 +242,7 @@ def draw_pipeline(ax: Any = None, config: Any = None):
     ax.annotate("", xy=(47.1, 8), xytext=(17.5, 14.6),
                 arrowprops=dict(arrowstyle="-|>", lw=0.8, color="0.25",
                                 connectionstyle="angle,angleA=-90,angleB=180,rad=2"))
-    ax.text(28, 6.2, f"feature map {ch}x{g}x{g}", fontsize=6.5, color="0.25")
+    ax.text(28, 6.2, f"feature map {ch}x{g}x{g}", fontsize=6.5 * _PIPELINE_FONT, color="0.25")
     # projection and transformer
     box(57, 5.5, 9, 5, f"1x1 conv\n{ch}->{d}", orange)
     arrow(53.4, 8, 56.6, 8)
@@ -249,7 +254,7 @@ def draw_pipeline(ax: Any = None, config: Any = None):
     arrow(81.4, 19, 83.6, 19)
     box(93, 15, 6.5, 8, f"FC\n{c.num_classes}\nclasses", grey)
     arrow(90.9, 19, 92.6, 19)
-    ax.text(75, 3.5, "MSAD transformer", ha="center", fontsize=8, color="#2f5a8a")
+    ax.text(75, 3.5, "MSAD transformer", ha="center", fontsize=8 * _PIPELINE_FONT, color="#2f5a8a")
     return ax
 
 

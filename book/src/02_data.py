@@ -262,10 +262,11 @@ cache = build_cache(train, cache_dir)
 loader = FastLoader(cache, batch_size=8, shuffle=True, drop_last=True, device="cpu",
                     augment=BatchAugment(config, train=True), seed=0)
 x, y = next(iter(loader))
-print(f"cache {tuple(cache.images.shape)} {cache.images.dtype} -> batch x {tuple(x.shape)} "
-      f"{x.dtype}, y {tuple(y.shape)}")
-fig = viz.show_grid([viz.to_image(v, config.mean, config.std) for v in x], ncols=8, size=1.1,
-                    titles=[RAFDB_CLASSES[int(t)] for t in y], suptitle="one FastLoader batch")
+print(f"cache {tuple(cache.images.shape)} {cache.images.dtype} "
+      f"-> batch x {tuple(x.shape)} {x.dtype}, y {tuple(y.shape)}")
+fig = viz.show_grid([viz.to_image(v, config.mean, config.std) for v in x], ncols=8,
+                    size=1.1, titles=[RAFDB_CLASSES[int(t)] for t in y],
+                    suptitle="one FastLoader batch")
 plt.show()
 assert x.shape == (8, 3, 112, 112) and x.dtype == torch.float32 and y.dtype == torch.long
 

@@ -330,7 +330,8 @@ torch.manual_seed(0)
 paddle_proj, torch_proj = torch.nn.Conv2d(256, 768, 1), torch.nn.Conv2d(256, 768, 1)
 init_projection_as_paddle(paddle_proj)
 ratio = (paddle_proj.weight.std() / torch_proj.weight.std()).item()
-print(f"{len(PADDLE_OPS)} ops; projection weight std: Paddle {paddle_proj.weight.std():.4f}, "
+print(f"{len(PADDLE_OPS)} ops; projection weight std: "
+      f"Paddle {paddle_proj.weight.std():.4f}, "
       f"PyTorch {torch_proj.weight.std():.4f} ({ratio:.1f}x)")
 assert len(PADDLE_OPS) == 14 and levels["rotate"] == 15 and levels["posterize"] == 2
 assert 2.2 < ratio < 2.7  # sqrt(2 / 256) against sqrt(1 / (3 x 256)): sqrt(6) = 2.45
@@ -364,7 +365,8 @@ assert 2.2 < ratio < 2.7  # sqrt(2 / 256) against sqrt(1 / (3 x 256)): sqrt(6) =
 # %% tags=["hide-input"]
 sweeps = [viz.project_root() / "benchmarks" / "results" / f
           for f in ("recipe_sweep_h200.jsonl", "recipe_sweep_2_h200.jsonl")]
-runs = pd.DataFrame([json.loads(line) for path in sweeps for line in path.read_text().splitlines()])
+runs = pd.DataFrame([json.loads(line) for path in sweeps
+                     for line in path.read_text().splitlines()])
 runs["config"] = runs["name"].str.replace(r"-s\d+$", "", regex=True)
 runs["stalled"] = runs["mean_class_accuracy"] < 0.30
 evidence = runs.groupby("config").agg(
@@ -387,10 +389,12 @@ print(f"transformer rows without clipping: {int(noclip['stalled'].sum())} of "
       f"{int(clip['stalled'])} of {int(clip['seeds'])}; the CNN (ir50): "
       f"{int(evidence.loc['abl-ir50-e24', 'stalled'])} of "
       f"{int(evidence.loc['abl-ir50-e24', 'seeds'])}")
-print(f"with the identity-pretrained stem (no clipping): {int(pretrained['stalled'].sum())} of "
-      f"{int(pretrained['seeds'].sum())} runs stalled, best mean class accuracy "
+print(f"with the identity-pretrained stem (no clipping): "
+      f"{int(pretrained['stalled'].sum())} of {int(pretrained['seeds'].sum())} runs "
+      f"stalled, best mean class accuracy "
       f"{pretrained['mca_best'].max():.1f} %")
-assert clip["stalled"] == 0 and noclip["stalled"].sum() > 0  # the reason for the clipping row
+# the reason for the clipping row
+assert clip["stalled"] == 0 and noclip["stalled"].sum() > 0
 # ... and for leaving the pretrained stem out of the default recipe (next section)
 assert (pretrained["stalled"].sum() / pretrained["seeds"].sum()
         > noclip["stalled"].sum() / noclip["seeds"].sum())
@@ -471,8 +475,9 @@ train_config = viz.transfer_run_config(profile, rafdb)
 summary = run_or_load(run_dir, **train_config)
 metrics = viz.read_metrics(run_dir)
 data_name = "RAF-DB" if "data" in train_config else "the synthetic faces"
-print(f"run {run_dir.relative_to(viz.project_root())}: {summary['variant']} ({summary['size']}), "
-      f"{summary['epochs']} epochs on {data_name}, {summary['device']}, "
+print(f"run {run_dir.relative_to(viz.project_root())}: "
+      f"{summary['variant']} ({summary['size']}), {summary['epochs']} epochs on "
+      f"{data_name}, {summary['device']}, "
       f"{summary['wall_seconds']:.0f} s of training")
 display(pd.DataFrame(metrics).set_index("epoch")[
     ["loss", "lr", "train_accuracy", "test_accuracy", "mean_class_accuracy"]].round(4))
@@ -486,17 +491,19 @@ display(pd.DataFrame(metrics).set_index("epoch")[
 confusion = torch.tensor(summary["confusion_matrix"])
 chance = confusion.sum(1).max().item() / confusion.sum().item()
 losses = [m["loss"] for m in metrics]
-viz.plot_curves(metrics, chance=chance, title=f"TransFER ({summary['size']}) on {data_name}, "
-                f"profile {profile.name}")
+viz.plot_curves(metrics, chance=chance,
+                title=f"TransFER ({summary['size']}) on {data_name}, "
+                      f"profile {profile.name}")
 plt.show()
 acc = summary["final_accuracy"]
 best_epoch = summary.get("best_epoch")  # absent from runs written before it was recorded
+synthetic = "data" not in train_config
 print(f"test accuracy {100 * acc:.2f} % at the final epoch (best epoch"
-      + (f" {best_epoch}" if best_epoch else "") + f", picked on the test split: "
-      f"{100 * summary['best_accuracy']:.2f} %; most frequent class: {100 * chance:.2f} %), "
+      + (f" {best_epoch}" if best_epoch else "") + ", picked on the test split: "
+      f"{100 * summary['best_accuracy']:.2f} %; "
+      f"most frequent class: {100 * chance:.2f} %), "
       f"mean class accuracy {100 * summary['mean_class_accuracy']:.2f} %, on {data_name}"
-      + (" - a synthetic result, not comparable with the paper's" if "data" not in train_config
-         else ""))
+      + (" - a synthetic result, not comparable with the paper's" if synthetic else ""))
 assert len(metrics) == summary["epochs"] and all(map(torch.isfinite, torch.tensor(losses)))
 assert 0.0 <= acc <= 1.0
 assert losses[-1] < losses[0], "the training loss did not fall"
@@ -586,14 +593,16 @@ official = viz.find_weights(checkpoint_name, "TRANSFER_OFFICIAL")
 if official is None or rafdb is None:
     missing = [what for what, found in ((f"the checkpoint {checkpoint_name}", official),
                                         ("RAF-DB", rafdb)) if found is None]
-    print(f"skipped: {' and '.join(missing)} not found (set TRANSFER_OFFICIAL / TRANSFER_RAFDB)")
+    print(f"skipped: {' and '.join(missing)} not found "
+          f"(set TRANSFER_OFFICIAL / TRANSFER_RAFDB)")
 else:
     from transfer_lib.evaluate import evaluate, format_metrics, load_eval_set
     from transfer_lib.pretrained import load_official_transfer
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     authors = load_official_transfer(official, verbose=False).to(device)
-    result = evaluate(authors, load_eval_set(rafdb, "rafdb", authors.config), device=device)
+    test_set = load_eval_set(rafdb, "rafdb", authors.config)
+    result = evaluate(authors, test_set, device=device)
     print(format_metrics(result, "authors' checkpoint on RAF-DB test (paper: 90.91 %)"))
     assert result["num_samples"] == 3068
     assert abs(100 * result["accuracy"] - 90.91) < 0.05

@@ -136,7 +136,8 @@ means = (per_run.groupby("row", sort=False)[["accuracy", "mean_class_accuracy"]]
          .agg(["mean", "std"]))
 display(means.round(2))
 test_size = get_profile(result["profile"]).synthetic_test
-chance = 100 * max(class_counts(test_size)) / test_size  # the most frequent class, Happiness
+# the most frequent class, Happiness
+chance = 100 * max(class_counts(test_size)) / test_size
 fig, axes = plt.subplots(2, 1, figsize=(8, 5.6), sharex=True)
 for ax, metric in zip(axes, ("accuracy", "mean_class_accuracy")):
     sns.barplot(per_run, x="row", y=metric, errorbar=None, color="#c6dbef", ax=ax)
@@ -221,7 +222,8 @@ supported = {
 acc = per_run.groupby("row")["accuracy"].mean()
 claims = pd.DataFrame([
     ("accuracy rises from (i) to (iv)",
-     " -> ".join(f"{acc[r]:.1f}" for r in PAPER_ROWS) + "; steps: " + ", ".join(verdicts(table1))),
+     " -> ".join(f"{acc[r]:.1f}" for r in PAPER_ROWS)
+     + "; steps: " + ", ".join(verdicts(table1))),
     ("MAD beats Dropout, DropBlock and Spatial Dropout",
      "; ".join(f"{s.split(' ')[0]}: {v}" for s, v in zip(mad_steps, verdicts(mad_steps)))),
     ("TransFER beats a plain CNN on the same stem (implied: the paper compares with CNNs)",
