@@ -117,6 +117,12 @@ def test_load_ablation_errors(tmp_path):
     (tmp_path / "old.json").write_text(json.dumps({"rows": []}))
     with pytest.raises(DataError, match="layout version"):
         load_ablation(tmp_path / "old.json")
+    (tmp_path / "list.json").write_text("[1, 2]")  # valid JSON, not a results record
+    with pytest.raises(DataError, match="layout version list"):
+        load_ablation(tmp_path / "list.json")
+    (tmp_path / "cut.json").write_text('{"schema": ')
+    with pytest.raises(DataError, match="not valid JSON"):
+        load_ablation(tmp_path / "cut")
 
 
 @pytest.mark.parametrize("argv, words", [

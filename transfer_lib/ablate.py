@@ -624,6 +624,14 @@ def load_ablation(path: str | Path) -> dict:
     pair: ``before``, ``to``, ``what``, ``seeds``, ``differences`` {metric: {n, mean, sd, low,
     high, verdict}}) and ``provenance``.
     """
+    return read_results(path, SCHEMA, "ablation",
+                        f"python -m transfer_lib ablate --results {_prefix(path)}")
+
+
+def read_results(path: str | Path, schema: int, what: str, command: str) -> dict:
+    """The results file ``path`` (or its prefix) + ``.json`` of a command of this library
+    (``what``: "ablation", "attention"), checked to hold layout version ``schema``; a missing,
+    damaged or outdated file is a DataError that names ``command``, which writes it."""
     from transfer_lib.errors import DataError
 
     p = _prefix(path)
@@ -631,13 +639,13 @@ def load_ablation(path: str | Path) -> dict:
     try:
         result = json.loads(p.read_text())
     except OSError:
-        raise DataError(f"ablation results not found: {p}. Write them with `python -m "
-                        f"transfer_lib ablate --results {_prefix(path)}`") from None
+        raise DataError(f"{what} results not found: {p}. Write them with `{command}`") from None
     except ValueError as err:
         raise DataError(f"{p} is not valid JSON ({err})") from None
-    if result.get("schema") != SCHEMA:
-        raise DataError(f"{p} has layout version {result.get('schema')}, this library reads "
-                        f"{SCHEMA}: run the ablate command in its provenance again")
+    if not isinstance(result, dict) or result.get("schema") != schema:
+        found = result.get("schema") if isinstance(result, dict) else type(result).__name__
+        raise DataError(f"{p} has layout version {found}, this library reads {schema}: "
+                        f"run the {what} command in its provenance again")
     return result
 
 

@@ -60,6 +60,7 @@ from transfer_lib.ablate import (
     git_state,
     machine,
     parse_rows,
+    read_results,
 )
 from transfer_lib.errors import CheckpointError, DataError, TransferError
 
@@ -480,19 +481,8 @@ def load_attention(path: str | Path) -> dict:
     n}}), ``comparisons`` (per pair: ``before``, ``to``, ``what``, ``seeds``, ``differences``
     {metric: {n, mean, sd, low, high, verdict}}), ``maps_file`` and ``provenance``.
     """
-    p = _prefix(path)
-    p = p.with_name(p.name + ".json")
-    try:
-        result = json.loads(p.read_text())
-    except OSError:
-        raise DataError(f"attention results not found: {p}. Write them with `python -m "
-                        f"transfer_lib attention --runs RUNS --out {_prefix(path)}`") from None
-    except ValueError as err:
-        raise DataError(f"{p} is not valid JSON ({err})") from None
-    if result.get("schema") != SCHEMA:
-        raise DataError(f"{p} has layout version {result.get('schema')}, this library reads "
-                        f"{SCHEMA}: run the attention command in its provenance again")
-    return result
+    return read_results(path, SCHEMA, "attention",
+                        f"python -m transfer_lib attention --runs RUNS --out {_prefix(path)}")
 
 
 def load_maps(path: str | Path) -> dict[str, np.ndarray]:
