@@ -134,3 +134,21 @@ def test_bad_ablate_arguments(argv, words, tmp_path, capsys):
     err = capsys.readouterr().err
     for w in words:
         assert w in err
+
+
+def test_book_ablations_are_plans_chapter_7_can_run_and_read():
+    """Chapter 7's live ablations: known profiles and rows, every row its claims table reads,
+    at least 3 seeds (2 give an interval 12.7 standard errors wide), TrainConfig overrides."""
+    import dataclasses
+
+    from transfer_lib.ablate import BOOK_ABLATIONS, PAPER_ROWS, ROWS
+    from transfer_lib.profiles import PROFILE_NAMES
+    from transfer_lib.train import TrainConfig
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert set(BOOK_ABLATIONS) == {"paper", "gpu"} and set(BOOK_ABLATIONS) <= set(PROFILE_NAMES)
+    for plan in BOOK_ABLATIONS.values():
+        assert {"ir50", *PAPER_ROWS} <= set(plan["rows"]) <= set(ROWS)
+        assert plan["seeds"] >= 3
+        assert set(plan) - {"seeds", "rows"} <= fields
+    assert BOOK_ABLATIONS["paper"]["rows"] == tuple(ROWS)  # the paper's budget runs every row
