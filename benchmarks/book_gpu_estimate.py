@@ -16,7 +16,9 @@ estimated from measured FLOPs. The estimate adds up what the chapters run at `gp
   test faces re-drawn with each part hidden for the occlusion test), from the rate at which
   this machine draws a sample of them;
 * the chapters whose work does not depend on the profile (1, 3, 4, 5, 10, 11), at the seconds
-  `make run` measured for them on this CPU (the README's "The book").
+  `make run` measured for them on this CPU (the README's "The book"), and for the others what
+  they spend besides training and drawing faces (imports, plots, tables), as `make run` measured
+  it too.
 
 It prints one table and, with --json, writes the figures. It is an estimate: a measurement on a
 lent T4 replaces it (benchmarks/gpu_check.sh records `t4_estimate` beside the trainer's MFU).
@@ -46,6 +48,11 @@ BUDGET_MINUTES = 30.0
 #: on the 2-core AMD EPYC (jupyter-book's "Executed notebook in" lines, README "The book")
 FIXED_CHAPTER_SECONDS = {"01_preface": 11.8, "03_stem": 10.7, "04_local_cnn": 12.0,
                          "05_msad": 14.5, "10_engineering": 21.0, "11_claims": 7.2}
+#: the same run's seconds of the other chapters less their training or face drawing (chapter 2:
+#: 39.9 s less 3,700 faces at about 150 a second; chapter 6: 733 s less 710 s of training;
+#: chapter 7: 89 s less the 72 s rerun; chapters 8 and 9: all of it, 22 and 25 s)
+OVERHEAD_SECONDS = {"02_data": 15.0, "06_transfer": 23.0, "07_ablations": 17.0,
+                    "08_attention": 22.0, "09_beyond": 25.0}
 
 
 def attention_flops(model: torch.nn.Module) -> int:
@@ -106,8 +113,9 @@ def estimate(render_sample: int = 300, rows=None, seeds=None, epochs=None) -> di
     table = {}
     for u in UTILISATIONS:
         seconds = {ch: tflop / (T4_PEAK_TFLOPS * u) for ch, tflop in work.items()}
-        for ch, s in cpu.items():
-            seconds[ch] = seconds.get(ch, 0.0) + s
+        for extra in (cpu, OVERHEAD_SECONDS):  # added to the chapter's GPU seconds
+            for ch, s in extra.items():
+                seconds[ch] = seconds.get(ch, 0.0) + s
         seconds.update(FIXED_CHAPTER_SECONDS)
         table[f"{round(100 * u)} %"] = {"seconds": seconds,
                                         "minutes": sum(seconds.values()) / 60}
@@ -118,7 +126,8 @@ def estimate(render_sample: int = 300, rows=None, seeds=None, epochs=None) -> di
         "ablation_plan": {"rows": rows, "seeds": seeds, "epochs": epochs},
         "gpu_tflop": work, "per_row_small": per_row,
         "cpu_render_faces_per_second": rate, "cpu_seconds": cpu,
-        "fixed_chapter_seconds": FIXED_CHAPTER_SECONDS, "by_utilisation": table,
+        "fixed_chapter_seconds": FIXED_CHAPTER_SECONDS, "overhead_seconds": OVERHEAD_SECONDS,
+        "by_utilisation": table,
         "machine": {**machine(), "load_average": os.getloadavg()[0]},
         "torch": torch.__version__,
     }

@@ -103,7 +103,7 @@ class Comparison:
 #: The ablations chapter 7 runs live at a GPU profile (at cpu and smoke it shows the committed
 #: ones): ``seeds`` a row, the ``rows``, and TrainConfig overrides. At `gpu` (a Colab T4) the CNN
 #: and the paper's four rows, 3 seeds of 6 epochs: benchmarks/book_gpu_estimate.py puts the whole
-#: book at 13-25 minutes on a T4 at 35-15 % utilisation with this plan, and at 20-41 minutes with
+#: book at 15-26 minutes on a T4 at 35-15 % utilisation with this plan, and at 22-43 minutes with
 #: every row at 2 seeds of 10 epochs (two seeds give an interval 12.7 standard errors wide).
 BOOK_ABLATIONS: dict[str, dict] = {
     "paper": dict(seeds=3, rows=tuple(ROWS)),  # the authors' recipe, 40 epochs a run

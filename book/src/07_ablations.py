@@ -86,7 +86,7 @@ display(pd.DataFrame([(r.name, r.description) for r in ROWS.values()],
 # not at convergence. At `paper` (a GPU and RAF-DB)
 # and `gpu` the chapter runs the ablation itself, at its own budget (`ablate.BOOK_ABLATIONS`:
 # every row at `paper`; at `gpu` the CNN and the paper's four rows, 3 seeds of 6 epochs, so that
-# the whole book fits in half an hour on a T4: 13-25 minutes at 35-15 % of its peak, by
+# the whole book fits in half an hour on a T4: 15-26 minutes at 35-15 % of its peak, by
 # `benchmarks/book_gpu_estimate.py`, an estimate from FLOPs that no T4 has checked yet).
 
 # %%
