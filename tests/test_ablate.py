@@ -6,6 +6,7 @@ from transfer_lib.ablate import (
     ROWS,
     ablate,
     committed_figure,
+    describe_provenance,
     load_ablation,
     markdown_table,
     rerun,
@@ -82,6 +83,26 @@ def test_ablate_smoke_writes_rows_pairs_occlusion_provenance(smoke_ablation, cap
         committed_figure(result, "vit_fer", 7)
     with pytest.raises(TransferError, match="not in this ablation"):
         committed_figure(result, "transfer", 0)
+
+
+def test_describe_provenance_names_command_commit_machine_and_run_times(smoke_ablation):
+    _, results = smoke_ablation
+    result = load_ablation(results)
+    prov = result["provenance"]
+    text = describe_provenance(result, "committed, x.json")
+    lines = text.splitlines()
+    assert lines[0] == "ablation committed, x.json"
+    assert f"command: {prov['command']}" in text
+    commit = (prov["git"] or {}).get("commit") or "unknown"
+    assert f"commit {commit[:12]}" in text and f"torch {prov['torch']}" in text
+    assert f"{prov['machine']['cpu_count']} cores" in text
+    assert "{'epochs': 1, 'max_steps': 1}" in text
+    walls = [r["wall_seconds"] for r in prov["runs"]]
+    assert lines[-1].startswith(f"  6 runs, {sum(walls) / 60:.0f} min of training: "
+                                f"{min(walls):.0f} to {max(walls):.0f} s a run")
+    # a result without provenance (a hand-made file) still describes itself
+    bare = describe_provenance({"profile": "cpu", "data": "d"}, "hand-made")
+    assert "command: unknown" in bare and "runs," not in bare
 
 
 def test_ablate_again_recomputes_nothing(smoke_ablation, monkeypatch):

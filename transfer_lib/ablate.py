@@ -659,6 +659,28 @@ def read_results(path: str | Path, schema: int, what: str, command: str) -> dict
     return result
 
 
+def describe_provenance(result: dict, source: str) -> str:
+    """A few lines saying where the ablation ``result`` comes from (``source``: e.g. "committed,
+    book/results/ablation-cpu.json"): profile, data, train overrides, the command, git commit,
+    torch, machine, load average, and how long its runs took, for a chapter to print."""
+    prov = result.get("provenance") or {}
+    over = prov.get("train_overrides") or {}
+    mach = prov.get("machine") or {}
+    commit = ((prov.get("git") or {}).get("commit") or "unknown")[:12]
+    lines = [f"ablation {source}",
+             f"  profile {result['profile']}, data {result['data']}, overrides {over or 'none'}",
+             f"  command: {prov.get('command', 'unknown')}",
+             f"  commit {commit}, torch {prov.get('torch', 'unknown')}, "
+             f"{mach.get('cpu', 'unknown machine')} ({mach.get('cpu_count', '?')} cores, "
+             f"{mach.get('torch_threads', '?')} threads), load average "
+             f"{prov.get('loadavg_start')} -> {prov.get('loadavg_end')}"]
+    walls = [r["wall_seconds"] for r in prov.get("runs", []) if r.get("wall_seconds") is not None]
+    if walls:
+        lines.append(f"  {len(walls)} runs, {sum(walls) / 60:.0f} min of training: "
+                     f"{min(walls):.0f} to {max(walls):.0f} s a run")
+    return "\n".join(lines)
+
+
 def committed_figure(result: dict | str | Path, row: str, seed: int,
                      metric: str = "accuracy") -> float:
     """The figure (in %) that ``result`` (a dict or a path for :func:`load_ablation`) holds for

@@ -36,6 +36,7 @@ from transfer_lib.ablate import (
     ROWS,
     ablate,
     committed_figure,
+    describe_provenance,
     load_ablation,
     rerun,
     t_quantile,
@@ -106,18 +107,7 @@ else:  # smoke and cpu: the committed cpu ablation
     source = f"committed, {COMMITTED.relative_to(viz.project_root())}.json"
     overrides = result["provenance"]["train_overrides"]  # as the text says:
     assert overrides == dict(epochs=3, warmup_epochs=1.0, eval_every=3)
-prov = result["provenance"]
-over = prov.get("train_overrides") or {}
-print(f"ablation {source}\n  profile {result['profile']}, data {result['data']}, "
-      f"overrides {over or 'none'}\n  command: {prov['command']}\n  commit "
-      f"{(prov.get('git') or {}).get('commit', 'unknown')[:12]}, "
-      f"torch {prov['torch']}, {prov['machine']['cpu']} "
-      f"({prov['machine']['cpu_count']} cores, {prov['machine']['torch_threads']} "
-      f"threads), load average "
-      f"{prov['loadavg_start']} -> {prov['loadavg_end']}")
-walls = pd.Series({f"{r['row']}/{r['seed']}": r["wall_seconds"] for r in prov["runs"]})
-print(f"  {len(walls)} runs, {walls.sum() / 60:.0f} min of training: "
-      f"{walls.min():.0f} to {walls.max():.0f} s a run")
+print(describe_provenance(result, source))
 rows = {r["row"]: r for r in result["rows"]}
 assert set(rows) == set(ran) and all(len(r["runs"]) >= 2 for r in rows.values())
 assert round(t_quantile(0.975, 4), 2) == 2.78  # the quantile in the equation's text
@@ -277,16 +267,8 @@ assert longer["provenance"]["train_overrides"] == dict(epochs=6, warmup_epochs=1
 assert longer["profile"] == shorter["profile"] == "cpu"  # the same recipe, twice the epochs
 chance_cpu = 100 * max(class_counts(get_profile("cpu").synthetic_test)) / \
     get_profile("cpu").synthetic_test
-walls6 = pd.Series({f"{r['row']}/{r['seed']}": r["wall_seconds"]
-                    for r in longer["provenance"]["runs"]})
-prov6 = longer["provenance"]
-print(f"committed, {LONGER.relative_to(viz.project_root())}.json\n"
-      f"  command: {prov6['command']}\n  commit "
-      f"{(prov6.get('git') or {}).get('commit', 'unknown')[:12]}, "
-      f"{prov6['machine']['cpu']} ({prov6['machine']['cpu_count']} cores), load average "
-      f"{prov6['loadavg_start']} -> {prov6['loadavg_end']}\n  {len(walls6)} runs, "
-      f"{walls6.sum() / 60:.0f} min of training: {walls6.min():.0f} to "
-      f"{walls6.max():.0f} s a run")
+print(describe_provenance(
+    longer, f"committed, {LONGER.relative_to(viz.project_root())}.json"))
 
 
 def accuracies(res):

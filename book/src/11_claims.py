@@ -78,27 +78,32 @@ assert "cpu" in results, "the committed cpu ablation is missing"
 
 # %%
 CH7, CH9 = "ch. 7 (Ablations)", "ch. 9 (Beyond: occlusion)"
-TESTED = [  # claim, where the paper makes it, chapter, (before, to, metric, sign)
+CH8 = "ch. 8 (Attention)"
+# claim, where the paper makes it, chapter, (before, to, metric, sign), results it is judged from
+TESTED = [
     ("Adding the local CNN (LANets) to ViT-FER raises accuracy: (i) -> (ii)",
      "Table 1 (ablation, RAF-DB and AffectNet)", CH7,
-     ("vit_fer", "local", "accuracy", +1)),
+     ("vit_fer", "local", "accuracy", +1), "ablation"),
     ("Adding MAD raises accuracy: (ii) -> (iii)",
-     "Table 1", CH7, ("local", "local_mad", "accuracy", +1)),
+     "Table 1", CH7, ("local", "local_mad", "accuracy", +1), "ablation"),
     ("Adding MSAD raises accuracy: (iii) -> (iv) = TransFER",
-     "Table 1", CH7, ("local_mad", "transfer", "accuracy", +1)),
+     "Table 1", CH7, ("local_mad", "transfer", "accuracy", +1), "ablation"),
     ("MAD beats Dropout on the attention maps",
      "ablation section (MAD against other dropping)", CH7,
-     ("local_dropout", "local_mad", "accuracy", +1)),
+     ("local_dropout", "local_mad", "accuracy", +1), "ablation"),
     ("MAD beats DropBlock on the attention maps",
-     "ablation section", CH7, ("local_dropblock", "local_mad", "accuracy", +1)),
+     "ablation section", CH7, ("local_dropblock", "local_mad", "accuracy", +1), "ablation"),
     ("MAD beats Spatial Dropout on the attention maps",
-     "ablation section", CH7, ("local_spatial", "local_mad", "accuracy", +1)),
+     "ablation section", CH7, ("local_spatial", "local_mad", "accuracy", +1), "ablation"),
     ("MAD makes the model rely less on any one region, so it suffers less when a "
      "part is invisible (the paper's motivation for MAD)",
-     "abstract", CH9, ("local", "local_mad", "drop_mean", -1)),
+     "abstract", CH9, ("local", "local_mad", "drop_mean", -1), "ablation"),
     ("TransFER beats a CNN on the same stem (implied: the paper compares with CNN "
      "methods)",
-     "comparison with the state of the art", CH7, ("ir50", "transfer", "accuracy", +1)),
+     "comparison with the state of the art", CH7, ("ir50", "transfer", "accuracy", +1), "ablation"),
+    ("MAD pushes the LANets to find diverse local patches (their maps overlap less)",
+     "abstract; the attention visualisation figure", CH8,
+     ("local", "local_mad", "overlap", -1), "attention"),
 ]
 
 
@@ -130,46 +135,36 @@ def status(d, sign):
                              "interval on the other side of 0")
 
 
-rows = []
-for claim, where, chapter, (before, to, metric, sign) in TESTED:
-    row = {"claim": claim, "where the paper makes it": where,
-           "where the book tests it": f"{chapter}: `{before}` -> `{to}`, "
-                                      f"{metric.replace('_', ' ')}"}
-    best = None
-    for p in PROFILES:
-        if p in results:
-            row[p], d = cell(results[p], before, to, metric)
-            if d is not False:  # False: this ablation did not run the pair
-                best = (p, d)
-        else:
-            row[p] = ABSENT[p]
-    row["status"], why = status(best[1], sign)
-    row["status"] = f"**{row['status']}** at {best[0]} ({why})"
-    rows.append(row)
-
-# MAD's diversity claim, from chapter 8's measure: the overlap of the two LANet maps' top
-# regions over the test set (`python -m transfer_lib attention`), paired over the same seeds;
+# MAD's diversity claim is judged from chapter 8's measure: the overlap of the two LANet maps'
+# top regions over the test set (`python -m transfer_lib attention`), paired over the same seeds;
 # more diverse maps overlap less, so the claim predicts a negative difference.
 ATTENTION = {p: RESULTS / f"attention-{p}" for p in ("cpu", "paper")}
 attention = {p: load_attention(f) for p, f in ATTENTION.items()
              if f.with_suffix(".json").exists()}
 assert "cpu" in attention, "the committed attention results are missing"
-row = {"claim": "MAD pushes the LANets to find diverse local patches (their maps overlap less)",
-       "where the paper makes it": "abstract; the attention visualisation figure",
-       "where the book tests it": "ch. 8 (Attention): `local` -> `local_mad`, top-region "
-                                  "overlap of the two maps"}
-best = None
-for p in PROFILES:
-    if p in attention:
-        row[p], d = cell(attention[p], "local", "local_mad", "overlap")
-        best = (p, d)
-    else:
-        row[p] = "not measured" if p != "smoke" else ABSENT[p]
-row["status"], why = status(best[1], -1)
-row["status"] = f"**{row['status']}** at {best[0]} ({why})"
-rows.append(row)
+SOURCES = {"ablation": (results, ABSENT), "attention": (attention, {
+    p: ABSENT[p] if p == "smoke" else "not measured" for p in PROFILES})}
+METRIC_NAMES = {"overlap": "top-region overlap of the two maps"}
+
+rows = []
+for claim, where, chapter, (before, to, metric, sign), source in TESTED:
+    found, absent = SOURCES[source]
+    row = {"claim": claim, "where the paper makes it": where,
+           "where the book tests it": f"{chapter}: `{before}` -> `{to}`, "
+                                      f"{METRIC_NAMES.get(metric, metric.replace('_', ' '))}"}
+    best = None
+    for p in PROFILES:
+        if p in found:
+            row[p], d = cell(found[p], before, to, metric)
+            if d is not False:  # False: this ablation did not run the pair
+                best = (p, d)
+        else:
+            row[p] = absent[p]
+    row["status"], why = status(best[1], sign)
+    row["status"] = f"**{row['status']}** at {best[0]} ({why})"
+    rows.append(row)
 tested = pd.DataFrame(rows)
-assert len(tested) == len(TESTED) + 1
+assert len(tested) == len(TESTED)
 
 # %% [markdown]
 # ## Claims this book cannot test
