@@ -25,13 +25,19 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from transfer_lib import build_model, viz
-from transfer_lib.ablate import load_ablation, paired_difference, verdict
+from transfer_lib.ablate import (
+    describe_provenance,
+    load_ablation,
+    paired_difference,
+    verdict,
+)
+from transfer_lib.data.synth import class_counts
 from transfer_lib.data.transforms import PADDLE_OPS, paddle_levels
 from transfer_lib.models.local_cnn import LANet, MultiAttentionDropping
 from transfer_lib.models.msad import MSADBlock
 from transfer_lib.models.stem import IR50Stem
 from transfer_lib.models.transfer import init_projection_as_paddle
-from transfer_lib.profiles import active_profile, find_rafdb
+from transfer_lib.profiles import active_profile, find_rafdb, get_profile
 from transfer_lib.summary import count_parameters, forward_flops
 from transfer_lib.train import run_or_load
 
@@ -412,17 +418,32 @@ assert (pretrained["stalled"].sum() / pretrained["seeds"].sum()
 # expression model has to ignore. That is also why TransFER leaves out IR-50's last stage, the
 # most identity-specific one, and the current `pretrain` does the same: it trains a stage 4 on
 # top of the tiny stem and leaves it out of the file. Is it worth starting from? The cell below
-# compares, seed by seed, runs fine-tuned from it (`book/results/ablation-cpu-pretrained`,
-# the file of `python -m transfer_lib pretrain --out data/pretrained/ir50-tiny-identity`: 150
-# synthetic people, 47 % held-out identification, 133 s on the CPU) with the committed runs from
-# random weights (`book/results/ablation-cpu`), same recipe, same budget (3 epochs), seeds 0-2.
+# compares, seed by seed, runs fine-tuned from it with runs from random weights, everything else
+# the same, at two budgets. At 3 epochs (1 of warmup), the ablation's budget in chapter 7:
+# `book/results/ablation-cpu-pretrained` (the CNN and TransFER, seeds 0-2) against the committed
+# runs from random weights, `book/results/ablation-cpu`. At the full `cpu` recipe (30 epochs,
+# about 13 minutes a run on the CPU): TransFER, seeds 0-2, in
+# `book/results/ablation-cpu-30ep-pretrained` and `book/results/ablation-cpu-30ep`. The stem
+# is the file of `python -m transfer_lib pretrain --out data/pretrained/ir50-tiny-identity`
+# (150 synthetic people, 47 % held-out identification, 133 s on the CPU).
 # On RAF-DB the real MS-Celeb-1M stem is what the paper starts from; the reader with the file
 # gets that path through `--ir50`.
 
 # %%
 results = viz.project_root() / "book" / "results"
-scratch = load_ablation(results / "ablation-cpu.json")
-with_pt = load_ablation(results / "ablation-cpu-pretrained.json")
+BUDGETS = {  # budget: (from random weights, from the pretrained stem, rows compared)
+    "3 epochs": ("ablation-cpu", "ablation-cpu-pretrained", ("ir50", "transfer")),
+    "30 epochs (the full recipe)": ("ablation-cpu-30ep", "ablation-cpu-30ep-pretrained",
+                                    ("transfer",)),
+}
+loaded = {budget: (load_ablation(results / a), load_ablation(results / b), rows)
+          for budget, (a, b, rows) in BUDGETS.items()}
+full_scratch, full_pt, _ = loaded["30 epochs (the full recipe)"]
+for kind, res in (("from random weights", full_scratch), ("pretrained", full_pt)):
+    print(describe_provenance(res, f"committed, full recipe, {kind}"))
+# the full recipe: nothing changed but the stem's starting weights
+assert set(full_scratch["provenance"]["train_overrides"] or {}) == set()
+assert set(full_pt["provenance"]["train_overrides"]) == {"ir50"}
 
 
 def by_seed(result, row, metric):
@@ -431,29 +452,111 @@ def by_seed(result, row, metric):
 
 
 lines, pretraining_helps = [], {}
-for row in ("ir50", "transfer"):
-    for metric in ("accuracy", "mean_class_accuracy"):
-        a, b = by_seed(with_pt, row, metric), by_seed(scratch, row, metric)
-        seeds = sorted(set(a) & set(b))
-        d = paired_difference([a[s] for s in seeds], [b[s] for s in seeds])
-        pretraining_helps[row, metric] = d["low"] is not None and d["low"] > 0
-        lines.append({"row": row, "metric": metric, "seeds": len(seeds),
-                      "pretrained": sum(a[s] for s in seeds) / len(seeds),
-                      "from scratch": sum(b[s] for s in seeds) / len(seeds),
-                      "difference": d["mean"],
-                      "95 % interval": f"[{d['low']:+.1f}, {d['high']:+.1f}]",
-                      "verdict": verdict(d)})
-display(pd.DataFrame(lines).set_index(["row", "metric"]).round(1))
-helped = [f"{row} ({metric.replace('_', ' ')})"
-          for (row, metric), h in pretraining_helps.items() if h]
+for budget, (scratch, with_pt, rows) in loaded.items():
+    for row in rows:
+        for metric in ("accuracy", "mean_class_accuracy"):
+            a, b = by_seed(with_pt, row, metric), by_seed(scratch, row, metric)
+            seeds = sorted(set(a) & set(b))
+            d = paired_difference([a[s] for s in seeds], [b[s] for s in seeds])
+            pretraining_helps[budget, row, metric] = d["low"] is not None and d["low"] > 0
+            lines.append({"budget": budget, "row": row, "metric": metric,
+                          "seeds": len(seeds),
+                          "pretrained": sum(a[s] for s in seeds) / len(seeds),
+                          "from scratch": sum(b[s] for s in seeds) / len(seeds),
+                          "difference": d["mean"],
+                          "95 % interval": f"[{d['low']:+.1f}, {d['high']:+.1f}]",
+                          "verdict": verdict(d)})
+comparison = pd.DataFrame(lines).set_index(["budget", "row", "metric"])
+display(comparison.round(1))
+helped = [f"{row} ({metric.replace('_', ' ')}, {budget})"
+          for (budget, row, metric), h in pretraining_helps.items() if h]
 print("pretraining helps (interval above 0): " + (", ".join(helped) or "nowhere"))
+# chapter 6's own run below is seed 0 of the full recipe from random weights: the committed
+# ablation's run of that seed must be the same run
+seed0 = by_seed(full_scratch, "transfer", "accuracy")[0]
 
 # %% [markdown]
-# The `cpu` profile starts from random weights (`transfer_lib/profiles.py`); the assert keeps
-# that choice and the committed measurement in step.
+# The `cpu` profile starts from random weights (`transfer_lib/profiles.py`). The cell below
+# says, from the table, what the full recipe's runs show, and keeps the profile's choice and the
+# committed measurement in step: the choice is judged at the full recipe, the budget a reader
+# trains at.
 
 # %%
-assert not helped, "pretraining helped here: the cpu profile should start from it"
+FULL = "30 epochs (the full recipe)"
+full = comparison.loc[FULL].loc["transfer"]
+gain = full.loc["accuracy", "difference"]
+per_seed = {s: by_seed(full_pt, "transfer", "accuracy")[s]
+            - by_seed(full_scratch, "transfer", "accuracy")[s]
+            for s in sorted(set(by_seed(full_pt, "transfer", "accuracy"))
+                            & set(by_seed(full_scratch, "transfer", "accuracy")))}
+ahead = sum(d > 0 for d in per_seed.values())
+print(f"At the full recipe the pretrained stem changes TransFER's accuracy by {gain:+.1f} points "
+      f"on average (95 % interval {full.loc['accuracy', '95 % interval']}) and its mean class "
+      f"accuracy by {full.loc['mean_class_accuracy', 'difference']:+.1f} "
+      f"({full.loc['mean_class_accuracy', '95 % interval']}); it is ahead on {ahead} of "
+      f"{len(per_seed)} seeds (" + ", ".join(f"seed {s}: {d:+.1f}" for s, d in per_seed.items())
+      + ").")
+# a run that ends at or below the accuracy of always answering the most frequent class has not
+# learnt the task (chapter 7 uses the same line)
+counts = class_counts(get_profile("cpu").synthetic_test)
+most_frequent = 100 * max(counts) / sum(counts)
+failed = {}
+for kind, res in (("from random weights", full_scratch), ("pretrained", full_pt)):
+    accs = by_seed(res, "transfer", "accuracy")
+    low = failed[kind] = {s: a for s, a in accs.items() if a <= most_frequent}
+    print(f"{kind}: {len(low)} of {len(accs)} runs at or below the most frequent class "
+          f"({most_frequent:.1f} %)" + (": " + ", ".join(f"seed {s} {a:.1f} %"
+                                                       for s, a in low.items()) if low else ""))
+full_helps = any(h for (budget, _, _), h in pretraining_helps.items() if budget == FULL)
+print("So at this number of seeds the measurement "
+      + ("shows that pretraining helps: the cpu profile should start from it." if full_helps
+         else "does not show that pretraining helps (no interval lies above 0), and the cpu "
+              "profile keeps random weights."))
+assert not full_helps, "pretraining helped at the full recipe: the cpu profile should start from it"
+learnt = [s for s in per_seed if s not in failed["pretrained"]]
+print(f"Where the pretrained run learnt (seeds {', '.join(map(str, learnt))}), it was ahead of "
+      f"its partner from random weights on {sum(per_seed[s] > 0 for s in learnt)} of "
+      f"{len(learnt)} seeds (differences " + ", ".join(f"{per_seed[s]:+.1f}" for s in learnt)
+      + " points).")
+# the discussion below: a pretrained run failed where no run from random weights did
+assert failed["pretrained"] and not failed["from random weights"]
+
+# %% [markdown]
+# So the identity-pretrained stem makes the full recipe *less reliable*: a pretrained run can end
+# its 30 epochs below the most-frequent-class line, a failure that clipping and the 3-epoch
+# warmup had removed from the runs from random weights. This is the pattern of the sweep's `pt-` rows above, now at the
+# full recipe, and the reason the `cpu` profile starts from random weights. Two candidate reasons,
+# neither tested here: the pretrained features differ in scale from what the randomly initialised
+# transformer and head expect at the start (fine-tuning recipes often give the pretrained part a
+# smaller learning rate, which would test this), and features trained to separate *identities*
+# are the nuisance an expression model must ignore. With RAF-DB, the real MS-Celeb-1M stem, a
+# 1,000-times larger pretraining, and the paper's SGD at $10^{-4}$ are a different regime; this
+# result says nothing about it.
+
+# %% [markdown]
+# The same six runs answer a second question: how often does the full recipe reach its aim on the
+# synthetic set (mean class accuracy at least 90 %, every class at least 80 %)? The run this
+# chapter trains below is seed 0 from random weights; the table shows every committed seed.
+
+# %%
+AIM_MCA, AIM_CLASS = 90.0, 80.0
+aims = []
+for kind, res in (("from random weights", full_scratch), ("pretrained", full_pt)):
+    for run in next(r for r in res["rows"] if r["row"] == "transfer")["runs"]:
+        classes = {c: 100 * a for c, a in run["per_class_accuracy"].items() if a is not None}
+        weakest = min(classes, key=classes.get)
+        aims.append({"start": kind, "seed": run["seed"],
+                     "accuracy": run["metrics"]["accuracy"],
+                     "mean class accuracy": run["metrics"]["mean_class_accuracy"],
+                     "weakest class": f"{weakest} {classes[weakest]:.1f}",
+                     "aim met": run["metrics"]["mean_class_accuracy"] >= AIM_MCA
+                     and classes[weakest] >= AIM_CLASS})
+aims = pd.DataFrame(aims).set_index(["start", "seed"])
+display(aims.round(1))
+for kind in ("from random weights", "pretrained"):
+    met = aims.loc[kind, "aim met"]
+    print(f"{kind}: aim met on {int(met.sum())} of {len(met)} seeds"
+          + (f" (seed {', '.join(str(s) for s in met.index[met])})" if met.any() else ""))
 
 # %% [markdown]
 # ### The run
@@ -509,6 +612,10 @@ assert 0.0 <= acc <= 1.0
 assert losses[-1] < losses[0], "the training loss did not fall"
 if profile.name != "smoke":  # 12 steps on 48 images do not beat the most frequent class
     assert acc > chance, "the test accuracy does not beat the most frequent class"
+if profile.name == "cpu" and synthetic:  # the same run as the committed ablation's seed 0
+    print(f"the committed full-recipe ablation's seed 0 (above): {seed0:.2f} %; this run: "
+          f"{100 * acc:.2f} %")
+    assert abs(100 * acc - seed0) <= 1.0, "this run is not the committed seed 0's (1 point)"
 
 # %% [markdown]
 # ## Where it errs
