@@ -422,8 +422,9 @@ assert (pretrained["stalled"].sum() / pretrained["seeds"].sum()
 # the same, at two budgets. At 3 epochs (1 of warmup), the ablation's budget in chapter 7:
 # `book/results/ablation-cpu-pretrained` (the CNN and TransFER, seeds 0-2) against the committed
 # runs from random weights, `book/results/ablation-cpu`. At the full `cpu` recipe (30 epochs,
-# about 13 minutes a run on the CPU): TransFER, seeds 0-2, in
-# `book/results/ablation-cpu-30ep-pretrained` and `book/results/ablation-cpu-30ep`. The stem
+# 11-13 minutes a run on the CPU): TransFER, seeds 0-2, in
+# `book/results/ablation-cpu-30ep-pretrained` and `book/results/ablation-cpu-30ep` (which also
+# holds the CNN at the full recipe, for chapter 7). The stem
 # is the file of `python -m transfer_lib pretrain --out data/pretrained/ir50-tiny-identity`
 # (150 synthetic people, 47 % held-out identification, 133 s on the CPU).
 # On RAF-DB the real MS-Celeb-1M stem is what the paper starts from; the reader with the file
