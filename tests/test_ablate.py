@@ -7,9 +7,12 @@ from transfer_lib.ablate import (
     ablate,
     committed_figure,
     describe_provenance,
+    find_comparison,
     load_ablation,
     markdown_table,
     rerun,
+    run_table,
+    seed_values,
 )
 from transfer_lib.cli import main
 from transfer_lib.data.synth import PARTS
@@ -83,6 +86,29 @@ def test_ablate_smoke_writes_rows_pairs_occlusion_provenance(smoke_ablation, cap
         committed_figure(result, "vit_fer", 7)
     with pytest.raises(TransferError, match="not in this ablation"):
         committed_figure(result, "transfer", 0)
+
+
+def test_run_table_seed_values_and_find_comparison_read_the_runs(smoke_ablation):
+    _, results = smoke_ablation
+    result = load_ablation(results)
+    table = run_table(result)
+    # one record per run, in row order, carrying every recorded metric
+    assert [(t["row"], t["seed"]) for t in table] == [
+        (row, seed) for row in ("ir50", "vit_fer", "local") for seed in (0, 1)]
+    local1 = result["rows"][2]["runs"][1]["metrics"]
+    assert table[-1] == {"row": "local", "seed": 1, **local1}
+    assert seed_values(result, "local", "drop_mean") == {
+        run["seed"]: run["metrics"]["drop_mean"] for run in result["rows"][2]["runs"]}
+    assert seed_values(result, "ir50") == {t["seed"]: t["accuracy"] for t in table[:2]}
+    with pytest.raises(TransferError, match="not in this ablation; rows: ir50, vit_fer, local"):
+        seed_values(result, "transfer")
+    with pytest.raises(TransferError, match="metric 'f1' not recorded"):
+        seed_values(result, "ir50", "f1")
+    found = find_comparison(result, "vit_fer", "local")
+    assert found is result["comparisons"][0]
+    # the reversed pair and a pair with a row that did not run are absent
+    assert find_comparison(result, "local", "vit_fer") is None
+    assert find_comparison(result, "ir50", "transfer") is None
 
 
 def test_describe_provenance_names_command_commit_machine_and_run_times(smoke_ablation):

@@ -681,6 +681,38 @@ def describe_provenance(result: dict, source: str) -> str:
     return "\n".join(lines)
 
 
+def run_table(result: dict) -> list[dict]:
+    """One record per run of the ablation ``result``, in its row order: ``row``, ``seed`` and
+    every metric the run recorded (accuracies in %), e.g. for ``pandas.DataFrame(run_table(r))``."""
+    return [{"row": r["row"], "seed": run["seed"], **run["metrics"]}
+            for r in result["rows"] for run in r["runs"]]
+
+
+def seed_values(result: dict, row: str, metric: str = "accuracy") -> dict[int, float]:
+    """``{seed: value}`` of ``metric`` for every run of ``row`` in the ablation ``result``; a
+    TransferError names the rows or the metrics recorded when ``row`` or ``metric`` is absent."""
+    from transfer_lib.errors import TransferError
+
+    entry = next((r for r in result["rows"] if r["row"] == row), None)
+    if entry is None:
+        raise TransferError(f"row {row!r} is not in this ablation; rows: "
+                            f"{', '.join(r['row'] for r in result['rows'])}")
+    values = {}
+    for run in entry["runs"]:
+        if metric not in run["metrics"]:
+            raise TransferError(f"metric {metric!r} not recorded; recorded: "
+                                f"{', '.join(run['metrics'])}")
+        values[run["seed"]] = run["metrics"][metric]
+    return values
+
+
+def find_comparison(result: dict, before: str, to: str) -> dict | None:
+    """The paired comparison ``to`` minus ``before`` of the ablation ``result`` (an entry of its
+    ``comparisons``), or None when a row of the pair was not run there."""
+    return next((c for c in result["comparisons"] if (c["before"], c["to"]) == (before, to)),
+                None)
+
+
 def committed_figure(result: dict | str | Path, row: str, seed: int,
                      metric: str = "accuracy") -> float:
     """The figure (in %) that ``result`` (a dict or a path for :func:`load_ablation`) holds for
@@ -689,18 +721,10 @@ def committed_figure(result: dict | str | Path, row: str, seed: int,
 
     if not isinstance(result, dict):
         result = load_ablation(result)
-    for r in result["rows"]:
-        if r["row"] != row:
-            continue
-        for run in r["runs"]:
-            if run["seed"] == seed:
-                if metric not in run["metrics"]:
-                    raise TransferError(f"metric {metric!r} not recorded; recorded: "
-                                        f"{', '.join(run['metrics'])}")
-                return run["metrics"][metric]
-        raise TransferError(f"row {row} has no seed {seed}; seeds: {r['seeds']}")
-    raise TransferError(f"row {row!r} is not in this ablation; rows: "
-                        f"{', '.join(r['row'] for r in result['rows'])}")
+    values = seed_values(result, row, metric)
+    if seed not in values:
+        raise TransferError(f"row {row} has no seed {seed}; seeds: {sorted(values)}")
+    return values[seed]
 
 
 def rerun(result: dict | str | Path, row: str, seed: int, out: str | Path,

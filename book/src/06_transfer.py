@@ -29,6 +29,7 @@ from transfer_lib.ablate import (
     describe_provenance,
     load_ablation,
     paired_difference,
+    seed_values,
     verdict,
 )
 from transfer_lib.data.synth import class_counts
@@ -447,16 +448,11 @@ assert set(full_scratch["provenance"]["train_overrides"] or {}) == set()
 assert set(full_pt["provenance"]["train_overrides"]) == {"ir50"}
 
 
-def by_seed(result, row, metric):
-    runs = next(r for r in result["rows"] if r["row"] == row)["runs"]
-    return {run["seed"]: run["metrics"][metric] for run in runs}
-
-
 lines, pretraining_helps = [], {}
 for budget, (scratch, with_pt, rows) in loaded.items():
     for row in rows:
         for metric in ("accuracy", "mean_class_accuracy"):
-            a, b = by_seed(with_pt, row, metric), by_seed(scratch, row, metric)
+            a, b = seed_values(with_pt, row, metric), seed_values(scratch, row, metric)
             seeds = sorted(set(a) & set(b))
             d = paired_difference([a[s] for s in seeds], [b[s] for s in seeds])
             pretraining_helps[budget, row, metric] = d["low"] is not None and d["low"] > 0
@@ -474,7 +470,7 @@ helped = [f"{row} ({metric.replace('_', ' ')}, {budget})"
 print("pretraining helps (interval above 0): " + (", ".join(helped) or "nowhere"))
 # chapter 6's own run below is seed 0 of the full recipe from random weights: the committed
 # ablation's run of that seed must be the same run
-seed0 = by_seed(full_scratch, "transfer", "accuracy")[0]
+seed0 = seed_values(full_scratch, "transfer")[0]
 
 # %% [markdown]
 # The `cpu` profile starts from random weights (`transfer_lib/profiles.py`). The cell below
@@ -486,10 +482,8 @@ seed0 = by_seed(full_scratch, "transfer", "accuracy")[0]
 FULL = "30 epochs (the full recipe)"
 full = comparison.loc[FULL].loc["transfer"]
 gain = full.loc["accuracy", "difference"]
-per_seed = {s: by_seed(full_pt, "transfer", "accuracy")[s]
-            - by_seed(full_scratch, "transfer", "accuracy")[s]
-            for s in sorted(set(by_seed(full_pt, "transfer", "accuracy"))
-                            & set(by_seed(full_scratch, "transfer", "accuracy")))}
+pt_acc, scratch_acc = seed_values(full_pt, "transfer"), seed_values(full_scratch, "transfer")
+per_seed = {s: pt_acc[s] - scratch_acc[s] for s in sorted(set(pt_acc) & set(scratch_acc))}
 ahead = sum(d > 0 for d in per_seed.values())
 print(f"At the full recipe the pretrained stem changes TransFER's accuracy by {gain:+.1f} points "
       f"on average (95 % interval {full.loc['accuracy', '95 % interval']}) and its mean class "
@@ -503,7 +497,7 @@ counts = class_counts(get_profile("cpu").synthetic_test)
 most_frequent = 100 * max(counts) / sum(counts)
 failed = {}
 for kind, res in (("from random weights", full_scratch), ("pretrained", full_pt)):
-    accs = by_seed(res, "transfer", "accuracy")
+    accs = seed_values(res, "transfer")
     low = failed[kind] = {s: a for s, a in accs.items() if a <= most_frequent}
     print(f"{kind}: {len(low)} of {len(accs)} runs at or below the most frequent class "
           f"({most_frequent:.1f} %)" + (": " + ", ".join(f"seed {s} {a:.1f} %"

@@ -39,6 +39,7 @@ from transfer_lib.ablate import (
     describe_provenance,
     load_ablation,
     rerun,
+    run_table,
     t_quantile,
 )
 from transfer_lib.data.synth import class_counts
@@ -271,11 +272,8 @@ print(describe_provenance(
     longer, f"committed, {LONGER.relative_to(viz.project_root())}.json"))
 
 
-def accuracies(res):
-    return pd.DataFrame([
-        {"row": r["row"], "seed": run["seed"], "accuracy": run["metrics"]["accuracy"],
-         "mean_class_accuracy": run["metrics"]["mean_class_accuracy"]}
-        for r in res["rows"] for run in r["runs"]])
+def accuracies(res):  # one line per run of the ablation `res`
+    return pd.DataFrame(run_table(res))[["row", "seed", "accuracy", "mean_class_accuracy"]]
 
 
 runs6 = accuracies(longer)

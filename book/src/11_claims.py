@@ -26,7 +26,7 @@ import torch
 from IPython.display import Markdown, display
 
 from transfer_lib import build_model, viz
-from transfer_lib.ablate import load_ablation
+from transfer_lib.ablate import describe_provenance, find_comparison, load_ablation
 from transfer_lib.attention import load_attention
 from transfer_lib.models.local_cnn import MultiAttentionDropping
 from transfer_lib.models.msad import MultiHeadSelfAttentionDropping
@@ -65,9 +65,7 @@ ABSENT = {
     "paper": "not run: needs RAF-DB and a GPU (chapter 7 at `paper`)",
 }
 for name, res in results.items():
-    prov = res["provenance"]
-    print(f"{name}: {res['data']}, {len(prov['runs'])} runs, overrides "
-          f"{prov.get('train_overrides') or 'none'}\n  {prov['command']}")
+    print(describe_provenance(res, f"{name}: book/results/{FILES[name]}.json"))
 assert "cpu" in results, "the committed cpu ablation is missing"
 
 # %% [markdown]
@@ -110,15 +108,8 @@ TESTED = [
 ]
 
 
-def comparison(res, before, to):
-    for c in res["comparisons"]:
-        if (c["before"], c["to"]) == (before, to):
-            return c
-    return None  # a row of the pair was not run in this ablation
-
-
 def cell(res, before, to, metric):
-    c = comparison(res, before, to)
+    c = find_comparison(res, before, to)  # None: a row of the pair was not run there
     if c is None:
         return "not run at this budget (rows left out)", False
     d = c["differences"][metric]
