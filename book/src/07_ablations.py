@@ -389,14 +389,16 @@ assert stalled6 > 0  # the paragraph below is about these stalled runs
 # another row says nothing about the parts being compared, and it widens the interval of every
 # step it is in. So on these 2 cores the paper's rows can only be separated, if at all, near the
 # full recipe: 25 runs of 30 epochs, about five hours here (about 12 minutes a run, chapter 6),
-# which is a job for a GPU (`--profile gpu`) rather than a book build.
+# which is a job for a GPU (`--profile gpu`) rather than a book build. The next section shows the
+# rows that have been run at the whole recipe on this CPU, three seeds each.
 
 # %% [markdown]
-# Two rows have been run at the whole `cpu` recipe (30 epochs, 3 of warmup): the CNN and
-# TransFER, seeds 0-2, from random weights (`book/results/ablation-cpu-30ep`, chapter 6 uses it
-# too). The cell sets each run beside the same row and seed at 3 and at 6 epochs, and gives the
-# CNN-against-TransFER comparison at all three budgets. The paper's other rows were not run at
-# that budget.
+# ## The whole recipe
+#
+# Some rows have also been run at the whole `cpu` recipe of chapter 6 (30 epochs, 3 of warmup,
+# from random weights), seeds 0-2: `book/results/ablation-cpu-30ep`, which chapter 6 uses too.
+# About 11 minutes a run on these 2 cores, so not every row is there; the cell says which are.
+# It sets each run beside the same row and seed at 3 and at 6 epochs.
 
 # %%
 FULL = viz.project_root() / "book" / "results" / "ablation-cpu-30ep"
@@ -404,30 +406,72 @@ full = load_ablation(FULL)
 assert full["profile"] == "cpu" and not full["provenance"]["train_overrides"]  # the recipe as is
 print(describe_provenance(full, f"committed, {FULL.relative_to(viz.project_root())}.json"))
 full_runs = accuracies(full)
-full_rows = [r for r in ("ir50", "transfer") if r in set(full_runs["row"])]
+full_rows = [r for r in LONG_ROWS if r in set(full_runs["row"])]
+not_full = [r for r in LONG_ROWS if r not in full_rows]
 keys = full_runs.set_index(["row", "seed"]).index
 by_budget = pd.DataFrame({
     f"{e} epochs": res.set_index(["row", "seed"])["accuracy"].reindex(keys)
     for e, res in ((3, accuracies(shorter)), (6, runs6), (30, full_runs))})
+assert not by_budget.isna().any().any()  # every 30-epoch run has its 3- and 6-epoch twins
 display(by_budget.round(1))
 means = by_budget.groupby(level="row", sort=False).mean()
 low30 = int((by_budget["30 epochs"] <= chance_cpu).sum())
-sentences = [f"`{r}`: " + ", ".join(f"{means.loc[r, c]:.1f} % at {c}" for c in means.columns)
-             for r in full_rows]
-cnn_steps = {e: steps(res).get("ir50 -> transfer")
-             for e, res in ((3, shorter), (6, longer), (30, full))}
-if all(cnn_steps.values()):
-    sentences.append("TransFER minus the CNN: " + ", ".join(
-        f"{d['mean']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}] at {e} epochs ({d['verdict']})"
-        for e, d in cnn_steps.items()))
 display(Markdown(
-    "Means over seeds " + ", ".join(map(str, sorted(set(full_runs["seed"])))) + ": "
-    + "; ".join(sentences)
+    "At the whole recipe: " + ", ".join(f"`{r}`" for r in full_rows)
+    + (f" (not run there: {', '.join(f'`{r}`' for r in not_full)})" if not_full else "")
+    + ". Means over seeds " + ", ".join(map(str, sorted(set(full_runs["seed"])))) + ": "
+    + "; ".join(f"`{r}` " + ", ".join(f"{means.loc[r, c]:.1f} % at {c}" for c in means.columns)
+                for r in full_rows)
     + f". At 30 epochs {low30} of {len(by_budget)} runs end at or below the most-frequent-class "
     f"line ({chance_cpu:.1f} %)"
-    + (", so these rows learn the task at the whole recipe; whether the paper's steps separate "
-       "there is what the 25 runs above would show." if low30 == 0 else
+    + (", so every one of these runs learns the task at the whole recipe." if low30 == 0 else
        ", so even the whole recipe does not make every run learn.")))
+
+# %% [markdown]
+# Every step whose two rows ran at the whole recipe, at the three budgets (the same seeds 0-2
+# at 30 epochs, 0-4 at 3 and 6; positive: the later row is better):
+
+# %% tags=["hide-input"]
+steps30 = steps(full)
+STEPS30 = [s for s in STEPS if s in steps30]
+BUDGET_STEPS = ((3, short_steps), (6, long_steps), (30, steps30))
+display(pd.DataFrame([
+    {"step": s, **{f"{e} epochs": f"{d[s]['mean']:+.1f} [{d[s]['low']:+.1f}, {d[s]['high']:+.1f}]"
+                   for e, d in BUDGET_STEPS},
+     "verdict, 30 epochs": steps30[s]["verdict"]} for s in STEPS30]).set_index("step"))
+fig, ax = plt.subplots(figsize=(7, 0.7 + 0.75 * len(STEPS30)))
+for k, (e, d) in enumerate(BUDGET_STEPS):
+    y = [len(STEPS30) - 1 - i + 0.25 * (1 - k) for i in range(len(STEPS30))]
+    mid = [d[s]["mean"] for s in STEPS30]
+    ax.errorbar(mid, y, xerr=[[m - d[s]["low"] for m, s in zip(mid, STEPS30)],
+                              [d[s]["high"] - m for m, s in zip(mid, STEPS30)]],
+                fmt="o", ms=4, capsize=3, label=f"{e} epochs",
+                color=("0.65", "#8fb3d9", "#2f5a8a")[k])
+ax.axvline(0, color="0.5", lw=0.8)
+ax.set_yticks(range(len(STEPS30))[::-1], STEPS30)
+ax.set_xlabel("paired difference in accuracy, points (95 % interval)")
+ax.legend(fontsize=8, loc="lower left")
+fig.tight_layout()
+plt.show()
+sep30 = {s: steps30[s]["verdict"] for s in STEPS30 if steps30[s]["verdict"] != "interval includes 0"}
+width = {e: sum(d[s]["high"] - d[s]["low"] for s in STEPS30) / len(STEPS30)
+         for e, d in BUDGET_STEPS}
+paper30 = [s for s in STEPS30 if s != "ir50 -> transfer"]
+display(Markdown(
+    f"Of these {len(STEPS30)} steps, {len(sep30)} "
+    f"{'is' if len(sep30) == 1 else 'are'} separated at 30 epochs"
+    + (" (" + "; ".join(f"`{s}`: {v}" for s, v in sep30.items()) + ")" if sep30 else "")
+    + ". The mean width of their intervals is "
+    + ", ".join(f"{w:.1f} points at {e} epochs" for e, w in width.items())
+    + " (3 seeds at 30 epochs against 5 at the shorter budgets). "
+    + ("Of the paper's steps, the mean accuracy rises at "
+       + (", ".join(f"`{s}` ({steps30[s]['mean']:+.1f})" for s in paper30
+                    if steps30[s]["mean"] > 0) or "none")
+       + " and does not at "
+       + (", ".join(f"`{s}` ({steps30[s]['mean']:+.1f})" for s in paper30
+                    if steps30[s]["mean"] <= 0) or "none") + "."
+       if paper30 else "None of the paper's steps has both its rows at the whole recipe.")))
+assert all(d[s]["low"] <= d[s]["mean"] <= d[s]["high"] for _, d in BUDGET_STEPS for s in STEPS30)
 
 # %% [markdown]
 # ## One run again, live
@@ -485,9 +529,10 @@ else:
 # 4. The paper finds that dropping more than one map gains nothing. With $B = 2$ branches,
 #    what does `model_overrides={"mad_num_drop": 2}` do to $\bar A$ in a hit sample? Try
 #    `msad_num_drop=2` on the `transfer` row instead, as in exercise 3.
-# 5. Rerun the CNN and TransFER rows at ten times the budget, 3 seeds each (about ten times the
-#    wall time per run above): `python -m transfer_lib ablate --profile cpu --rows ir50,transfer
-#    --seeds 3 --epochs 30 --warmup-epochs 3 --eval-every 30 --out runs/ablate-30`. Does the
-#    gap to `ir50` close, and do more runs end above the most-frequent-class line?
+# 5. The whole-recipe ablation has 3 seeds a row. From the interval widths in its section, how
+#    many seeds would the widest step need to halve its width? Run two more seeds of one step's
+#    rows (about 11 minutes a run on two cores): `python -m transfer_lib ablate --profile cpu
+#    --rows local,local_mad --seeds 5 --out runs/ablate-30` trains seeds 0-4; do its verdict
+#    and the committed one agree?
 # 6. How many seeds would an effect of 1 point need to be resolved, if the paired differences
 #    have the standard deviation you see here? (Solve {eq}`eq-paired-difference` for $k$.)

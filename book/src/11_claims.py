@@ -45,8 +45,8 @@ print(viz.describe_setup(profile, rafdb))
 # A profile's column is filled from `book/results/ablation-<profile>.json` when it exists, and
 # the `cpu, 6 epochs` column from the longer cpu ablation (`ablation-cpu-6ep.json`: the CNN
 # and the paper's four rows only), and the `cpu, 30 epochs` column from the runs at the whole
-# `cpu` recipe (`ablation-cpu-30ep.json`: the CNN and TransFER only); chapters 6 and 7 say how
-# each was made (the command is in its provenance). The `smoke` profile only checks that the code runs (nothing learns in one step),
+# `cpu` recipe (`ablation-cpu-30ep.json`: 3 seeds of the rows its command names below); chapters 6
+# and 7 say how each was made. The `smoke` profile only checks that the code runs (nothing learns in one step),
 # so no ablation is kept for it. The columns are in order of budget, and each claim is judged
 # at the largest budget that ran its comparison.
 
