@@ -48,6 +48,15 @@ def test_overlay_shape_and_range():
     assert out.shape == (20, 20, 3) and 0.0 <= out.min() and out.max() <= 1.0
 
 
+def test_word_list_joins_for_a_sentence():
+    assert viz.word_list([]) == "none"
+    assert viz.word_list([], empty="nothing") == "nothing"
+    assert viz.word_list(["a"]) == "a"
+    assert viz.word_list(["a", "b"]) == "a and b"
+    assert viz.word_list(["a", "b", "c"]) == "a, b and c"
+    assert viz.word_list(["a", "b"], last="or") == "a or b"
+
+
 def test_plot_class_counts_and_mask_and_pipeline():
     ax = viz.plot_class_counts([5, 1, 2, 9, 3, 2, 4], RAFDB_CLASSES, title="x")
     assert len(ax.patches) == len(RAFDB_CLASSES)

@@ -23,7 +23,7 @@ from transfer_lib.profiles import project_root  # one notion of the project's ro
 
 __all__ = [
     "use_book_style", "describe_setup", "find_weights", "to_image", "show_grid", "overlay", "plot_class_counts",
-    "draw_pipeline", "plot_mask", "record_shapes",
+    "draw_pipeline", "plot_mask", "record_shapes", "word_list",
 ]
 
 
@@ -48,6 +48,16 @@ def use_book_style() -> None:
         "axes.spines.right": False,
         "image.interpolation": "nearest",
     })
+
+
+def word_list(items: Sequence[str], last: str = "and", empty: str = "none") -> str:
+    """``"a, b and c"``: items for a sentence, ``last`` before the final one, ``empty`` if none."""
+    items = [str(i) for i in items]
+    if not items:
+        return empty
+    if len(items) == 1:
+        return items[0]
+    return f"{', '.join(items[:-1])} {last} {items[-1]}"
 
 
 def describe_setup(profile: Any, rafdb: str | os.PathLike | None = None) -> str:

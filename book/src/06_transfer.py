@@ -32,7 +32,7 @@ from transfer_lib.ablate import (
     seed_values,
     verdict,
 )
-from transfer_lib.data.synth import class_counts
+from transfer_lib.data.synth import most_frequent_class_accuracy
 from transfer_lib.data.transforms import PADDLE_OPS, paddle_levels
 from transfer_lib.models.local_cnn import LANet, MultiAttentionDropping
 from transfer_lib.models.msad import MSADBlock
@@ -493,8 +493,7 @@ print(f"At the full recipe the pretrained stem changes TransFER's accuracy by {g
       + ").")
 # a run that ends at or below the accuracy of always answering the most frequent class has not
 # learnt the task (chapter 7 uses the same line)
-counts = class_counts(get_profile("cpu").synthetic_test)
-most_frequent = 100 * max(counts) / sum(counts)
+most_frequent = most_frequent_class_accuracy(get_profile("cpu").synthetic_test)
 failed = {}
 for kind, res in (("from random weights", full_scratch), ("pretrained", full_pt)):
     accs = seed_values(res, "transfer")

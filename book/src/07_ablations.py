@@ -42,7 +42,7 @@ from transfer_lib.ablate import (
     run_table,
     t_quantile,
 )
-from transfer_lib.data.synth import class_counts
+from transfer_lib.data.synth import most_frequent_class_accuracy
 from transfer_lib.profiles import active_profile, find_rafdb, get_profile
 
 viz.use_book_style()
@@ -128,8 +128,7 @@ means = (per_run.groupby("row", sort=False)[["accuracy", "mean_class_accuracy"]]
          .agg(["mean", "std"]))
 display(means.round(2))
 test_size = get_profile(result["profile"]).synthetic_test
-# the most frequent class, Happiness
-chance = 100 * max(class_counts(test_size)) / test_size
+chance = most_frequent_class_accuracy(test_size)  # always answering Happiness
 fig, axes = plt.subplots(2, 1, figsize=(8, 5.6), sharex=True)
 for ax, metric in zip(axes, ("accuracy", "mean_class_accuracy")):
     sns.barplot(per_run, x="row", y=metric, errorbar=None, color="#c6dbef", ax=ax)
@@ -256,9 +255,10 @@ display(Markdown(
 # differ, a longer budget should move them apart. A second committed ablation
 # (`book/results/ablation-cpu-6ep.json`) ran the CNN and the paper's four rows again, with the
 # same five seeds and everything else unchanged, for **6 epochs** instead of 3 (1 of warmup, the
-# cosine schedule stretched over the 6). The three other rows were left out to keep it inside
-# one working session; their comparisons exist only at 3 epochs. This section compares the two
-# committed ablations at every profile.
+# cosine schedule stretched over the 6). The four other rows (`transfer_token` and the three
+# other regularisers) were left out to keep it inside one working session; their comparisons
+# exist at 3 epochs, and the regularisers' also at the whole recipe (the last section). This
+# section compares the two committed ablations at every profile.
 
 # %%
 LONGER = viz.project_root() / "book" / "results" / "ablation-cpu-6ep"
@@ -266,8 +266,7 @@ longer, shorter = load_ablation(LONGER), load_ablation(COMMITTED)
 assert longer["provenance"]["train_overrides"] == dict(epochs=6, warmup_epochs=1.0,
                                                       eval_every=6)
 assert longer["profile"] == shorter["profile"] == "cpu"  # the same recipe, twice the epochs
-chance_cpu = 100 * max(class_counts(get_profile("cpu").synthetic_test)) / \
-    get_profile("cpu").synthetic_test
+chance_cpu = most_frequent_class_accuracy(get_profile("cpu").synthetic_test)
 print(describe_provenance(
     longer, f"committed, {LONGER.relative_to(viz.project_root())}.json"))
 
@@ -279,6 +278,8 @@ def accuracies(res):  # one line per run of the ablation `res`
 runs6 = accuracies(longer)
 LONG_ROWS = ["ir50", *PAPER_ROWS]
 assert sorted(runs6["row"].unique()) == sorted(LONG_ROWS)
+assert sorted(set(ROWS) - set(LONG_ROWS)) == sorted(  # the four rows left out, as said above
+    ["transfer_token", "local_dropout", "local_dropblock", "local_spatial"])
 # the same seeds as the 3-epoch ablation, so each run can be set beside its shorter twin
 both = runs6.merge(accuracies(shorter), on=["row", "seed"], suffixes=("", "_3"))
 assert len(both) == len(runs6) == 5 * len(LONG_ROWS)
@@ -398,7 +399,8 @@ assert stalled6 > 0  # the paragraph below is about these stalled runs
 # Some rows have also been run at the whole `cpu` recipe of chapter 6 (30 epochs, 3 of warmup,
 # from random weights), seeds 0-2: `book/results/ablation-cpu-30ep`, which chapter 6 uses too.
 # About 11 minutes a run on these 2 cores, so not every row is there; the cell says which are.
-# It sets each run beside the same row and seed at 3 and at 6 epochs.
+# It sets each run beside the same row and seed at 3 epochs and, for the rows the 6-epoch
+# ablation ran, at 6.
 
 # %%
 FULL = viz.project_root() / "book" / "results" / "ablation-cpu-30ep"
@@ -406,21 +408,24 @@ full = load_ablation(FULL)
 assert full["profile"] == "cpu" and not full["provenance"]["train_overrides"]  # the recipe as is
 print(describe_provenance(full, f"committed, {FULL.relative_to(viz.project_root())}.json"))
 full_runs = accuracies(full)
-full_rows = [r for r in LONG_ROWS if r in set(full_runs["row"])]
-not_full = [r for r in LONG_ROWS if r not in full_rows]
+full_rows = [r for r in ROWS if r in set(full_runs["row"])]
+not_full = [r for r in ROWS if r not in full_rows]
 keys = full_runs.set_index(["row", "seed"]).index
 by_budget = pd.DataFrame({
     f"{e} epochs": res.set_index(["row", "seed"])["accuracy"].reindex(keys)
     for e, res in ((3, accuracies(shorter)), (6, runs6), (30, full_runs))})
-assert not by_budget.isna().any().any()  # every 30-epoch run has its 3- and 6-epoch twins
-display(by_budget.round(1))
+assert not by_budget["3 epochs"].isna().any()  # every 30-epoch run has its 3-epoch twin
+# ... and its 6-epoch twin exactly when its row ran at 6 epochs
+assert (by_budget["6 epochs"].isna() == ~keys.get_level_values("row").isin(LONG_ROWS)).all()
+display(by_budget.round(1).astype(object).where(by_budget.notna(), "not run"))
 means = by_budget.groupby(level="row", sort=False).mean()
 low30 = int((by_budget["30 epochs"] <= chance_cpu).sum())
 display(Markdown(
-    "At the whole recipe: " + ", ".join(f"`{r}`" for r in full_rows)
-    + (f" (not run there: {', '.join(f'`{r}`' for r in not_full)})" if not_full else "")
-    + ". Means over seeds " + ", ".join(map(str, sorted(set(full_runs["seed"])))) + ": "
-    + "; ".join(f"`{r}` " + ", ".join(f"{means.loc[r, c]:.1f} % at {c}" for c in means.columns)
+    "At the whole recipe: " + viz.word_list([f"`{r}`" for r in full_rows])
+    + (f" (not run there: {viz.word_list([f'`{r}`' for r in not_full])})" if not_full else "")
+    + ". Means over seeds " + viz.word_list(map(str, sorted(set(full_runs["seed"])))) + ": "
+    + "; ".join(f"`{r}` " + viz.word_list([f"{means.loc[r, c]:.1f} % at {c}"
+                                            for c in means.columns if pd.notna(means.loc[r, c])])
                 for r in full_rows)
     + f". At 30 epochs {low30} of {len(by_budget)} runs end at or below the most-frequent-class "
     f"line ({chance_cpu:.1f} %)"
@@ -428,23 +433,31 @@ display(Markdown(
        ", so even the whole recipe does not make every run learn.")))
 
 # %% [markdown]
-# Every step whose two rows ran at the whole recipe, at the three budgets (the same seeds 0-2
-# at 30 epochs, 0-4 at 3 and 6; positive: the later row is better):
+# Every step whose two rows ran at the whole recipe, at each budget that ran it (seeds 0-2 at
+# 30 epochs; at 3 and 6, the seeds the shorter ablations ran: 0-4 for the CNN and the paper's
+# rows, 0-2 for the others; positive: the later row is better):
 
 # %% tags=["hide-input"]
 steps30 = steps(full)
-STEPS30 = [s for s in STEPS if s in steps30]
+STEPS30 = [f"{c.before} -> {c.to}" for c in COMPARISONS if f"{c.before} -> {c.to}" in steps30]
 BUDGET_STEPS = ((3, short_steps), (6, long_steps), (30, steps30))
+assert all(s in short_steps for s in STEPS30)  # the 3-epoch ablation ran every row
+
+
+def interval(d):
+    return f"{d['mean']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}]"
+
+
 display(pd.DataFrame([
-    {"step": s, **{f"{e} epochs": f"{d[s]['mean']:+.1f} [{d[s]['low']:+.1f}, {d[s]['high']:+.1f}]"
-                   for e, d in BUDGET_STEPS},
+    {"step": s, **{f"{e} epochs": interval(d[s]) if s in d else "not run" for e, d in BUDGET_STEPS},
      "verdict, 30 epochs": steps30[s]["verdict"]} for s in STEPS30]).set_index("step"))
 fig, ax = plt.subplots(figsize=(7, 0.7 + 0.75 * len(STEPS30)))
 for k, (e, d) in enumerate(BUDGET_STEPS):
-    y = [len(STEPS30) - 1 - i + 0.25 * (1 - k) for i in range(len(STEPS30))]
-    mid = [d[s]["mean"] for s in STEPS30]
-    ax.errorbar(mid, y, xerr=[[m - d[s]["low"] for m, s in zip(mid, STEPS30)],
-                              [d[s]["high"] - m for m, s in zip(mid, STEPS30)]],
+    ran = [(i, s) for i, s in enumerate(STEPS30) if s in d]
+    y = [len(STEPS30) - 1 - i + 0.25 * (1 - k) for i, _ in ran]
+    mid = [d[s]["mean"] for _, s in ran]
+    ax.errorbar(mid, y, xerr=[[m - d[s]["low"] for m, (_, s) in zip(mid, ran)],
+                              [d[s]["high"] - m for m, (_, s) in zip(mid, ran)]],
                 fmt="o", ms=4, capsize=3, label=f"{e} epochs",
                 color=("0.65", "#8fb3d9", "#2f5a8a")[k])
 ax.axvline(0, color="0.5", lw=0.8)
@@ -453,26 +466,52 @@ ax.set_xlabel("paired difference in accuracy, points (95 % interval)")
 ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
 fig.tight_layout()
 plt.show()
+assert all(d[s]["low"] <= d[s]["mean"] <= d[s]["high"]
+           for _, d in BUDGET_STEPS for s in STEPS30 if s in d)
 sep30 = {s: steps30[s]["verdict"] for s in STEPS30 if steps30[s]["verdict"] != "interval includes 0"}
-width = {e: sum(d[s]["high"] - d[s]["low"] for s in STEPS30) / len(STEPS30)
-         for e, d in BUDGET_STEPS}
-paper30 = [s for s in STEPS30 if s != "ir50 -> transfer"]
+# interval widths, over the steps that ran at every budget, then over those that skipped 6 epochs
+everywhere = [s for s in STEPS30 if s in long_steps]
+skipped6 = [s for s in STEPS30 if s not in long_steps]
+
+
+def mean_width(e, d, group):  # "w points at e epochs (n seeds)"
+    n = viz.word_list(sorted({str(d[s]["n"]) for s in group}), last="or")
+    return f"{sum(d[s]['high'] - d[s]['low'] for s in group) / len(group):.1f} points at {e} " \
+        f"epochs ({n} seeds)"
+
+
+widths = []
+if everywhere:
+    widths.append(f"for the {len(everywhere)} steps run at every budget, " + viz.word_list(
+        [mean_width(e, d, everywhere) for e, d in BUDGET_STEPS]))
+if skipped6:
+    widths.append(f"for the {len(skipped6)} not run at 6 epochs, " + viz.word_list(
+        [mean_width(e, d, skipped6) for e, d in BUDGET_STEPS if e != 6]))
+table1 = [s for s in (f"{a} -> {b}" for a, b in zip(PAPER_ROWS, PAPER_ROWS[1:])) if s in steps30]
+regularisers = [s for s in STEPS30 if s.endswith(" -> local_mad") and s != "local -> local_mad"]
+
+
+def signed(group, up, name=lambda s: s):  # the steps of `group` whose mean rises (up) or not
+    return viz.word_list([f"`{name(s)}` ({steps30[s]['mean']:+.1f})" for s in group
+                          if (steps30[s]["mean"] > 0) == up])
+
+
+other = {True: "above", False: "not above"}
 display(Markdown(
     f"Of these {len(STEPS30)} steps, {len(sep30)} "
     f"{'is' if len(sep30) == 1 else 'are'} separated at 30 epochs"
     + (" (" + "; ".join(f"`{s}`: {v}" for s, v in sep30.items()) + ")" if sep30 else "")
-    + ". The mean width of their intervals is "
-    + ", ".join(f"{w:.1f} points at {e} epochs" for e, w in width.items())
-    + " (3 seeds at 30 epochs against 5 at the shorter budgets). "
-    + ("Of the paper's steps, the mean accuracy rises at "
-       + (", ".join(f"`{s}` ({steps30[s]['mean']:+.1f})" for s in paper30
-                    if steps30[s]["mean"] > 0) or "none")
-       + " and does not at "
-       + (", ".join(f"`{s}` ({steps30[s]['mean']:+.1f})" for s in paper30
-                    if steps30[s]["mean"] <= 0) or "none") + "."
-       if paper30 else "None of the paper's steps has both its rows at the whole recipe.")))
-assert all(d[s]["low"] <= d[s]["mean"] <= d[s]["high"] for _, d in BUDGET_STEPS for s in STEPS30)
-bounded = {s: steps30[s] for s in paper30 if steps30[s]["verdict"] == "interval includes 0"}
+    + ". The mean width of the intervals is, " + "; ".join(widths) + ". "
+    + (f"Of the paper's steps, the mean accuracy rises at {signed(table1, True)} and does not "
+       f"at {signed(table1, False)}. " if table1 else
+       "None of the paper's steps has both its rows at the whole recipe. ")
+    + ("Against the other regularisers, MAD's mean accuracy is "
+       + "; ".join(f"{other[up]} that of " + signed(regularisers, up, lambda s: s.split(" ")[0])
+                   for up in (True, False)
+                   if any((steps30[s]["mean"] > 0) == up for s in regularisers))
+       + " (MAD minus the other, points)." if regularisers else "")))
+bounded = {s: steps30[s] for s in STEPS30
+           if s != "ir50 -> transfer" and steps30[s]["verdict"] == "interval includes 0"}
 if bounded:
     display(Markdown(
         "An interval that includes 0 still says something: it bounds the effect. At the whole "

@@ -24,7 +24,7 @@ from transfer_lib import build_model, viz
 from transfer_lib import faces as face_lib
 from transfer_lib.ablate import load_ablation, run_table
 from transfer_lib.checkpoint import model_from_checkpoint
-from transfer_lib.data.synth import PARTS, class_counts, render_face
+from transfer_lib.data.synth import PARTS, most_frequent_class_accuracy, render_face
 from transfer_lib.data.transforms import eval_transform
 from transfer_lib.predict import predict_faces
 from transfer_lib.profiles import active_profile, find_rafdb, get_profile
@@ -121,10 +121,9 @@ else:  # smoke and cpu: the committed ablation at the whole cpu recipe (chapter 
     ablation = load_ablation(viz.project_root() / "book" / "results" / "ablation-cpu-30ep")
     assert not ablation["provenance"]["train_overrides"]  # the cpu recipe as is: 30 epochs
 parts = ablation["parts"]
-runs = pd.DataFrame(run_table(ablation))
 if ablation["data"].startswith("synthetic"):  # the most-frequent-class line of chapter 7
-    n_test = get_profile(ablation["profile"]).synthetic_test
-    chance = 100 * max(class_counts(n_test)) / n_test
+    runs = pd.DataFrame(run_table(ablation))
+    chance = most_frequent_class_accuracy(get_profile(ablation["profile"]).synthetic_test)
     stalled = runs[runs["accuracy"] <= chance]
     print(f"{len(runs)} runs ({', '.join(r['row'] for r in ablation['rows'])}); "
           f"{len(stalled)} at or below the most-frequent-class line ({chance:.1f} %)"

@@ -12,6 +12,7 @@ from transfer_lib.data.synth import (
     class_counts,
     ensure_synthetic,
     generate,
+    most_frequent_class_accuracy,
 )
 from transfer_lib.errors import DataError
 
@@ -44,6 +45,17 @@ def test_class_balance():
     assert class_counts(12271, "rafdb") == list(RAFDB_TRAIN_COUNTS)
     assert class_counts(700, "uniform") == [100] * 7
     assert sum(class_counts(1001, "rafdb")) == 1001
+
+
+def test_most_frequent_class_accuracy_is_happiness_share():
+    # RAF-DB's train counts: Happiness (4772 of 12271) is the most frequent class
+    assert most_frequent_class_accuracy(12271) == pytest.approx(100 * 4772 / 12271)
+    assert most_frequent_class_accuracy(700, "uniform") == pytest.approx(100 / 7)
+    assert most_frequent_class_accuracy(1) == 100.0
+    with pytest.raises(ValueError, match="at least one image"):
+        most_frequent_class_accuracy(0)
+    with pytest.raises(ValueError, match="balance"):
+        most_frequent_class_accuracy(10, "skewed")
 
 
 def test_render_face_same_identity_with_part_hidden():

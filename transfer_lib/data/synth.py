@@ -592,6 +592,17 @@ def class_counts(n: int, balance: str = "rafdb") -> list[int]:
     return counts.tolist()
 
 
+def most_frequent_class_accuracy(n: int, balance: str = "rafdb") -> float:
+    """Test accuracy (%) of always answering the most frequent class on a split of ``n`` images.
+
+    The line a run must rise above to have learnt anything: the book counts a run that ends at
+    or below it as one that has not started to learn (chapters 6, 7 and 9).
+    """
+    if n < 1:
+        raise ValueError(f"n={n}: a split needs at least one image")
+    return 100.0 * max(class_counts(n, balance)) / n
+
+
 def split_labels(n: int, split: str, seed: int, balance: str = "rafdb") -> np.ndarray:
     """The 0-based labels of a split, in file order (a seeded shuffle of exact class counts)."""
     labels = np.repeat(np.arange(7), class_counts(n, balance))
