@@ -419,7 +419,8 @@ assert not by_budget["3 epochs"].isna().any()  # every 30-epoch run has its 3-ep
 assert (by_budget["6 epochs"].isna() == ~keys.get_level_values("row").isin(LONG_ROWS)).all()
 display(by_budget.round(1).astype(object).where(by_budget.notna(), "not run"))
 means = by_budget.groupby(level="row", sort=False).mean()
-low30 = int((by_budget["30 epochs"] <= chance_cpu).sum())
+stalled30 = by_budget.loc[by_budget["30 epochs"] <= chance_cpu, "30 epochs"]  # (row, seed)
+low30 = len(stalled30)
 display(Markdown(
     "At the whole recipe: " + viz.word_list([f"`{r}`" for r in full_rows])
     + (f" (not run there: {viz.word_list([f'`{r}`' for r in not_full])})" if not_full else "")
@@ -427,10 +428,11 @@ display(Markdown(
     + "; ".join(f"`{r}` " + viz.word_list([f"{means.loc[r, c]:.1f} % at {c}"
                                             for c in means.columns if pd.notna(means.loc[r, c])])
                 for r in full_rows)
-    + f". At 30 epochs {low30} of {len(by_budget)} runs end at or below the most-frequent-class "
-    f"line ({chance_cpu:.1f} %)"
+    + f". At 30 epochs {low30} of {len(by_budget)} runs {'ends' if low30 == 1 else 'end'} at or "
+    f"below the most-frequent-class line ({chance_cpu:.1f} %)"
     + (", so every one of these runs learns the task at the whole recipe." if low30 == 0 else
-       ", so even the whole recipe does not make every run learn.")))
+       ": " + viz.word_list([f"`{r}` seed {s} ({a:.1f} %)" for (r, s), a in stalled30.items()])
+       + ". Even the whole recipe does not make every run learn.")))
 
 # %% [markdown]
 # Every step whose two rows ran at the whole recipe, at each budget that ran it (seeds 0-2 at
@@ -485,7 +487,8 @@ if everywhere:
     widths.append(f"for the {len(everywhere)} steps run at every budget, " + viz.word_list(
         [mean_width(e, d, everywhere) for e, d in BUDGET_STEPS]))
 if skipped6:
-    widths.append(f"for the {len(skipped6)} not run at 6 epochs, " + viz.word_list(
+    widths.append(f"for the {len(skipped6)} {'step' if len(skipped6) == 1 else 'steps'} not run "
+                  "at 6 epochs, " + viz.word_list(
         [mean_width(e, d, skipped6) for e, d in BUDGET_STEPS if e != 6]))
 table1 = [s for s in (f"{a} -> {b}" for a, b in zip(PAPER_ROWS, PAPER_ROWS[1:])) if s in steps30]
 regularisers = [s for s in STEPS30 if s.endswith(" -> local_mad") and s != "local -> local_mad"]
@@ -496,7 +499,7 @@ def signed(group, up, name=lambda s: s):  # the steps of `group` whose mean rise
                           if (steps30[s]["mean"] > 0) == up])
 
 
-other = {True: "above", False: "not above"}
+other = {True: "higher than", False: "not higher than"}
 display(Markdown(
     f"Of these {len(STEPS30)} steps, {len(sep30)} "
     f"{'is' if len(sep30) == 1 else 'are'} separated at 30 epochs"
@@ -505,13 +508,17 @@ display(Markdown(
     + (f"Of the paper's steps, the mean accuracy rises at {signed(table1, True)} and does not "
        f"at {signed(table1, False)}. " if table1 else
        "None of the paper's steps has both its rows at the whole recipe. ")
-    + ("Against the other regularisers, MAD's mean accuracy is "
-       + "; ".join(f"{other[up]} that of " + signed(regularisers, up, lambda s: s.split(" ")[0])
-                   for up in (True, False)
-                   if any((steps30[s]["mean"] > 0) == up for s in regularisers))
-       + " (MAD minus the other, points)." if regularisers else "")))
-bounded = {s: steps30[s] for s in STEPS30
-           if s != "ir50 -> transfer" and steps30[s]["verdict"] == "interval includes 0"}
+    + ("Against the other regularisers, MAD's mean accuracy (minus the other's, in points) is "
+       + " and ".join(f"{other[up]} with " + signed(regularisers, up, lambda s: s.split(" ")[0])
+                      for up in (True, False)
+                      if any((steps30[s]["mean"] > 0) == up for s in regularisers))
+       + "." if regularisers else "")))
+# a step with a run that did not learn: its difference measures the stall, not the part compared
+stalled_rows = set(stalled30.index.get_level_values("row"))
+with_stall = {s: [f"`{r}` seed {seed}" for (r, seed) in stalled30.index if r in s.split(" -> ")]
+              for s in STEPS30 if stalled_rows & set(s.split(" -> "))}
+bounded = {s: steps30[s] for s in STEPS30 if s != "ir50 -> transfer" and s not in with_stall
+           and steps30[s]["verdict"] == "interval includes 0"}
 if bounded:
     display(Markdown(
         "An interval that includes 0 still says something: it bounds the effect. At the whole "
@@ -520,6 +527,13 @@ if bounded:
                     "points" for s, d in bounded.items())
         + " (95 % intervals over 3 seeds). An effect larger than its bound is unlikely here; "
         "one inside it cannot be told from 0 without more seeds."))
+if with_stall:
+    display(Markdown(
+        "Not read as a bound: " + "; ".join(
+            f"`{s}` (its rows include {viz.word_list(runs)}, which did not learn)"
+            for s, runs in with_stall.items())
+        + ". A difference against a run that stalled measures the stall, not the part being "
+        "compared, and one such seed of three makes the interval wider than any real effect."))
 
 # %% [markdown]
 # ## One run again, live
