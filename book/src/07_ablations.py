@@ -592,7 +592,7 @@ else:
 #    what does `model_overrides={"mad_num_drop": 2}` do to $\bar A$ in a hit sample? Try
 #    `msad_num_drop=2` on the `transfer` row instead, as in exercise 3.
 # 5. The whole-recipe ablation has 3 seeds a row. From the interval widths in its section, how
-#    many seeds would the widest step need to halve its width? Run one step's rows at 5 seeds:
+#    many seeds would the widest step whose runs all learnt need to halve its width? Run one step's rows at 5 seeds:
 #    `python -m transfer_lib ablate --profile cpu --rows local,local_mad --seeds 5 --out
 #    runs/ablate-30` trains seeds 0-4 of both rows, 10 runs (about 11 minutes a run on two cores,
 #    so about two hours); do its verdict and the committed one agree?
