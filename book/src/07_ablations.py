@@ -28,7 +28,7 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from transfer_lib import viz
+from transfer_lib import TransFERConfig, viz
 from transfer_lib.ablate import (
     BOOK_ABLATIONS,
     COMPARISONS,
@@ -536,6 +536,32 @@ if with_stall:
         "compared, and one such seed of three makes the interval wider than any real effect."))
 
 # %% [markdown]
+# The ablation measures *whether* MAD beats the other regularisers, not *why*. The way each one
+# works suggests where to look, and the cell below states that with this file's numbers.
+
+# %% tags=["hide-input"]
+p_map = TransFERConfig().mad_p  # every map regulariser's p; no ablation row changes it
+others = [r for r in ("local_dropout", "local_dropblock", "local_spatial") if r in full_rows]
+if others and "local_mad" in full_rows:
+    def did_not_learn(rows):
+        return [f"`{r}` seed {seed}" for (r, seed) in stalled30.index if r in rows]
+
+    stalled_others, stalled_mad = did_not_learn(others), did_not_learn(["local_mad"])
+    display(Markdown(
+        f"All of them run with MAD's $p = {p_map}$ (chapter 4). MAD drops at most one of the "
+        "two maps of a sample. Spatial Dropout drops each map independently, so with probability "
+        f"${p_map}^2 = {p_map ** 2:.2f}$ a sample loses both, and its local features are all "
+        f"zero. Dropout and DropBlock zero about {100 * p_map:.0f} % of the positions and multiply the "
+        f"rest by about {1 / (1 - p_map):.1f}: a far noisier map than MAD's. At the whole "
+        f"recipe, {len(stalled_others)} of the {3 * len(others)} runs of "
+        f"{viz.word_list([f'`{r}`' for r in others])} did not learn"
+        + (f" ({viz.word_list(stalled_others)})" if stalled_others else "")
+        + f", and {len(stalled_mad)} of the 3 runs of `local_mad`. So at this $p$ the comparison "
+        "may partly measure how much noise training from random weights can bear. "
+        "Whether a smaller $p$ lets the others match MAD is exercise 7."))
+    assert len(full_runs[full_runs["row"].isin(others)]) == 3 * len(others)
+
+# %% [markdown]
 # ## One run again, live
 #
 # The committed figures are only worth showing if they can be reproduced. At `cpu` this cell
@@ -598,3 +624,9 @@ else:
 #    so about two hours); do its verdict and the committed one agree?
 # 6. How many seeds would an effect of 1 point need to be resolved, if the paired differences
 #    have the standard deviation you see here? (Solve {eq}`eq-paired-difference` for $k$.)
+# 7. Give Spatial Dropout a fairer chance: rerun `local_spatial` at the whole recipe with
+#    $p = 0.3$, so that both maps are dropped for 9 % of the samples instead of 36 %:
+#    `rerun(full, "local_spatial", s, f"runs/spatial-03/seed{s}", model_overrides={"mad_p": 0.3})`
+#    for `s` in 0, 1, 2 (about 11 minutes each on two cores). Pair the accuracies with
+#    `local_mad`'s from `transfer_lib.ablate.seed_values(full, "local_mad")`. Does MAD still
+#    come out ahead?

@@ -110,9 +110,9 @@ assert occl["accuracy"].between(0, 100).all()
 # {eq}`eq-paired-difference` for the two steps the argument is about. A negative difference
 # means the later row loses *less* when that part is hidden. At `cpu` and `smoke` this section
 # reads chapter 7's committed ablation at the whole `cpu` recipe (30 epochs a run, seeds 0-2,
-# `book/results/ablation-cpu-30ep.json`), where the rows' runs have learnt the task (the cell
-# counts them): a model that has learnt little has little to lose when a part is hidden, so the
-# drops of the short ablations, where many runs stalled at chance, say little.
+# `book/results/ablation-cpu-30ep.json`), where most runs have learnt the task (the cell names
+# those that did not): a model that has learnt little has little to lose when a part is hidden,
+# so the drops of the short ablations, where many runs stalled at chance, say little.
 
 # %% tags=["hide-input"]
 if profile.name in ("paper", "gpu"):  # chapter 7 ran the ablation live
@@ -127,7 +127,7 @@ if ablation["data"].startswith("synthetic"):  # the most-frequent-class line of 
     stalled = runs[runs["accuracy"] <= chance]
     print(f"{len(runs)} runs ({', '.join(r['row'] for r in ablation['rows'])}); "
           f"{len(stalled)} at or below the most-frequent-class line ({chance:.1f} %)"
-          + (": " + ", ".join(f"{r.row} seed {r.seed}" for r in stalled.itertuples())
+          + (": " + viz.word_list([f"{r.row} seed {r.seed}" for r in stalled.itertuples()])
              if len(stalled) else ""))
 per_row = pd.DataFrame({
     r["row"]: {p: r["stats"][f"occluded_{p}"]["mean"] for p in ["none", *parts]}
