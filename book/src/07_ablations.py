@@ -551,8 +551,9 @@ if others and "local_mad" in full_rows:
         f"All of them run with MAD's $p = {p_map}$ (chapter 4). MAD drops at most one of the "
         "two maps of a sample. Spatial Dropout drops each map independently, so with probability "
         f"${p_map}^2 = {p_map ** 2:.2f}$ a sample loses both, and its local features are all "
-        f"zero. Dropout and DropBlock zero about {100 * p_map:.0f} % of the positions and multiply the "
-        f"rest by about {1 / (1 - p_map):.1f}: a far noisier map than MAD's. At the whole "
+        f"zero. Dropout and DropBlock zero about {100 * p_map:.0f} % of the positions and "
+        f"multiply the rest by about {1 / (1 - p_map):.1f}: a far noisier map than MAD's. At the "
+        "whole "
         f"recipe, {len(stalled_others)} of the {3 * len(others)} runs of "
         f"{viz.word_list([f'`{r}`' for r in others])} did not learn"
         + (f" ({viz.word_list(stalled_others)})" if stalled_others else "")
@@ -618,10 +619,11 @@ else:
 #    what does `model_overrides={"mad_num_drop": 2}` do to $\bar A$ in a hit sample? Try
 #    `msad_num_drop=2` on the `transfer` row instead, as in exercise 3.
 # 5. The whole-recipe ablation has 3 seeds a row. From the interval widths in its section, how
-#    many seeds would the widest step whose runs all learnt need to halve its width? Run one step's rows at 5 seeds:
-#    `python -m transfer_lib ablate --profile cpu --rows local,local_mad --seeds 5 --out
-#    runs/ablate-30` trains seeds 0-4 of both rows, 10 runs (about 11 minutes a run on two cores,
-#    so about two hours); do its verdict and the committed one agree?
+#    many seeds would the widest step whose runs all learnt need to halve its width? Run one
+#    step's rows at 5 seeds: `python -m transfer_lib ablate --profile cpu --rows
+#    local,local_mad --seeds 5 --out runs/ablate-30` trains seeds 0-4 of both rows, 10 runs
+#    (about 11 minutes a run on two cores, so about two hours); do its verdict and the committed
+#    one agree?
 # 6. How many seeds would an effect of 1 point need to be resolved, if the paired differences
 #    have the standard deviation you see here? (Solve {eq}`eq-paired-difference` for $k$.)
 # 7. Give Spatial Dropout a fairer chance: rerun `local_spatial` at the whole recipe with
