@@ -453,27 +453,41 @@ def interval(d):
 display(pd.DataFrame([
     {"step": s, **{f"{e} epochs": interval(d[s]) if s in d else "not run" for e, d in BUDGET_STEPS},
      "verdict, 30 epochs": steps30[s]["verdict"]} for s in STEPS30]).set_index("step"))
-fig, ax = plt.subplots(figsize=(7, 0.7 + 0.75 * len(STEPS30)))
-for k, (e, d) in enumerate(BUDGET_STEPS):
-    ran = [(i, s) for i, s in enumerate(STEPS30) if s in d]
-    y = [len(STEPS30) - 1 - i + 0.25 * (1 - k) for i, _ in ran]
-    mid = [d[s]["mean"] for _, s in ran]
-    ax.errorbar(mid, y, xerr=[[m - d[s]["low"] for m, (_, s) in zip(mid, ran)],
-                              [d[s]["high"] - m for m, (_, s) in zip(mid, ran)]],
-                fmt="o", ms=4, capsize=3, label=f"{e} epochs",
-                color=("0.65", "#8fb3d9", "#2f5a8a")[k])
-ax.axvline(0, color="0.5", lw=0.8)
-ax.set_yticks(range(len(STEPS30))[::-1], STEPS30)
-ax.set_xlabel("paired difference in accuracy, points (95 % interval)")
-ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+# the steps that ran at every budget, then those that skipped 6 epochs: one panel each, each with
+# its own scale, so that a step with a stalled run does not squeeze the others
+everywhere = [s for s in STEPS30 if s in long_steps]
+skipped6 = [s for s in STEPS30 if s not in long_steps]
+groups = [(g, t) for g, t in ((everywhere, "run at every budget"),
+                              (skipped6, "not run at 6 epochs")) if g]
+fig, axes = plt.subplots(len(groups), 1, squeeze=False,
+                         figsize=(7, 0.6 + 0.75 * len(STEPS30) + 0.9 * len(groups)),
+                         gridspec_kw={"height_ratios": [len(g) for g, _ in groups]})
+for ax, (group, title) in zip(axes[:, 0], groups):
+    for k, (e, d) in enumerate(BUDGET_STEPS):
+        ran = [(i, s) for i, s in enumerate(group) if s in d]
+        if not ran:
+            continue
+        y = [len(group) - 1 - i + 0.25 * (1 - k) for i, _ in ran]
+        mid = [d[s]["mean"] for _, s in ran]
+        ax.errorbar(mid, y, xerr=[[m - d[s]["low"] for m, (_, s) in zip(mid, ran)],
+                                  [d[s]["high"] - m for m, (_, s) in zip(mid, ran)]],
+                    fmt="o", ms=4, capsize=3, label=f"{e} epochs",
+                    color=("0.65", "#8fb3d9", "#2f5a8a")[k])
+    ends = [v for _, d in BUDGET_STEPS for s in group if s in d for v in (d[s]["low"],
+                                                                          d[s]["high"])]
+    cut = min(ends) < -100 or max(ends) > 100  # no difference in accuracy exceeds 100 points
+    ax.set_xlim(max(-100, min(ends)) - 3, min(100, max(ends)) + 3)
+    ax.axvline(0, color="0.5", lw=0.8)
+    ax.set_yticks(range(len(group))[::-1], group)
+    ax.set_title(f"steps {title}", fontsize=9)
+    ax.set_xlabel("paired difference in accuracy, points (95 % interval"
+                  + (", cut at ±100)" if cut else ")"), fontsize=9)
+axes[0, 0].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
 fig.tight_layout()
 plt.show()
 assert all(d[s]["low"] <= d[s]["mean"] <= d[s]["high"]
            for _, d in BUDGET_STEPS for s in STEPS30 if s in d)
 sep30 = {s: steps30[s]["verdict"] for s in STEPS30 if steps30[s]["verdict"] != "interval includes 0"}
-# interval widths, over the steps that ran at every budget, then over those that skipped 6 epochs
-everywhere = [s for s in STEPS30 if s in long_steps]
-skipped6 = [s for s in STEPS30 if s not in long_steps]
 
 
 def mean_width(e, d, group):  # "w points at e epochs (n seeds)"
