@@ -175,6 +175,8 @@ def test_load_ablation_errors(tmp_path):
 @pytest.mark.parametrize("argv, words", [
     (["--rows", "vit_fer,bogus"], ["bogus", "local_mad", "transfer_token", "ir50"]),
     (["--seeds", "0"], ["--seeds 0"]),
+    (["--seeds", "3,bogus=2"], ["unknown row(s) bogus", "local_mad"]),
+    (["--rows", "ir50", "--seeds", "local=5"], ["local", "--rows does not run (ir50)"]),
 ])
 def test_bad_ablate_arguments(argv, words, tmp_path, capsys):
     assert main(["ablate", "--profile", "smoke", "--out", str(tmp_path), *argv]) == 2

@@ -1,4 +1,5 @@
 import math
+import re
 
 import pytest
 
@@ -10,6 +11,7 @@ from transfer_lib.ablate import (
     compare,
     markdown_table,
     paired_difference,
+    parse_seeds,
     seed_plan,
     t_quantile,
     verdict,
@@ -79,6 +81,25 @@ def test_seed_plan():
         seed_plan(["bogus"])
 
 
+def test_seed_plan_per_row_counts():
+    rows = ["ir50", "local", "transfer", "local_dropout"]
+    # named rows get their own count; the others the bare number, or the default plan without it
+    assert seed_plan(rows, "2,local=4,transfer=1") == {
+        "ir50": [0, 1], "local": [0, 1, 2, 3], "transfer": [0], "local_dropout": [0, 1]}
+    assert seed_plan(rows, "local=4") == {
+        "ir50": [0, 1, 2, 3, 4], "local": [0, 1, 2, 3], "transfer": [0, 1, 2, 3, 4],
+        "local_dropout": [0, 1, 2]}
+    assert parse_seeds(" 3 , local = 5 ") == (3, {"local": 5})
+    assert parse_seeds(4) == (4, {}) and parse_seeds(None) == (None, {})
+    for bad, words in (("x", "expected N"), ("3,4", "at most one bare N"), ("=3", "ROW=N"),
+                       ("local=2,local=3", "expected N"), ("local=0", "local must have at least"),
+                       ("bogus=2", "unknown row(s) bogus")):
+        with pytest.raises(TransferError, match=re.escape(words)):
+            parse_seeds(bad)
+    with pytest.raises(TransferError, match=r"names row\(s\) local_mad that --rows does not run"):
+        seed_plan(rows, "local_mad=5")
+
+
 def _row(name, values):
     return {"row": name, "description": ROWS[name].description, "seeds": sorted(values),
             "runs": [{"seed": s, "metrics": {"accuracy": v}} for s, v in values.items()],
@@ -118,3 +139,26 @@ def test_markdown_has_the_paired_table_and_the_paper_rule():
     rows["local"]["row"], rows["local"]["paper_accuracy"] = "transfer", 90.91
     md = markdown_table({**result, "data": "data/RAF-DB", "comparisons": []})
     assert "| 90.91 |" in md
+
+
+def test_ablate_command_records_per_row_seeds_as_given():
+    from transfer_lib.ablate import ablate_command
+
+    cmd = ablate_command("cpu", "3,local=5", ["ir50", "local"], "runs/x", None, None, "rafdb",
+                         True, {})
+    assert cmd == ("python -m transfer_lib ablate --profile cpu --seeds 3,local=5 "
+                   "--rows ir50,local --out runs/x")
+    assert "--seeds" not in ablate_command("cpu", None, ["ir50"], None, None, None, "rafdb", True,
+                                           {})
+
+
+def test_describe_seed_plan_groups_rows_by_seeds():
+    from transfer_lib.ablate import describe_seed_plan
+
+    plan = seed_plan(["ir50", "local", "local_dropout", "transfer"], "local=4")
+    assert describe_seed_plan(plan) == (
+        "seeds 0-4 for ir50 and transfer; 0-3 for local; 0-2 for local_dropout")
+    assert describe_seed_plan({"ir50": [0, 1], "local": [0]}) == (
+        "seeds 0 and 1 for ir50; 0 for local")
+    assert describe_seed_plan({"a": [1, 2, 3], "b": [0, 2, 5]}) == (
+        "seeds 1-3 for a; 0, 2 and 5 for b")

@@ -15,7 +15,9 @@ maps (local_dropout, local_dropblock, local_spatial: the local_mad config with a
 regulariser).
 
 Seeds: without --seeds, 5 seeds (0..4) for ir50 and the paper's four rows, 3 (0..2) for the
-others (:data:`DEFAULT_SEEDS`); --seeds N runs seeds 0..N-1 for every row.
+others (:data:`DEFAULT_SEEDS`); --seeds N runs seeds 0..N-1 for every row; --seeds
+3,local=5,transfer=5 gives the named rows their own count and the others 3 (without the bare
+number, the others keep the default plan).
 
 Runs: one run directory per row and seed (OUT/ROW/seedS); runs already complete are skipped,
 interrupted ones resume (``train.run_or_load``). After a run, its final weights (``last.pt``,
@@ -233,15 +235,52 @@ def parse_rows(text: str | Sequence[str]) -> list[str]:
     return names
 
 
-def seed_plan(rows: Sequence[str] | None = None, seeds: int | None = None) -> dict[str, list[int]]:
-    """The seeds each row runs: 0..N-1 with N = ``seeds`` for every row, or, when ``seeds`` is
-    None, N = :data:`DEFAULT_SEEDS` of the row (5 for ir50 and the paper's rows, 3 otherwise)."""
+def parse_seeds(spec: int | str | None) -> tuple[int | None, dict[str, int]]:
+    """``--seeds``: N, or ROW=N items with at most one bare N (for the rows not named), as
+    ``(N or None, {row: N})``. ``"3,local=5"`` gives ``(3, {"local": 5})``."""
+    from transfer_lib.errors import TransferError
+
+    if spec is None or isinstance(spec, int):
+        every, per_row = spec, {}
+    else:
+        every, per_row = None, {}
+        for item in (i.strip() for i in str(spec).split(",")):
+            name, eq, count = item.rpartition("=")
+            if not count.strip().lstrip("-").isdigit() or (eq and not name.strip()) or \
+                    (not eq and every is not None) or name.strip() in per_row:
+                raise TransferError(
+                    f"--seeds {spec}: expected N, or ROW=N items with at most one bare N for the "
+                    "rows not named (e.g. --seeds 3,local=5,transfer=5)")
+            if eq:
+                per_row[name.strip()] = int(count)
+            else:
+                every = int(count)
+        unknown = [r for r in per_row if r not in ROWS]
+        if unknown:
+            raise TransferError(f"--seeds {spec}: unknown row(s) {', '.join(unknown)}; allowed: "
+                                f"{', '.join(ROWS)}")
+    for name, n in ((None, every), *per_row.items()):
+        if n is not None and n < 1:
+            raise TransferError(f"--seeds {spec}: {name + ' ' if name else ''}must have at least "
+                                "1 seed")
+    return every, per_row
+
+
+def seed_plan(rows: Sequence[str] | None = None,
+              seeds: int | str | None = None) -> dict[str, list[int]]:
+    """The seeds each row runs, 0..N-1: N = ``seeds`` for every row; when ``seeds`` is None,
+    N = :data:`DEFAULT_SEEDS` of the row (5 for ir50 and the paper's rows, 3 otherwise); or a
+    ``--seeds`` text with counts per row (:func:`parse_seeds`), e.g. ``"3,local=5"``."""
     from transfer_lib.errors import TransferError
 
     names = parse_rows(rows if rows is not None else list(ROWS))
-    if seeds is not None and seeds < 1:
-        raise TransferError(f"--seeds {seeds}: must be at least 1")
-    return {name: list(range(seeds if seeds is not None else DEFAULT_SEEDS[name]))
+    every, per_row = parse_seeds(seeds)
+    if set(per_row) - set(names):
+        raise TransferError(f"--seeds {seeds}: names row(s) "
+                            f"{', '.join(r for r in per_row if r not in names)} that --rows "
+                            f"does not run ({', '.join(names)})")
+    return {name: list(range(per_row.get(name, every if every is not None
+                                         else DEFAULT_SEEDS[name])))
             for name in names}
 
 
@@ -451,8 +490,8 @@ def machine() -> dict:
     }
 
 
-def ablate_command(profile: str, seeds: int | None, rows: Sequence[str], out: str | Path | None,
-                   results: str | Path | None, data: str | None, dataset: str, occlusion: bool,
+def ablate_command(profile: str, seeds: int | str | None, rows: Sequence[str],
+                   out: str | Path | None, results: str | Path | None, data: str | None, dataset: str, occlusion: bool,
                    train_overrides: dict) -> str:
     """The ``python -m transfer_lib ablate ...`` command that runs this ablation again.
     Overrides the command line has no flag for are listed after a ``#``."""
@@ -519,15 +558,15 @@ def compare(rows: dict[str, dict], comparisons: Sequence[Comparison] = COMPARISO
     return out
 
 
-def ablate(profile: str = "cpu", seeds: int | None = None, rows: Sequence[str] | str | None = None,
+def ablate(profile: str = "cpu", seeds: int | str | None = None, rows: Sequence[str] | str | None = None,
            out: str | Path | None = None, data: str | None = None, dataset: str = "rafdb",
            progress: bool = True, *, results: str | Path | None = None, occlusion: bool = True,
            command: str | None = None, **train_overrides) -> dict:
     """Run (or load) every row x seed, test each under occlusion, and return the ablation dict;
     writes OUT/ablation.json and OUT/ablation.md, and ``results``.json / .md when given.
 
-    ``seeds``: None for the default plan (:func:`seed_plan`), or N for seeds 0..N-1 in every
-    row. ``train_overrides`` are TrainConfig fields applied to every run (e.g. epochs,
+    ``seeds``: None for the default plan (:func:`seed_plan`), N for seeds 0..N-1 in every
+    row, or a ``--seeds`` text with counts per row (``"3,local=5"``). ``train_overrides`` are TrainConfig fields applied to every run (e.g. epochs,
     max_steps, device). ``command``: the command line to record (default: the equivalent
     ``python -m transfer_lib ablate ...``). See :func:`load_ablation` for the layout.
     """
@@ -657,6 +696,24 @@ def read_results(path: str | Path, schema: int, what: str, command: str) -> dict
         raise DataError(f"{p} has layout version {found}, this library reads {schema}: "
                         f"run the {what} command in its provenance again")
     return result
+
+
+def describe_seed_plan(plan: dict[str, list[int]]) -> str:
+    """A seed plan in words, rows grouped by their seeds in the plan's order:
+    ``"seeds 0-4 for ir50 and local; 0-2 for local_dropout"``."""
+    from transfer_lib.viz import word_list
+
+    groups: dict[tuple[int, ...], list[str]] = {}
+    for row, seeds in plan.items():
+        groups.setdefault(tuple(seeds), []).append(row)
+
+    def span(seeds: tuple[int, ...]) -> str:
+        if len(seeds) > 2 and seeds == tuple(range(seeds[0], seeds[-1] + 1)):
+            return f"{seeds[0]}-{seeds[-1]}"
+        return word_list(map(str, seeds))
+
+    return "seeds " + "; ".join(f"{span(seeds)} for {word_list(rows)}"
+                                for seeds, rows in groups.items())
 
 
 def describe_provenance(result: dict, source: str) -> str:
@@ -834,9 +891,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--profile", choices=PROFILE_NAMES, default=None,
                         help="scale of every run (default: $TRANSFER_PROFILE, else cpu/paper)")
-    parser.add_argument("--seeds", type=int, default=None, metavar="N",
-                        help="seeds 0..N-1 for every row (default: 5 for ir50 and the paper's "
-                             "rows, 3 for the others)")
+    parser.add_argument("--seeds", type=_seeds_arg, default=None, metavar="N|ROW=N,...",
+                        help="seeds 0..N-1 for every row, or per row: 3,local=5 (default: 5 "
+                             "for ir50 and the paper's rows, 3 for the others)")
     parser.add_argument("--rows", default=",".join(ROWS), metavar="R1,R2",
                         help=f"rows to run (default all): {', '.join(ROWS)}")
     parser.add_argument("--out", metavar="DIR", help="run directories (default runs/ablate-PROFILE)")
@@ -860,6 +917,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-occlusion", dest="occlusion", action="store_false",
                         help="skip the occlusion test of every run")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+def _seeds_arg(text: str) -> int | str:
+    """--seeds: an int when it is one number (as before), else the per-row text, which
+    :func:`seed_plan` checks (its errors reach the user as every other bad argument's)."""
+    return int(text) if text.strip().isdigit() else text.strip()
 
 
 def run(args: argparse.Namespace) -> int:
