@@ -424,8 +424,9 @@ assert (pretrained["stalled"].sum() / pretrained["seeds"].sum()
 # `book/results/ablation-cpu-pretrained` (the CNN and TransFER, seeds 0-2) against the committed
 # runs from random weights, `book/results/ablation-cpu`. At the full `cpu` recipe (30 epochs,
 # 11-13 minutes a run on the CPU): TransFER, seeds 0-2, in
-# `book/results/ablation-cpu-30ep-pretrained` and `book/results/ablation-cpu-30ep` (which also
-# holds the CNN at the full recipe, for chapter 7). The stem
+# `book/results/ablation-cpu-30ep-pretrained`, each paired with the same seed in
+# `book/results/ablation-cpu-30ep` (which holds seeds 0-4 of TransFER, and the other rows at the
+# full recipe, for chapter 7). The stem
 # is the file of `python -m transfer_lib pretrain --out data/pretrained/ir50-tiny-identity`
 # (150 synthetic people, 47 % held-out identification, 133 s on the CPU).
 # On RAF-DB the real MS-Celeb-1M stem is what the paper starts from; the reader with the file
@@ -441,6 +442,7 @@ BUDGETS = {  # budget: (from random weights, from the pretrained stem, rows comp
 loaded = {budget: (load_ablation(results / a), load_ablation(results / b), rows)
           for budget, (a, b, rows) in BUDGETS.items()}
 full_scratch, full_pt, _ = loaded["30 epochs (the full recipe)"]
+assert full_scratch["seed_plan"]["transfer"] == [0, 1, 2, 3, 4]  # as the text above says
 for kind, res in (("from random weights", full_scratch), ("pretrained", full_pt)):
     print(describe_provenance(res, f"committed, full recipe, {kind}"))
 # the full recipe: nothing changed but the stem's starting weights

@@ -37,6 +37,7 @@ from transfer_lib.ablate import (
     ablate,
     committed_figure,
     describe_provenance,
+    describe_seed_plan,
     load_ablation,
     rerun,
     run_table,
@@ -390,22 +391,23 @@ assert stalled6 > 0  # the paragraph below is about these stalled runs
 # another row says nothing about the parts being compared, and it widens the interval of every
 # step it is in. So on these 2 cores the paper's rows can only be separated, if at all, near the
 # full recipe: 25 runs of 30 epochs, about five hours here (about 12 minutes a run, chapter 6),
-# which is a job for a GPU (`--profile gpu`) rather than a book build. The next section shows the
-# rows that have been run at the whole recipe on this CPU, three seeds each.
+# which is a job for a GPU (`--profile gpu`) or a machine left to run, not for a book build. The
+# next section shows the runs that have been made at the whole recipe on this CPU.
 
 # %% [markdown]
 # ## The whole recipe
 #
-# Some rows have also been run at the whole `cpu` recipe of chapter 6 (30 epochs, 3 of warmup,
-# from random weights), seeds 0-2: `book/results/ablation-cpu-30ep`, which chapter 6 uses too.
-# About 11 minutes a run on these 2 cores, so not every row is there; the cell says which are.
-# It sets each run beside the same row and seed at 3 epochs and, for the rows the 6-epoch
-# ablation ran, at 6.
+# Most rows have also been run at the whole `cpu` recipe of chapter 6 (30 epochs, 3 of warmup,
+# from random weights), each with some or all of the seeds it has at 3 epochs:
+# `book/results/ablation-cpu-30ep`, which chapter 6 uses too. About 11 minutes a run on these 2
+# cores, so not every row and seed is there; the cell says which are. It sets each run beside
+# the same row and seed at 3 epochs and, for the rows the 6-epoch ablation ran, at 6.
 
 # %%
 FULL = viz.project_root() / "book" / "results" / "ablation-cpu-30ep"
 full = load_ablation(FULL)
 assert full["profile"] == "cpu" and not full["provenance"]["train_overrides"]  # the recipe as is
+print("At 30 epochs: " + describe_seed_plan(full["seed_plan"]))
 print(describe_provenance(full, f"committed, {FULL.relative_to(viz.project_root())}.json"))
 full_runs = accuracies(full)
 full_rows = [r for r in ROWS if r in set(full_runs["row"])]
@@ -424,7 +426,7 @@ low30 = len(stalled30)
 display(Markdown(
     "At the whole recipe: " + viz.word_list([f"`{r}`" for r in full_rows])
     + (f" (not run there: {viz.word_list([f'`{r}`' for r in not_full])})" if not_full else "")
-    + ". Means over seeds " + viz.word_list(map(str, sorted(set(full_runs["seed"])))) + ": "
+    + ". Means over the seeds each row ran at 30 epochs, at every budget: "
     + "; ".join(f"`{r}` " + viz.word_list([f"{means.loc[r, c]:.1f} % at {c}"
                                             for c in means.columns if pd.notna(means.loc[r, c])])
                 for r in full_rows)
@@ -435,9 +437,8 @@ display(Markdown(
        + ". Even the whole recipe does not make every run learn.")))
 
 # %% [markdown]
-# Every step whose two rows ran at the whole recipe, at each budget that ran it (seeds 0-2 at
-# 30 epochs; at 3 and 6, the seeds the shorter ablations ran: 0-4 for the CNN and the paper's
-# rows, 0-2 for the others; positive: the later row is better):
+# Every step whose two rows ran at the whole recipe, at each budget that ran it (paired over the
+# seeds both rows have at that budget; positive: the later row is better):
 
 # %% tags=["hide-input"]
 steps30 = steps(full)
@@ -508,29 +509,38 @@ table1 = [s for s in (f"{a} -> {b}" for a, b in zip(PAPER_ROWS, PAPER_ROWS[1:]))
 regularisers = [s for s in STEPS30 if s.endswith(" -> local_mad") and s != "local -> local_mad"]
 
 
-def signed(group, up, name=lambda s: s):  # the steps of `group` whose mean rises (up) or not
-    return viz.word_list([f"`{name(s)}` ({steps30[s]['mean']:+.1f})" for s in group
-                          if (steps30[s]["mean"] > 0) == up])
+def sign(s):  # of a step's mean at the precision the text prints it: +1, -1 or 0
+    m = round(steps30[s]["mean"], 1)
+    return (m > 0) - (m < 0)
 
 
-other = {True: "higher than", False: "not higher than"}
+def by_sign(group, words, name=lambda s: s):  # "rises at `a` (+2.1) and falls at `b` (-2.6)"
+    return viz.word_list([
+        f"{words[k]} " + viz.word_list([f"`{name(s)}` ({steps30[s]['mean']:+.1f})"
+                                        for s in group if sign(s) == k])
+        for k in (1, -1, 0) if any(sign(s) == k for s in group)])
+
+
 display(Markdown(
     f"Of these {len(STEPS30)} steps, {len(sep30)} "
     f"{'is' if len(sep30) == 1 else 'are'} separated at 30 epochs"
     + (" (" + "; ".join(f"`{s}`: {v}" for s, v in sep30.items()) + ")" if sep30 else "")
     + ". The mean width of the intervals is, " + "; ".join(widths) + ". "
-    + (f"Of the paper's steps, the mean accuracy rises at {signed(table1, True)} and does not "
-       f"at {signed(table1, False)}. " if table1 else
-       "None of the paper's steps has both its rows at the whole recipe. ")
+    + ("Of the paper's steps, the mean accuracy " + by_sign(
+        table1, {1: "rises at", -1: "falls at", 0: "is unchanged to a tenth of a point at"})
+       + ". " if table1 else "None of the paper's steps has both its rows at the whole recipe. ")
     + ("Against the other regularisers, MAD's mean accuracy (minus the other's, in points) is "
-       + " and ".join(f"{other[up]} with " + signed(regularisers, up, lambda s: s.split(" ")[0])
-                      for up in (True, False)
-                      if any((steps30[s]["mean"] > 0) == up for s in regularisers))
-       + "." if regularisers else "")))
+       + by_sign(regularisers, {1: "higher than with", -1: "lower than with",
+                                0: "the same to a tenth of a point as with"},
+                 lambda s: s.split(" ")[0]) + "." if regularisers else "")))
+
+
+def stalled_runs(rows):  # the runs of these rows that did not learn at 30 epochs, for the text
+    return [f"`{r}` seed {seed}" for (r, seed) in stalled30.index if r in rows]
+
+
 # a step with a run that did not learn: its difference measures the stall, not the part compared
-stalled_rows = set(stalled30.index.get_level_values("row"))
-with_stall = {s: [f"`{r}` seed {seed}" for (r, seed) in stalled30.index if r in s.split(" -> ")]
-              for s in STEPS30 if stalled_rows & set(s.split(" -> "))}
+with_stall = {s: stalled_runs(s.split(" -> ")) for s in STEPS30 if stalled_runs(s.split(" -> "))}
 bounded = {s: steps30[s] for s in STEPS30 if s != "ir50 -> transfer" and s not in with_stall
            and steps30[s]["verdict"] == "interval includes 0"}
 if bounded:
@@ -539,7 +549,9 @@ if bounded:
         "recipe, on these synthetic faces and from random weights, "
         + "; ".join(f"`{s}` changes accuracy by between {d['low']:+.1f} and {d['high']:+.1f} "
                     "points" for s, d in bounded.items())
-        + " (95 % intervals over 3 seeds). An effect larger than its bound is unlikely here; "
+        + " (95 % intervals over " + viz.word_list(sorted({str(d["n"]) for d in bounded.values()}),
+                                                   last="or")
+        + " seeds). An effect larger than its bound is unlikely here; "
         "one inside it cannot be told from 0 without more seeds."))
 if with_stall:
     display(Markdown(
@@ -547,7 +559,7 @@ if with_stall:
             f"`{s}` (its rows include {viz.word_list(runs)}, which did not learn)"
             for s, runs in with_stall.items())
         + ". A difference against a run that stalled measures the stall, not the part being "
-        "compared, and one such seed of three makes the interval wider than any real effect."))
+        "compared, and a single such seed makes the interval wider than any real effect."))
 
 # %% [markdown]
 # The ablation measures *whether* MAD beats the other regularisers, not *why*. The way each one
@@ -557,24 +569,21 @@ if with_stall:
 p_map = TransFERConfig().mad_p  # every map regulariser's p; no ablation row changes it
 others = [r for r in ("local_dropout", "local_dropblock", "local_spatial") if r in full_rows]
 if others and "local_mad" in full_rows:
-    def did_not_learn(rows):
-        return [f"`{r}` seed {seed}" for (r, seed) in stalled30.index if r in rows]
-
-    stalled_others, stalled_mad = did_not_learn(others), did_not_learn(["local_mad"])
+    stalled_others, stalled_mad = stalled_runs(others), stalled_runs(["local_mad"])
+    n_others = int(full_runs["row"].isin(others).sum())
+    n_mad = int((full_runs["row"] == "local_mad").sum())
     display(Markdown(
         f"All of them run with MAD's $p = {p_map}$ (chapter 4). MAD drops at most one of the "
         "two maps of a sample. Spatial Dropout drops each map independently, so with probability "
         f"${p_map}^2 = {p_map ** 2:.2f}$ a sample loses both, and its local features are all "
         f"zero. Dropout and DropBlock zero about {100 * p_map:.0f} % of the positions and "
         f"multiply the rest by about {1 / (1 - p_map):.1f}: a far noisier map than MAD's. At the "
-        "whole "
-        f"recipe, {len(stalled_others)} of the {3 * len(others)} runs of "
+        f"whole recipe, {len(stalled_others)} of the {n_others} runs of "
         f"{viz.word_list([f'`{r}`' for r in others])} did not learn"
         + (f" ({viz.word_list(stalled_others)})" if stalled_others else "")
-        + f", and {len(stalled_mad)} of the 3 runs of `local_mad`. So at this $p$ the comparison "
-        "may partly measure how much noise training from random weights can bear. "
+        + f", and {len(stalled_mad)} of the {n_mad} runs of `local_mad`. So at this $p$ the "
+        "comparison may partly measure how much noise training from random weights can bear. "
         "Whether a smaller $p$ lets the others match MAD is exercise 7."))
-    assert len(full_runs[full_runs["row"].isin(others)]) == 3 * len(others)
 
 # %% [markdown]
 # ## One run again, live
@@ -632,12 +641,13 @@ else:
 # 4. The paper finds that dropping more than one map gains nothing. With $B = 2$ branches,
 #    what does `model_overrides={"mad_num_drop": 2}` do to $\bar A$ in a hit sample? Try
 #    `msad_num_drop=2` on the `transfer` row instead, as in exercise 3.
-# 5. The whole-recipe ablation has 3 seeds a row. From the interval widths in its section, how
-#    many seeds would the widest step whose runs all learnt need to halve its width? Run one
-#    step's rows at 5 seeds: `python -m transfer_lib ablate --profile cpu --rows
-#    local,local_mad --seeds 5 --out runs/ablate-30` trains seeds 0-4 of both rows, 10 runs
-#    (about 11 minutes a run on two cores, so about two hours); do its verdict and the committed
-#    one agree?
+# 5. From the interval widths in the whole-recipe section, how many seeds would the widest step
+#    whose runs all learnt need to halve its width (mind that the $t$ quantile shrinks too)?
+#    Then run the
+#    DropBlock step at 5 seeds: `python -m transfer_lib ablate --profile cpu --rows
+#    local_mad,local_dropblock --seeds 5 --out runs/ablate-30` trains seeds 0-4 of both rows,
+#    10 runs (about 11 minutes a run on two cores, so about two hours); does its verdict agree
+#    with the committed one?
 # 6. How many seeds would an effect of 1 point need to be resolved, if the paired differences
 #    have the standard deviation you see here? (Solve {eq}`eq-paired-difference` for $k$.)
 # 7. Give Spatial Dropout a fairer chance: rerun `local_spatial` at the whole recipe with

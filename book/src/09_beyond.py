@@ -22,7 +22,7 @@ from skimage import data as skdata
 
 from transfer_lib import build_model, viz
 from transfer_lib import faces as face_lib
-from transfer_lib.ablate import load_ablation, run_table
+from transfer_lib.ablate import describe_seed_plan, load_ablation, run_table
 from transfer_lib.checkpoint import model_from_checkpoint
 from transfer_lib.data.synth import PARTS, most_frequent_class_accuracy, render_face
 from transfer_lib.data.transforms import eval_transform
@@ -109,10 +109,12 @@ assert occl["accuracy"].between(0, 100).all()
 # with that part hidden; below, the paired difference of the drops
 # {eq}`eq-paired-difference` for the two steps the argument is about. A negative difference
 # means the later row loses *less* when that part is hidden. At `cpu` and `smoke` this section
-# reads chapter 7's committed ablation at the whole `cpu` recipe (30 epochs a run, seeds 0-2,
-# `book/results/ablation-cpu-30ep.json`), where most runs have learnt the task (the cell names
-# those that did not): a model that has learnt little has little to lose when a part is hidden,
-# so the drops of the short ablations, where many runs stalled at chance, say little.
+# reads chapter 7's committed ablation at the whole `cpu` recipe (30 epochs a run, the seeds the
+# cell prints, `book/results/ablation-cpu-30ep.json`; the table below gives each interval's
+# number of seeds, `n`), where most runs have learnt the
+# task (the cell names those that did not): a model that has learnt little has little to lose
+# when a part is hidden, so the drops of the short ablations, where many runs stalled at chance,
+# say little.
 
 # %% tags=["hide-input"]
 if profile.name in ("paper", "gpu"):  # chapter 7 ran the ablation live
@@ -120,6 +122,7 @@ if profile.name in ("paper", "gpu"):  # chapter 7 ran the ablation live
 else:  # smoke and cpu: the committed ablation at the whole cpu recipe (chapter 7)
     ablation = load_ablation(viz.project_root() / "book" / "results" / "ablation-cpu-30ep")
     assert not ablation["provenance"]["train_overrides"]  # the cpu recipe as is: 30 epochs
+    print("At 30 epochs: " + describe_seed_plan(ablation["seed_plan"]))
 parts = ablation["parts"]
 if ablation["data"].startswith("synthetic"):  # the most-frequent-class line of chapter 7
     runs = pd.DataFrame(run_table(ablation))
@@ -176,7 +179,7 @@ assert len(steps) == 2 and len(drops) == 2 * len(parts)
 # drop is evidence of robustness only between rows of similar accuracy with nothing hidden. The
 # synthetic faces were built so that every class has cues on several parts (chapter 2), which
 # is the condition under which MAD's argument can work at all. Where an interval includes 0, the
-# test could not tell the rows apart with three seeds; random initialisation (the paper starts
+# test could not tell the rows apart with these seeds; random initialisation (the paper starts
 # from pretrained weights) and the tiny model are the other differences from the paper's setting
 # that could explain it, and none of them was tested on its own here.
 #

@@ -26,7 +26,12 @@ import torch
 from IPython.display import Markdown, display
 
 from transfer_lib import build_model, viz
-from transfer_lib.ablate import describe_provenance, find_comparison, load_ablation
+from transfer_lib.ablate import (
+    describe_provenance,
+    describe_seed_plan,
+    find_comparison,
+    load_ablation,
+)
 from transfer_lib.attention import load_attention
 from transfer_lib.models.local_cnn import MultiAttentionDropping
 from transfer_lib.models.msad import MultiHeadSelfAttentionDropping
@@ -45,9 +50,9 @@ print(viz.describe_setup(profile, rafdb))
 # A profile's column is filled from `book/results/ablation-<profile>.json` when it exists, and
 # the `cpu, 6 epochs` column from the longer cpu ablation (`ablation-cpu-6ep.json`: the CNN
 # and the paper's four rows only), and the `cpu, 30 epochs` column from the runs at the whole
-# `cpu` recipe (`ablation-cpu-30ep.json`: 3 seeds of the rows its command names below); chapters 6
-# and 7 say how each was made. The `smoke` profile only checks that the code runs (nothing learns in one step),
-# so no ablation is kept for it. The columns are in order of budget, and each claim is judged
+# `cpu` recipe (`ablation-cpu-30ep.json`: the rows and seeds printed below); chapters 6 and 7
+# say how each was made. The `smoke` profile only checks that the code runs (nothing learns in
+# one step), so no ablation is kept for it. The columns are in order of budget, and each claim is judged
 # at the largest budget that ran its comparison.
 
 # %%
@@ -66,6 +71,7 @@ ABSENT = {
 }
 for name, res in results.items():
     print(describe_provenance(res, f"{name}: book/results/{FILES[name]}.json"))
+    print("  " + describe_seed_plan(res["seed_plan"]))
 assert "cpu" in results, "the committed cpu ablation is missing"
 
 # %% [markdown]
