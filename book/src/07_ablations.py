@@ -398,10 +398,10 @@ assert stalled6 > 0  # the paragraph below is about these stalled runs
 # ## The whole recipe
 #
 # Most rows have also been run at the whole `cpu` recipe of chapter 6 (30 epochs, 3 of warmup,
-# from random weights), each with some or all of the seeds it has at 3 epochs:
-# `book/results/ablation-cpu-30ep`, which chapter 6 uses too. About 11 minutes a run on these 2
-# cores, so not every row and seed is there; the cell says which are. It sets each run beside
-# the same row and seed at 3 epochs and, for the rows the 6-epoch ablation ran, at 6.
+# from random weights): `book/results/ablation-cpu-30ep`, which chapter 6 uses too. About 11
+# minutes a run on these 2 cores, so not every row and seed is there; the cell says which are.
+# It sets each run beside the same row and seed at 3 epochs and at 6, where those ablations ran
+# it.
 
 # %%
 FULL = viz.project_root() / "book" / "results" / "ablation-cpu-30ep"
@@ -416,17 +416,24 @@ keys = full_runs.set_index(["row", "seed"]).index
 by_budget = pd.DataFrame({
     f"{e} epochs": res.set_index(["row", "seed"])["accuracy"].reindex(keys)
     for e, res in ((3, accuracies(shorter)), (6, runs6), (30, full_runs))})
-assert not by_budget["3 epochs"].isna().any()  # every 30-epoch run has its 3-epoch twin
-# ... and its 6-epoch twin exactly when its row ran at 6 epochs
-assert (by_budget["6 epochs"].isna() == ~keys.get_level_values("row").isin(LONG_ROWS)).all()
+# each 30-epoch run has its 3- and its 6-epoch twin exactly when that ablation ran its seed
+for e, res in ((3, shorter), (6, longer)):
+    assert (by_budget[f"{e} epochs"].notna()
+            == [s in res["seed_plan"].get(r, []) for r, s in keys]).all()
 display(by_budget.round(1).astype(object).where(by_budget.notna(), "not run"))
-means = by_budget.groupby(level="row", sort=False).mean()
+means = by_budget.groupby(level="row", sort=False).mean()  # over the seeds run at each budget
+fewer3 = {r: sorted(s for s in full["seed_plan"][r] if s in shorter["seed_plan"].get(r, []))
+          for r in full_rows}  # the seeds that the 3-epoch mean of a row is over
+fewer3 = {r: seeds for r, seeds in fewer3.items() if len(seeds) < len(full["seed_plan"][r])}
 stalled30 = by_budget.loc[by_budget["30 epochs"] <= chance_cpu, "30 epochs"]  # (row, seed)
 low30 = len(stalled30)
 display(Markdown(
     "At the whole recipe: " + viz.word_list([f"`{r}`" for r in full_rows])
     + (f" (not run there: {viz.word_list([f'`{r}`' for r in not_full])})" if not_full else "")
-    + ". Means over the seeds each row ran at 30 epochs, at every budget: "
+    + ". Means over the seeds each row ran at 30 epochs, at every budget"
+    + (" (at 3 epochs " + viz.word_list([f"`{r}` over seeds {viz.word_list(map(str, v))}"
+                                         for r, v in fewer3.items()])
+       + ", the seeds that ablation ran)" if fewer3 else "") + ": "
     + "; ".join(f"`{r}` " + viz.word_list([f"{means.loc[r, c]:.1f} % at {c}"
                                             for c in means.columns if pd.notna(means.loc[r, c])])
                 for r in full_rows)
@@ -643,11 +650,11 @@ else:
 #    `msad_num_drop=2` on the `transfer` row instead, as in exercise 3.
 # 5. From the interval widths in the whole-recipe section, how many seeds would the widest step
 #    whose runs all learnt need to halve its width (mind that the $t$ quantile shrinks too)?
-#    Then run the
-#    DropBlock step at 5 seeds: `python -m transfer_lib ablate --profile cpu --rows
-#    local_mad,local_dropblock --seeds 5 --out runs/ablate-30` trains seeds 0-4 of both rows,
-#    10 runs (about 11 minutes a run on two cores, so about two hours); does its verdict agree
-#    with the committed one?
+#    Then test the one row the whole recipe has not run: `transfer_token`, MSAD in the authors'
+#    token mode. Run it at seeds 0-4 with `rerun(full, "transfer_token", s,
+#    f"runs/token-30/seed{s}")` (about 11 to 15 minutes a run on two cores) and pair its
+#    accuracies with `transfer_lib.ablate.seed_values(full, "local_mad")` and with
+#    `seed_values(full, "transfer")`. Does the token mode change MSAD's verdict?
 # 6. How many seeds would an effect of 1 point need to be resolved, if the paired differences
 #    have the standard deviation you see here? (Solve {eq}`eq-paired-difference` for $k$.)
 # 7. Give Spatial Dropout a fairer chance: rerun `local_spatial` at the whole recipe with
