@@ -398,8 +398,9 @@ assert stalled6 > 0  # the paragraph below is about these stalled runs
 # ## The whole recipe
 #
 # Most rows have also been run at the whole `cpu` recipe of chapter 6 (30 epochs, 3 of warmup,
-# from random weights): `book/results/ablation-cpu-30ep`, which chapter 6 uses too. About 11
-# minutes a run on these 2 cores, so not every row and seed is there; the cell says which are.
+# from random weights): `book/results/ablation-cpu-30ep`, which chapter 6 uses too. A run takes
+# 10 to 18 minutes on these 2 cores (the provenance below gives the range), so not every row is
+# there; the cell says which rows and seeds are.
 # It sets each run beside the same row and seed at 3 epochs and at 6, where those ablations ran
 # it.
 
@@ -425,14 +426,18 @@ means = by_budget.groupby(level="row", sort=False).mean()  # over the seeds run 
 fewer3 = {r: sorted(s for s in full["seed_plan"][r] if s in shorter["seed_plan"].get(r, []))
           for r in full_rows}  # the seeds that the 3-epoch mean of a row is over
 fewer3 = {r: seeds for r, seeds in fewer3.items() if len(seeds) < len(full["seed_plan"][r])}
+same_seeds: dict[tuple, list] = {}  # rows grouped by those seeds, so the sentence names each once
+for r, seeds in fewer3.items():
+    same_seeds.setdefault(tuple(seeds), []).append(r)
 stalled30 = by_budget.loc[by_budget["30 epochs"] <= chance_cpu, "30 epochs"]  # (row, seed)
 low30 = len(stalled30)
 display(Markdown(
     "At the whole recipe: " + viz.word_list([f"`{r}`" for r in full_rows])
     + (f" (not run there: {viz.word_list([f'`{r}`' for r in not_full])})" if not_full else "")
     + ". Means over the seeds each row ran at 30 epochs, at every budget"
-    + (" (at 3 epochs " + viz.word_list([f"`{r}` over seeds {viz.word_list(map(str, v))}"
-                                         for r, v in fewer3.items()])
+    + (" (at 3 epochs " + "; ".join(viz.word_list([f"`{r}`" for r in rs])
+                                    + f" over seeds {viz.word_list(map(str, v))}"
+                                    for v, rs in same_seeds.items())
        + ", the seeds that ablation ran)" if fewer3 else "") + ": "
     + "; ".join(f"`{r}` " + viz.word_list([f"{means.loc[r, c]:.1f} % at {c}"
                                             for c in means.columns if pd.notna(means.loc[r, c])])
