@@ -39,9 +39,12 @@ from transfer_lib.ablate import (
     describe_provenance,
     describe_seed_plan,
     load_ablation,
+    paired_difference,
     rerun,
     run_table,
+    seed_values,
     t_quantile,
+    verdict,
 )
 from transfer_lib.data.synth import most_frequent_class_accuracy
 from transfer_lib.profiles import active_profile, find_rafdb, get_profile
@@ -257,8 +260,8 @@ display(Markdown(
 # (`book/results/ablation-cpu-6ep.json`) ran the CNN and the paper's four rows again, with the
 # same five seeds and everything else unchanged, for **6 epochs** instead of 3 (1 of warmup, the
 # cosine schedule stretched over the 6). The four other rows (`transfer_token` and the three
-# other regularisers) were left out to keep it inside one working session; their comparisons
-# exist at 3 epochs, and the regularisers' also at the whole recipe (the last section). This
+# other regularisers) were left out to keep it inside one working session; they exist at 3
+# epochs and at the whole recipe (the last section). This
 # section compares the two committed ablations at every profile.
 
 # %%
@@ -399,8 +402,8 @@ assert stalled6 > 0  # the paragraph below is about these stalled runs
 #
 # Most rows have also been run at the whole `cpu` recipe of chapter 6 (30 epochs, 3 of warmup,
 # from random weights): `book/results/ablation-cpu-30ep`, which chapter 6 uses too. A run takes
-# 10 to 18 minutes on these 2 cores (the provenance below gives the range), so not every row is
-# there; the cell says which rows and seeds are.
+# 10 to 18 minutes on these 2 cores (the provenance below gives the range), so not every row has
+# all five seeds there; the cell says which rows and seeds are.
 # It sets each run beside the same row and seed at 3 epochs and at 6, where those ablations ran
 # it.
 
@@ -598,6 +601,53 @@ if others and "local_mad" in full_rows:
         "Whether a smaller $p$ lets the others match MAD is exercise 7."))
 
 # %% [markdown]
+# ### MSAD's two modes
+#
+# MSAD comes in two modes (chapter 5): the paper's drops one attention *head*, the authors'
+# code (`HeadDropOut`) zeroes one of the first 8 *tokens* instead. The `transfer` row uses the
+# head mode; `transfer_token` is the same model in the token mode. The cell pairs it, seed by
+# seed, with the head mode and with `local_mad` (the model without MSAD), and sets the head
+# mode's own step beside it over the same seeds, at each budget that ran it.
+
+# %% tags=["hide-input"]
+MODE_STEPS = ("local_mad -> transfer_token", "local_mad -> transfer", "transfer -> transfer_token")
+
+
+def mode_steps(res):  # the two modes against no MSAD and against each other, paired by seed
+    ran = {r["row"] for r in res["rows"]}
+    if not {"transfer_token", "transfer", "local_mad"} <= ran:
+        return {}
+    token = set(seed_values(res, "transfer_token"))
+    out = {}
+    for step in MODE_STEPS:
+        before, to = (seed_values(res, r) for r in step.split(" -> "))
+        seeds = sorted(token & set(before) & set(to))  # the token mode's seeds, for every step
+        d = paired_difference([to[k] for k in seeds], [before[k] for k in seeds])
+        out[step] = {**d, "seeds": seeds, "verdict": verdict(d)}
+    return out
+
+
+modes = {e: mode_steps(res) for e, res in ((3, shorter), (30, full))}
+if modes[30]:
+    display(pd.DataFrame([
+        {"step": s, **{f"{e} epochs": interval(m[s]) if s in m else "not run"
+                       for e, m in modes.items()},
+         "seeds, 30 epochs": viz.word_list(map(str, modes[30][s]["seeds"])),
+         "verdict, 30 epochs": modes[30][s]["verdict"]} for s in MODE_STEPS]).set_index("step"))
+    token30, head30, between = (modes[30][s] for s in MODE_STEPS)
+    same = token30["verdict"] == head30["verdict"]
+    display(Markdown(
+        f"At the whole recipe, over seeds {viz.word_list(map(str, token30['seeds']))}, MSAD in "
+        f"the token mode changes accuracy by {interval(token30)} points against no MSAD "
+        f"({token30['verdict']}), in the head mode by {interval(head30)} ({head30['verdict']}), "
+        f"and the token mode minus the head mode is {interval(between)} "
+        f"({between['verdict']}). So the mode "
+        + ("does not change MSAD's verdict here" if same else "changes MSAD's verdict here")
+        + f"; with {token30['n']} seeds the intervals are wide, and exercise 5 adds two more."))
+else:
+    print("transfer_token has not been run at the whole recipe (exercise 5)")
+
+# %% [markdown]
 # ## One run again, live
 #
 # The committed figures are only worth showing if they can be reproduced. At `cpu` this cell
@@ -655,11 +705,12 @@ else:
 #    `msad_num_drop=2` on the `transfer` row instead, as in exercise 3.
 # 5. From the interval widths in the whole-recipe section, how many seeds would the widest step
 #    whose runs all learnt need to halve its width (mind that the $t$ quantile shrinks too)?
-#    Then test the one row the whole recipe has not run: `transfer_token`, MSAD in the authors'
-#    token mode. Run it at seeds 0-4 with `rerun(full, "transfer_token", s,
-#    f"runs/token-30/seed{s}")` (about 11 to 15 minutes a run on two cores) and pair its
+#    Then give the one row that the whole recipe ran at three seeds, `transfer_token` (MSAD in
+#    the authors' token mode), its seeds 3 and 4: `rerun(full, "transfer_token", s,
+#    f"runs/token-30/seed{s}")` (about 11 to 15 minutes a run on two cores). Pair its five
 #    accuracies with `transfer_lib.ablate.seed_values(full, "local_mad")` and with
-#    `seed_values(full, "transfer")`. Does the token mode change MSAD's verdict?
+#    `seed_values(full, "transfer")` as in "MSAD's two modes". Does the token mode change
+#    MSAD's verdict at five seeds?
 # 6. How many seeds would an effect of 1 point need to be resolved, if the paired differences
 #    have the standard deviation you see here? (Solve {eq}`eq-paired-difference` for $k$.)
 # 7. Give Spatial Dropout a fairer chance: rerun `local_spatial` at the whole recipe with
