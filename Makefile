@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # The torch build pip installs; override on another machine, e.g. TORCH_SPEC="torch torchvision".
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup run serve summary train book test test-browser test-fast test-device-script nbval lint clean
+.PHONY: chromium chromium-early setup run serve summary train book test test-browser test-fast test-device-script nbval lint clean
 
 setup: $(VENV)/.installed
 
@@ -47,8 +47,9 @@ train: setup
 	$(PY) -m transfer_lib train --profile $(PROFILE)
 
 ## the whole test suite (what CI runs): lint, actionlint, unit tests (the Colab path
-## included), chapters under nbval, the book build, then the built pages in headless Chromium
-test: setup
+## included), chapters under nbval, the book build, then the built pages in headless Chromium.
+## Chromium is looked for (or installed) first, so a machine without one stops in seconds.
+test: chromium-early setup chromium
 	$(PY) -m ruff check transfer_lib tests book
 	$(VENV)/bin/actionlint -no-color
 	TRANSFER_PROFILE=smoke $(PY) -m pytest -q tests --nbval-lax book -m "not device_script and not browser"
@@ -56,8 +57,17 @@ test: setup
 	$(MAKE) --no-print-directory test-browser
 
 ## the pages of the built book (_build/html) in headless Chromium; screenshots in _build/screenshots
-test-browser: setup
-	$(PY) -m pytest -q tests/test_browser.py -m browser
+test-browser: setup chromium
+	CHROMIUM="$$(cat $(VENV)/.chromium)" $(PY) -m pytest -q tests/test_browser.py -m browser
+
+# The browser for the browser test (tests/find_chromium.sh): $(CHROMIUM), a chromium on PATH,
+# Playwright's own, else Debian's package or Playwright's download where the machine allows it.
+CHROMIUM ?=
+chromium-early:
+	@CHROMIUM="$(CHROMIUM)" bash tests/find_chromium.sh --early $(PY) > /dev/null
+chromium: setup
+	@CHROMIUM="$(CHROMIUM)" bash tests/find_chromium.sh $(PY) > $(VENV)/.chromium.tmp \
+		&& mv $(VENV)/.chromium.tmp $(VENV)/.chromium
 
 ## the GPU check script at toy scale on the CPU (minutes): kept out of `make test` for CI's budget
 test-device-script: setup
