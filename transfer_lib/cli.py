@@ -46,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_arguments(p)
+        p.add_argument("--native", action="store_true",
+                       help="PyTorch's own CPU kernels and thread count: faster on CPUs with "
+                            "AVX-512 or AMX, but another draw of a seed (default: AVX2 kernels "
+                            "and 2 threads, the same numbers on every x86 CPU; also "
+                            "TRANSFER_NATIVE=1)")
         p.set_defaults(_module=module)
     return parser
 
@@ -120,6 +125,13 @@ def check_output_dir(path: str | os.PathLike | None, option: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from transfer_lib import kernels
+
+    # before the commands' modules load torch: its kernels are chosen when it loads
+    if "--native" in (sys.argv[1:] if argv is None else argv):
+        kernels.use_native()
+    else:
+        kernels.pin()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

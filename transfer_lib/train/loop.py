@@ -141,6 +141,10 @@ def settle(cfg: TrainConfig, ctx: DistContext) -> Run:
     use_amp = (on_cuda or (on_cpu and prof.cpu_amp and cpu_has_native_bf16())) \
         if cfg.amp is None else cfg.amp
     fast = (on_cuda or (on_cpu and prof.cpu_fast)) if cfg.fast is None else bool(cfg.fast)
+    if on_cpu:  # the pinned thread count where the kernels are pinned (transfer_lib.kernels)
+        from transfer_lib.kernels import apply_threads
+
+        apply_threads()
     if on_cuda:
         torch.backends.cudnn.benchmark = True  # autotuned convolutions (fixed input size)
         torch.backends.cuda.matmul.allow_tf32 = True  # fp32 runs use TF32 tensor cores
@@ -287,6 +291,7 @@ def record_start(run: Run, parts: Parts, changed: list[str], start_epoch: int) -
         "device": str(run.device), "pipeline": run.pipeline,
         "train_augment": parts.train_augment,
         "cache": str(parts.train_loader.cache.path) if run.fast else None,
+        "provenance": run_files.provenance(),
         **({"history": history} if history else {})})
     run_files.keep_metrics_until(run.run_dir, start_epoch)
 

@@ -144,6 +144,12 @@ def _best_epoch(run_dir: Path, epochs: int, final: dict) -> dict:
     return max(scored, key=lambda m: (m["test_accuracy"], -m.get("epoch", 0)))
 
 
+def provenance() -> dict:
+    from transfer_lib.kernels import provenance as _provenance
+
+    return _provenance()
+
+
 def _write_summary(cfg, prof, mc, ctx, run_dir, model, test_loader, metrics, best_acc, wall,
                    amp_dtype, channels_last, epoch_log, pipeline="per-image") -> dict:
     from transfer_lib.evaluate import evaluate
@@ -181,6 +187,7 @@ def _write_summary(cfg, prof, mc, ctx, run_dir, model, test_loader, metrics, bes
         "dataset": cfg.dataset,
         "num_parameters": sum(p.numel() for p in model.parameters()),
         "run_dir": str(run_dir),
+        "provenance": provenance(),
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
