@@ -269,7 +269,7 @@ def test_train_bad_values(tmp_path, argv, words, capsys):
     (["--workers", "-1"], "--workers -1 must be 0"),
     (["--batch-size", "0"], "--batch-size 0 must be at least 1"),
     (["--device", "foo"], "--device 'foo' is not a device"),
-    (["--split", "val"], "--split val: rafdb has the splits train, test"),
+    (["--split", "dev"], "--split dev: rafdb has the splits train, val, test"),
 ])
 def test_eval_bad_values(rafdb, ckpt, argv, words, capsys):
     assert main(["eval", "--data", str(rafdb), "--checkpoint", str(ckpt), *argv]) == 2

@@ -306,3 +306,90 @@ def test_affectnet_blank_lines_and_byte_order_mark(tmp_path):
     lines.insert(2, "      ")  # a line of spaces
     f.write_bytes(b"\xef\xbb\xbf" + ("\n".join(lines) + "\n").encode())
     assert build_dataset("affectnet8", root, "train").targets == [0, 1, 2]
+
+
+# ---------------------------------------------------------------------------------------------
+# The validation split: the data set's own list, or carved from train (stratified, seed 0)
+# ---------------------------------------------------------------------------------------------
+def test_every_data_set_has_a_val_split():
+    from transfer_lib.data import DATASETS, SPLITS
+
+    assert all(SPLITS[name] == ("train", "val", "test") for name in DATASETS)
+
+
+def test_rafdb_val_is_carved_from_train_per_class(tmp_path):
+    from transfer_lib.data.base import VAL_CARVED, carve_validation
+
+    root = write_rafdb(tmp_path / "r", n_train=140, n_test=3)  # 20 of each class
+    train = build_dataset("rafdb", root, "train")
+    val = build_dataset("rafdb", root, "val")
+    assert train.val_source == val.val_source == VAL_CARVED
+    assert VAL_CARVED == "carved from train, 10 % per class, seed 0"
+    assert np.bincount(val.targets, minlength=7).tolist() == [2] * 7  # 10 % of each class
+    assert len(train) == 140 - 14
+    names = {p.name for p, _ in train.samples} | {p.name for p, _ in val.samples}
+    assert len(names) == 140 and not {p for p, _ in train.samples} & {p for p, _ in val.samples}
+    # deterministic: the recorded seed's choice, in file order, the same on every call
+    listed = [(i % 7) for i in range(1, 141)]
+    chosen = np.flatnonzero(carve_validation(listed)) + 1
+    assert [p.name for p, _ in val.samples] == [f"train_{i:05d}_aligned.jpg" for i in chosen]
+    assert build_dataset("rafdb", root, "val").samples == val.samples
+    assert len(build_dataset("rafdb", root, "test")) == 3  # test untouched
+
+
+def test_carve_keeps_a_class_in_train_and_gives_val_one_from_two():
+    from transfer_lib.data.base import carve_validation
+
+    mask = carve_validation([0, 1, 1, 2, 2, 2] + [3] * 25)
+    assert mask[0] == False  # noqa: E712 - one image: it stays in train
+    assert mask[1:3].sum() == 1 and mask[3:6].sum() == 1 and mask[6:].sum() == 3  # 2.5 rounds up
+    # a class's choice depends on that class alone
+    alone = carve_validation([3] * 25)
+    assert (mask[6:] == alone).all()
+
+
+def test_rafdb_val_from_the_label_file_or_val_txt(rafdb_root):
+    emo = rafdb_root / "basic" / "EmoLabel"
+    aligned = rafdb_root / "basic" / "Image" / "aligned"
+    for i in (1, 2):
+        (aligned / f"val_{i:05d}_aligned.jpg").write_bytes(
+            (aligned / "train_00001_aligned.jpg").read_bytes())
+    with (emo / "list_patition_label.txt").open("a") as f:
+        f.write("val_00001.jpg 3\nval_00002.jpg 7\n")
+    val = build_dataset("rafdb", rafdb_root, "val")
+    assert val.targets == [2, 6] and val.val_source == "file"
+    assert len(build_dataset("rafdb", rafdb_root, "train")) == 6  # nothing carved
+    # the same with one file per split
+    lines = (emo / "list_patition_label.txt").read_text().splitlines()
+    (emo / "list_patition_label.txt").unlink()
+    for split in ("train", "val", "test"):
+        (emo / f"{split}.txt").write_text(
+            "\n".join(x for x in lines if x.startswith(split)) + "\n")
+    assert build_dataset("rafdb", rafdb_root, "val").targets == [2, 6]
+    (emo / "val.txt").unlink()  # no val list: carved from train.txt (one image a class: none)
+    with pytest.raises(DataError, match=r"train.txt: no val images: val is carved"):
+        build_dataset("rafdb", rafdb_root, "val")
+
+
+def test_ferplus_val_is_public_test(tmp_path):
+    rows = [("Training", f"a{i}.png", [0, 8, 0, 0, 0, 0, 0, 0, 0, 0]) for i in range(3)]
+    rows += [("PublicTest", "p.png", [0, 0, 9, 0, 0, 0, 0, 0, 0, 0]),
+             ("PrivateTest", "q.png", [0, 0, 0, 9, 0, 0, 0, 0, 0, 0])]
+    root = write_ferplus(tmp_path / "f", rows)
+    val = build_dataset("ferplus", root, "val")
+    assert val.targets == [2] and val.val_source == "file"
+    assert len(build_dataset("ferplus", root, "train")) == 3  # nothing carved
+
+
+def test_affectnet_val_is_carved_from_training_and_test_is_validation_csv(tmp_path):
+    from transfer_lib.data.base import VAL_CARVED
+
+    root = write_affectnet(tmp_path / "an", [0] * 10 + [1] * 10 + [7] * 4, [2, 5])
+    train8 = build_dataset("affectnet8", root, "train")
+    val8 = build_dataset("affectnet8", root, "val")
+    assert val8.val_source == VAL_CARVED and val8.targets == [0, 1, 7]
+    assert len(train8) == 24 - 3 and len(train8.boxes) == len(train8)
+    assert not {p for p, _ in train8.samples} & {p for p, _ in val8.samples}
+    val7 = build_dataset("affectnet7", root, "val")  # the same images of the shared classes
+    assert val7.samples == val8.samples[:2]
+    assert build_dataset("affectnet8", root, "test").targets == [2, 5]

@@ -1,3 +1,4 @@
+import hashlib
 import json
 import subprocess
 import sys
@@ -25,7 +26,11 @@ def small_set(tmp_path_factory):
 def test_synth_read_back_by_rafdb_loader(small_set):
     train = build_dataset("rafdb", small_set, "train")
     test = build_dataset("synthetic", small_set, "test")
-    assert (len(train), len(test)) == (35, 14)
+    val = build_dataset("synthetic", small_set, "val")
+    assert (len(train), len(test), len(val)) == (35, 14, 14)  # val: as many as test
+    assert train.val_source == val.val_source == "file"  # the val_ images, none carved
+    assert np.bincount(val.targets, minlength=7).tolist() == class_counts(14, "rafdb")
+    assert val.samples[0][0].name == "val_00001_aligned.jpg"
     img, _ = train[0]
     assert img.size == (100, 100) and img.mode == "RGB"
     assert np.bincount(train.targets, minlength=7).tolist() == class_counts(35, "rafdb")
@@ -137,8 +142,9 @@ def test_synth_cli_writes_the_marker_and_replaces_its_own_set(tmp_path):
     out = tmp_path / "s"
     assert main(["synth", "--out", str(out), "--train", "7", "--test", "7", "--workers", "1"]) == 0
     marker = json.loads((out / "synthetic.json").read_text())
-    assert marker == {"version": synth.GENERATOR_VERSION, "train": 7, "test": 7, "seed": 0,
-                      "occlusion": synth.DEFAULT_OCCLUSION, "balance": "rafdb", "state": "complete"}
+    assert marker == {"version": synth.GENERATOR_VERSION, "train": 7, "test": 7, "val": 7,
+                      "seed": 0, "occlusion": synth.DEFAULT_OCCLUSION, "balance": "rafdb",
+                      "splits": ["train", "test", "val"], "state": "complete"}
     # its own set (by the marker) is replaced without --force; no temporary folder is left
     assert main(["synth", "--out", str(out), "--train", "14", "--test", "7", "--seed", "1",
                  "--workers", "1"]) == 0
@@ -222,3 +228,92 @@ def test_synth_out_is_a_file(tmp_path, capsys):
     f.write_text("mine")
     assert main(["synth", "--out", str(f), "--train", "7", "--test", "7"]) == 2
     assert "is a file" in capsys.readouterr().err and f.read_text() == "mine"
+
+
+# ---------------------------------------------------------------------------------------------
+# The validation split: drawn like train, and train and test exactly as before it existed
+# ---------------------------------------------------------------------------------------------
+#: sha256 of the train_ and test_ JPEG files (name then bytes, by name) and of the label file of
+#: generate(train=14, test=7, seed=3), computed with the code before the val split was added
+#: (commit 67231b0; Pillow 13.0.0, numpy 2.4.6). Committed results were trained on those bytes.
+BEFORE_VAL_IMAGES = "f7eb376b4d354456af5aecf894d5dc76b410717833c6e6766a6f68d040832fb5"
+BEFORE_VAL_LABELS = "4e542b31bba6f3098a47fd53f0573e63e895def182d37f25b60af6241f767082"
+
+
+def _train_test_digests(root):
+    h = hashlib.sha256()
+    for f in sorted((root / "basic" / "Image" / "aligned").iterdir()):
+        if f.name.startswith(("train_", "test_")):
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+    lines = (root / LABELS).read_text().splitlines()
+    kept = "".join(x + "\n" for x in lines if not x.startswith("val_"))
+    return h.hexdigest(), hashlib.sha256(kept.encode()).hexdigest()
+
+
+def test_val_left_train_and_test_byte_identical(tmp_path):
+    out = generate(tmp_path / "s", train=14, test=7, seed=3, workers=1)
+    assert _train_test_digests(out) == (BEFORE_VAL_IMAGES, BEFORE_VAL_LABELS)
+    lines = (out / LABELS).read_text().splitlines()
+    assert [x.split("_")[0] for x in lines] == ["train"] * 14 + ["test"] * 7 + ["val"] * 7
+    # val is drawn from its own seeds: no val image repeats a train or test image
+    aligned = out / "basic" / "Image" / "aligned"
+    val = {f.read_bytes() for f in aligned.glob("val_*")}
+    assert len(val) == 7 and not val & {f.read_bytes() for f in aligned.glob("t*")}
+
+
+def test_val_size_option_and_class_balance(tmp_path):
+    from transfer_lib.cli import main
+
+    out = tmp_path / "s"
+    assert main(["synth", "--out", str(out), "--train", "14", "--test", "7", "--val", "21",
+                 "--balance", "uniform", "--workers", "1"]) == 0
+    assert json.loads((out / "synthetic.json").read_text())["val"] == 21
+    val = build_dataset("synthetic", out, "val")
+    assert np.bincount(val.targets, minlength=7).tolist() == class_counts(21, "uniform")
+    assert len(build_dataset("synthetic", out, "train")) == 14  # nothing carved from train
+    assert main(["synth", "--out", str(tmp_path / "t"), "--val", "-1"]) == 2
+
+
+def _as_before_val(root):
+    """Make ``root`` what the code before the val split wrote: no val_ images or lines, a
+    marker without ``val`` and ``splits``."""
+    for f in (root / "basic" / "Image" / "aligned").glob("val_*"):
+        f.unlink()
+    lines = (root / LABELS).read_text().splitlines()
+    (root / LABELS).write_text("".join(x + "\n" for x in lines if not x.startswith("val_")))
+    marker = json.loads((root / "synthetic.json").read_text())
+    del marker["val"], marker["splits"]
+    (root / "synthetic.json").write_text(json.dumps(marker))
+
+
+def test_ensure_synthetic_completes_a_set_written_before_val(tmp_path, capsys):
+    fresh = generate(tmp_path / "fresh", train=14, test=7, seed=3, workers=1)
+    old = generate(tmp_path / "old", train=14, test=7, seed=3, workers=1)
+    _as_before_val(old)
+    train_image = old / "basic" / "Image" / "aligned" / "train_00003_aligned.jpg"
+    inode = train_image.stat().st_ino
+    assert ensure_synthetic(old, train=14, test=7, seed=3, workers=1) == old
+    err = capsys.readouterr().err
+    assert "written before the validation split: completing it with 7 val images" in err
+    assert len(err.strip().splitlines()) == 1
+    assert _snapshot(old) == _snapshot(fresh)  # the same set as one drawn whole
+    assert train_image.stat().st_ino == inode  # train and test kept, not drawn again
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh", "old"]
+    # another size asked for: the old set is drawn again
+    _as_before_val(old)
+    ensure_synthetic(old, train=7, test=7, seed=3, workers=1)
+    assert "regenerating it" in capsys.readouterr().err
+    assert json.loads((old / "synthetic.json").read_text())["train"] == 7
+
+
+def test_an_old_set_read_directly_carves_val_from_train(tmp_path):
+    from transfer_lib.data.base import VAL_CARVED
+
+    old = generate(tmp_path / "old", train=35, test=7, seed=3, workers=1)
+    _as_before_val(old)
+    train = build_dataset("synthetic", old, "train")
+    val = build_dataset("synthetic", old, "val")
+    assert val.val_source == train.val_source == VAL_CARVED
+    assert len(train) + len(val) == 35 and len(val) >= 3
+    assert not {p for p, _ in train.samples} & {p for p, _ in val.samples}

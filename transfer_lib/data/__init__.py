@@ -27,15 +27,17 @@ from transfer_lib.data.transforms import eval_transform, train_transform
 
 DATASETS: tuple[str, ...] = ("rafdb", "ferplus", "affectnet7", "affectnet8", "synthetic")
 #: The splits of each data set (``test`` is AffectNet's validation list, FERPlus's PrivateTest).
-SPLITS: dict[str, tuple[str, ...]] = {"rafdb": ("train", "test"), "synthetic": ("train", "test"),
-                                      "ferplus": ("train", "val", "test"),
-                                      "affectnet7": ("train", "test"),
-                                      "affectnet8": ("train", "test")}
+#: ``val`` (the trainer picks best.pt on it) is the data set's own validation list where it has
+#: one (FERPlus's PublicTest, the synthetic set's ``val_`` images), otherwise carved from the
+#: training list (RAF-DB, AffectNet: 10 % of each class, seed 0; ``train`` is then the rest). A
+#: data set records which in ``val_source`` (:data:`~transfer_lib.data.base.VAL_CARVED`).
+SPLITS: dict[str, tuple[str, ...]] = {name: ("train", "val", "test") for name in DATASETS}
 
 
 def build_dataset(name: str, root: str | Path, split: str,
                   transform: Callable | None = None) -> ImageListDataset:
-    """The data set ``name`` under ``root``, split ``train`` or ``test``.
+    """The data set ``name`` under ``root``, split ``train``, ``val`` or ``test`` (see
+    :data:`SPLITS` for where ``val`` comes from; the data set's ``val_source`` says it).
 
     ``synthetic`` reads the synthetic set, which has RAF-DB's layout (make it with
     :func:`ensure_synthetic` or ``python -m transfer_lib synth``).

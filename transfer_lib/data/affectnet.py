@@ -4,7 +4,9 @@
 ``subDirectory_filePath, face_x, face_y, face_width, face_height, facial_landmarks, expression,
 valence, arousal``; images lie under ``Manually_Annotated_Images/``. Codes 8-10 (none,
 uncertain, non-face) are dropped; ``affectnet7`` also drops 7 (contempt). The validation list is
-the test split. A header line is optional (some copies of ``validation.csv`` have none).
+the test split (AffectNet's test set is not public); the ``val`` split is carved from the training
+list (:data:`~transfer_lib.data.base.VAL_CARVED`: 10 % of each class, seed 0) and ``train`` is the
+rest. A header line is optional (some copies of ``validation.csv`` have none).
 
 Images are returned whole by default; ``crop_face=True`` crops the annotated face box
 (face_x, face_y, face_width, face_height), for copies whose images are not already face crops.
@@ -18,14 +20,23 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from PIL import Image
 
-from transfer_lib.data.base import FolderListing, ImageListDataset, load_rgb, missing, open_text
+from transfer_lib.data.base import (
+    VAL_CARVED,
+    FolderListing,
+    ImageListDataset,
+    carve,
+    load_rgb,
+    missing,
+    open_text,
+)
 from transfer_lib.errors import DataError
 
 AFFECTNET_CLASSES: tuple[str, ...] = ("Neutral", "Happy", "Sad", "Surprise", "Fear", "Disgust",
                                       "Anger", "Contempt")
 COLUMNS = ("subDirectory_filePath", "face_x", "face_y", "face_width", "face_height",
            "facial_landmarks", "expression", "valence", "arousal")
-LISTS = {"train": "training.csv", "test": "validation.csv"}
+#: The list each split is read from (``val`` is carved from the training list).
+LISTS = {"train": "training.csv", "val": "training.csv", "test": "validation.csv"}
 LAYOUT = """\
   ROOT/Manually_Annotated_file_lists/training.csv     subDirectory_filePath,face_x,face_y,
   ROOT/Manually_Annotated_file_lists/validation.csv   face_width,face_height,facial_landmarks,
@@ -47,7 +58,7 @@ class AffectNet(ImageListDataset):
     def __init__(self, root: str | Path, split: str = "train", transform: Callable | None = None,
                  num_classes: int = 7, crop_face: bool = False):
         if split not in LISTS:
-            raise ValueError(f"split={split!r} must be 'train' or 'test'")
+            raise ValueError(f"split={split!r} must be 'train', 'val' or 'test'")
         if num_classes not in (7, 8):
             raise ValueError(f"num_classes={num_classes} must be 7 or 8")
         root = Path(root).expanduser()
@@ -93,8 +104,15 @@ class AffectNet(ImageListDataset):
                     raise DataError(f"{where}: image missing: {image}")
                 samples.append((image, code))
                 boxes.append(box)
+        if split != "test":  # val carved from the training list, train the rest
+            kept = carve(list(zip(samples, boxes)), [k for _, k in samples], split)
+            samples, boxes = [s for s, _ in kept], [b for _, b in kept]
         if not samples:
-            raise DataError(f"{list_file}: no usable rows.\n{LAYOUT}")
+            what = ("usable rows" if split != "val" else
+                    f"val rows: val is carved from the training list ({VAL_CARVED}), and no "
+                    f"class has two")
+            raise DataError(f"{list_file}: no {what}.\n{LAYOUT}")
+        self.val_source = VAL_CARVED
         self.boxes = boxes
         self.crop_face = crop_face
         self.name = f"affectnet{num_classes}"

@@ -10,12 +10,52 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from transfer_lib.errors import DataError
 
 README_HINT = "See data/README.md for how to obtain the data set and where to put it."
+
+#: A data set without a validation list of its own (RAF-DB, AffectNet) has its ``val`` split
+#: carved from its training list: this share of each class, chosen with this seed.
+VAL_FRACTION = 0.1
+VAL_SEED = 0
+#: ``val_source`` of a validation split read from the data set's own files.
+VAL_FROM_FILE = "file"
+#: ``val_source`` of a validation split carved from the training list (:func:`carve_validation`).
+VAL_CARVED = (f"carved from train, {round(100 * VAL_FRACTION)} % per class, seed {VAL_SEED}")
+
+
+def carve_validation(labels: Sequence[int], fraction: float = VAL_FRACTION,
+                     seed: int = VAL_SEED) -> np.ndarray:
+    """Which entries of a training list (by their 0-based labels, in file order) form the
+    validation split carved from it: a boolean mask, stratified and deterministic.
+
+    Class ``k``'s ``n`` images give ``round(fraction * n)`` (halves up) to val, at least one
+    when ``n >= 2`` and never all of them, chosen by a permutation seeded by (``seed``, ``k``)
+    alone: a class's choice does not depend on the other classes (AffectNet-7 and -8 carve the
+    same images from their seven shared classes). The train split is the rest.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    mask = np.zeros(len(labels), dtype=bool)
+    for k in np.unique(labels).tolist():
+        idx = np.flatnonzero(labels == k)
+        n = len(idx)
+        m = min(n - 1, max(1 if n >= 2 else 0, int(np.floor(fraction * n + 0.5))))
+        if m > 0:
+            rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(int(k),)))
+            mask[idx[rng.permutation(n)[:m]]] = True
+    return mask
+
+
+def carve(entries: Sequence, labels: Sequence[int], split: str) -> list:
+    """The ``entries`` of ``split`` (``train`` or ``val``) when val is carved from a training
+    list whose entries have ``labels`` (:func:`carve_validation`)."""
+    mask = carve_validation(labels)
+    keep = mask if split == "val" else ~mask
+    return [e for e, kept in zip(entries, keep.tolist()) if kept]
 
 
 def missing(what: str, path: Path, layout: str) -> DataError:
@@ -107,11 +147,14 @@ class ImageListDataset(Dataset):
     """A list of (image path, 0-based label) read as PIL RGB, then ``transform`` if given.
 
     Attributes: ``classes`` (names in the data set's own order), ``samples`` (list of
-    (path, label)), ``targets`` (list of int), ``root``, ``split``, ``name``.
+    (path, label)), ``targets`` (list of int), ``root``, ``split``, ``name``, ``val_source``
+    (how the data set's ``val`` split is obtained, whichever split this is: :data:`VAL_FROM_FILE`
+    or :data:`VAL_CARVED`, when its ``train`` split then excludes those images; None unknown).
     """
 
     name = "images"
     native_size: int | None = None  # side of the images when they all share one square size
+    val_source: str | None = None
 
     def __init__(self, samples: Sequence[tuple[Path, int]], classes: Sequence[str], root: Path,
                  split: str, transform: Callable | None = None,

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from transfer_lib.data.base import ImageListDataset, missing, open_text
+from transfer_lib.data.base import VAL_FROM_FILE, ImageListDataset, missing, open_text
 from transfer_lib.errors import DataError
 
 FERPLUS_CLASSES: tuple[str, ...] = ("Neutral", "Happiness", "Surprise", "Sadness", "Anger",
@@ -51,6 +51,7 @@ def majority_label(votes: Sequence[float]) -> int | None:
 class FERPlus(ImageListDataset):
     name = "ferplus"
     native_size = 48
+    val_source = VAL_FROM_FILE  # PublicTest
 
     def __init__(self, root: str | Path, split: str = "train", transform: Callable | None = None):
         if split not in USAGE:

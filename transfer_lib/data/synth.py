@@ -30,7 +30,13 @@ Images are 100 x 100 RGB JPEG, labels 1..7 in RAF-DB's order (:data:`RAFDB_CLASS
 has its own seed (``SeedSequence(seed, spawn_key=(split, index))``), so generation runs in worker
 processes with identical results.
 
-Difficulty (default embedded set: train 3000 / test 700, seed 0, RAF-DB balance, generator
+Three splits: ``train``, ``test`` and ``val`` (a validation split, drawn like train: the same
+generator and class balance, its own split code, by default as many images as test). Each split
+has its own seeds, so adding ``val`` left every train and test image and label as it was; the
+label file lists train, then test, then val (``val_00001.jpg 4``). The trainer picks ``best.pt``
+on ``val`` and reports ``test``.
+
+Difficulty (default embedded set: train 3000 / test 700 (val 700), seed 0, RAF-DB balance, generator
 version 2; ``python -m transfer_lib.data.difficulty`` on a 2-core CPU shared with other jobs,
 figures in ``data/README.md``): the majority class gives 38.9 % test accuracy (balanced 14.3 %),
 a logistic regression on raw pixels 52.6 % (balanced 38.4 %), a small CNN trained for two
@@ -46,6 +52,7 @@ import math
 import multiprocessing as mp
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +67,8 @@ GENERATOR_VERSION = 2
 #: Size of the embedded default set (small enough to generate in a few seconds on 2 cores).
 DEFAULT_TRAIN = 3000
 DEFAULT_TEST = 700
+#: The validation split's size when none is given: the test split's.
+DEFAULT_VAL = None
 DEFAULT_OCCLUSION = 0.3
 IMAGE_SIZE = 100
 #: RAF-DB's training counts per class, in RAF-DB order: the default class balance.
@@ -85,7 +94,11 @@ STROKE = 1.5
 #: Factor on the photometric nuisance (noise sigma, blur radius, lighting gradient).
 NUISANCE = 1.0
 
-_SPLIT_CODE = {"train": 0, "test": 1}
+#: Each split's first spawn-key element. Never change one: the images of a split are drawn from
+#: it (val came later with its own code, so train and test stayed byte for byte the same).
+_SPLIT_CODE = {"train": 0, "test": 1, "val": 2}
+#: The splits of a set written here, in the label file's order (val last: it came later).
+SPLITS = ("train", "test", "val")
 _S = 2  # drawing is supersampled 2x, then reduced to 100 x 100 (antialiasing)
 _W = IMAGE_SIZE * _S
 
@@ -542,7 +555,7 @@ def render_sample(label: int, seed_seq: np.random.SeedSequence, occlusion: float
 # Identity faces: the same person under every expression (face-recognition pretraining)
 # --------------------------------------------------------------------------------------------
 #: First element of every identity-face spawn key. The expression data set's seeds are
-#: ``SeedSequence(seed, spawn_key=(split code, ...))`` with split codes 0 and 1
+#: ``SeedSequence(seed, spawn_key=(split code, ...))`` with split codes 0, 1 and 2
 #: (:data:`_SPLIT_CODE`), so no identity or identity image shares a seed with an image of any
 #: expression set, whatever the base seed: the people are other people.
 IDENTITY_SPAWN_CODE = 1000
@@ -625,20 +638,23 @@ def _write_chunk(job: tuple) -> int:
 
 def generate(out: str | os.PathLike, train: int = DEFAULT_TRAIN, test: int = DEFAULT_TEST,
              seed: int = 0, occlusion: float = DEFAULT_OCCLUSION, balance: str = "rafdb",
-             workers: int | None = None, progress: bool = False, force: bool = False) -> Path:
+             workers: int | None = None, progress: bool = False, force: bool = False,
+             val: int | None = DEFAULT_VAL) -> Path:
     """Write the synthetic set under ``out`` in RAF-DB's layout and return ``out``.
 
     ``out/basic/EmoLabel/list_patition_label.txt`` lists ``train_00001.jpg 5`` (labels 1..7),
-    ``out/basic/Image/aligned/train_00001_aligned.jpg`` holds the 100 x 100 image and
-    ``out/synthetic.json`` (:data:`MARKER`) the generation parameters. Same arguments, same
-    bytes, whatever ``workers`` is.
+    then the ``test_`` and ``val_`` images; ``out/basic/Image/aligned/train_00001_aligned.jpg``
+    holds the 100 x 100 image and ``out/synthetic.json`` (:data:`MARKER`) the generation
+    parameters. ``val`` (None: as many as ``test``) images are drawn like the training images
+    (same class balance) from their own seeds. Same arguments, same bytes, whatever ``workers``
+    is.
 
     Nothing is lost or mixed: ``out`` must be missing, empty or a synthetic set written here (its
     marker); any other folder is refused (DataError) unless ``force``, which replaces it. The set
     is drawn in a temporary sibling folder and swapped in for ``out`` at the end, so an
     interrupted run leaves the old set (or nothing) at ``out``, never a mixture.
     """
-    params = _params(train, test, seed, occlusion, balance, workers)
+    params = _params(train, test, seed, occlusion, balance, workers, val)
     out = Path(out)
     check_target(out, force=force)
     tmp = _fresh_tmp(out)
@@ -648,20 +664,23 @@ def generate(out: str | os.PathLike, train: int = DEFAULT_TRAIN, test: int = DEF
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if progress:
-        print(f"wrote {train + test} images to {out}")
+        print(f"wrote {sum(params[s] for s in SPLITS)} images to {out}")
     return out
 
 
 def _params(train: int, test: int, seed: int, occlusion: float, balance: str,
-            workers: int | None) -> dict:
-    """The marker's generation parameters, checked (TransferError names the bad one)."""
+            workers: int | None, val: int | None = DEFAULT_VAL) -> dict:
+    """The marker's generation parameters, checked (TransferError names the bad one). ``val``
+    None is ``test``; ``splits`` names the splits the set holds (a marker without it, or without
+    ``val``, was written before the validation split: :func:`ensure_synthetic` completes it)."""
     from transfer_lib.errors import TransferError
 
-    for name, n in (("train", train), ("test", test)):
+    val = test if val is None else val
+    for name, n in (("train", train), ("test", test), ("val", val)):
         if n < 0:
             raise TransferError(f"--{name} {n}: the number of {name} images must be 0 or more")
-    if train + test == 0:
-        raise TransferError("--train 0 --test 0: a data set needs at least one image")
+    if train + test + val == 0:
+        raise TransferError("--train 0 --test 0 --val 0: a data set needs at least one image")
     if not 0.0 <= occlusion <= 1.0:  # also refuses nan
         raise TransferError(f"--occlusion {occlusion}: the share of occluded images must lie in "
                             f"[0, 1] (e.g. 0.3)")
@@ -670,8 +689,8 @@ def _params(train: int, test: int, seed: int, occlusion: float, balance: str,
     if workers is not None and workers < 1:
         raise TransferError(f"--workers {workers}: the number of processes must be 1 or more "
                             f"(leave it out for {min(2, os.cpu_count() or 1)})")
-    return dict(version=GENERATOR_VERSION, train=train, test=test, seed=seed,
-                occlusion=occlusion, balance=balance)
+    return dict(version=GENERATOR_VERSION, train=train, test=test, val=val, seed=seed,
+                occlusion=occlusion, balance=balance, splits=list(SPLITS))
 
 
 def read_marker(root: str | os.PathLike) -> dict | None:
@@ -736,20 +755,31 @@ def _write_marker(out: Path, params: dict, state: str) -> None:
     (out / MARKER).write_text(json.dumps({**params, "state": state}, indent=1))
 
 
-def _write_set(out: Path, params: dict, workers: int | None, progress: bool) -> None:
-    """Draw the set described by ``params`` into ``out`` (its marker says ``incomplete`` until
-    the label file is written)."""
-    train, test, seed = params["train"], params["test"], params["seed"]
-    occlusion, balance = params["occlusion"], params["balance"]
+def _label_lines(params: dict, splits: tuple[str, ...] = SPLITS) -> list[str]:
+    """The label file's lines of ``splits`` (in :data:`SPLITS` order) of the set ``params``."""
+    lines = []
+    for split in SPLITS:
+        if split in splits:
+            labels = split_labels(params[split], split, params["seed"], params["balance"])
+            lines += [f"{split}_{i + 1:05d}.jpg {int(k) + 1}" for i, k in enumerate(labels)]
+    return lines
+
+
+def _write_set(out: Path, params: dict, workers: int | None, progress: bool,
+               draw: tuple[str, ...] = SPLITS) -> None:
+    """Draw the splits ``draw`` of the set described by ``params`` into ``out`` and write the
+    label file of every split (its marker says ``incomplete`` until the label file is written).
+    A split left out of ``draw`` must already be in ``out`` (:func:`_complete_set`)."""
+    seed, occlusion, balance = params["seed"], params["occlusion"], params["balance"]
     folder = out / "basic" / "Image" / "aligned"
     folder.mkdir(parents=True, exist_ok=True)
     (out / "basic" / "EmoLabel").mkdir(parents=True, exist_ok=True)
     _write_marker(out, params, "incomplete")
-    lines, jobs = [], []
+    jobs = []
     workers = workers or min(2, os.cpu_count() or 1)
-    for split, n in (("train", train), ("test", test)):
-        labels = split_labels(n, split, seed, balance)
-        lines += [f"{split}_{i + 1:05d}.jpg {int(k) + 1}" for i, k in enumerate(labels)]
+    total = sum(params[split] for split in draw)
+    for split in draw:
+        labels = split_labels(params[split], split, seed, balance)
         items = list(enumerate(labels.tolist()))
         step = max(1, min(200, math.ceil(len(items) / (4 * workers))))
         jobs += [(str(folder), split, seed, occlusion, items[i:i + step])
@@ -761,14 +791,51 @@ def _write_set(out: Path, params: dict, workers: int | None, progress: bool) -> 
             for n_done in pool.imap_unordered(_write_chunk, jobs):
                 done += n_done
                 if progress:
-                    print(f"\r{done}/{train + test} images", end="", flush=True)
+                    print(f"\r{done}/{total} images", end="", flush=True)
     else:
         for job in jobs:
             _write_chunk(job)
     if progress:
-        print(f"\rdrew {train + test} images in {time.perf_counter() - t0:.1f} s")
-    (out / "basic" / "EmoLabel" / "list_patition_label.txt").write_text("\n".join(lines) + "\n")
+        print(f"\rdrew {total} images in {time.perf_counter() - t0:.1f} s")
+    (out / "basic" / "EmoLabel" / "list_patition_label.txt").write_text(
+        "\n".join(_label_lines(params)) + "\n")
     _write_marker(out, params, "complete")
+
+
+def _without_val(marker: dict) -> dict:
+    """A marker's parameters less what the validation split added (``val``, ``splits``)."""
+    return {k: v for k, v in marker.items() if k not in ("val", "splits", "state")}
+
+
+def _completable(root: Path, marker: dict | None, params: dict) -> bool:
+    """Whether the set at ``root`` is ``params``'s set written before the validation split:
+    complete, same parameters otherwise, and its label file exactly the train and test lines
+    this version writes (so its images are those too)."""
+    if marker is None or marker.get("state") != "complete" or "val" in marker.get("splits", ()):
+        return False
+    if _without_val(marker) != _without_val(params):
+        return False
+    try:
+        text = (root / "basic" / "EmoLabel" / "list_patition_label.txt").read_text()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return text == "\n".join(_label_lines(params, ("train", "test"))) + "\n"
+
+
+def _complete_set(root: Path, tmp: Path, params: dict, workers: int | None) -> None:
+    """Write into ``tmp`` the set at ``root`` (written before the validation split) with its
+    ``val`` images added: the train and test images are linked (copied where links fail), never
+    drawn again; the label file and the marker are new files, so the set at ``root`` is not
+    touched until ``tmp`` is swapped in."""
+    src, dst = root / "basic" / "Image" / "aligned", tmp / "basic" / "Image" / "aligned"
+    dst.mkdir(parents=True)
+    for f in src.iterdir():
+        if f.name.startswith(("train_", "test_")) and f.is_file():
+            try:
+                os.link(f, dst / f.name)
+            except OSError:
+                shutil.copy2(f, dst / f.name)
+    _write_set(tmp, params, workers, progress=False, draw=("val",))
 
 
 def _swap_in(tmp: Path, root: Path) -> None:
@@ -784,21 +851,25 @@ def _swap_in(tmp: Path, root: Path) -> None:
 
 def ensure_synthetic(root: str | os.PathLike = "data/synthetic", train: int = DEFAULT_TRAIN,
                      test: int = DEFAULT_TEST, seed: int = 0, occlusion: float = DEFAULT_OCCLUSION,
-                     balance: str = "rafdb", workers: int | None = None) -> Path:
+                     balance: str = "rafdb", workers: int | None = None,
+                     val: int | None = DEFAULT_VAL) -> Path:
     """The synthetic set at ``root``, generated on first use and reused afterwards.
 
     A relative ``root`` is taken from the project root (the folder with ``pyproject.toml``), so
     chapters and tests share one copy. ``root/synthetic.json`` records the generation parameters;
-    if they differ from the ones asked for, the set is generated again. Generation happens in a
-    temporary sibling folder that is renamed into place, so a half-written set is never used. A
-    folder at ``root`` that is not a synthetic set is refused (DataError), never replaced.
+    if they differ from the ones asked for, the set is generated again. A set written before the
+    validation split (its marker has no ``val``) with the parameters asked for otherwise is
+    completed: its ``val`` images are drawn, its train and test images kept (they are the same
+    bytes), and one line on stderr says so. Generation happens in a temporary sibling folder
+    that is renamed into place, so a half-written set is never used. A folder at ``root`` that
+    is not a synthetic set is refused (DataError), never replaced.
     """
     from transfer_lib.profiles import project_root
 
     root = Path(root)
     if not root.is_absolute():
         root = project_root() / root
-    params = _params(train, test, seed, occlusion, balance, workers)
+    params = _params(train, test, seed, occlusion, balance, workers, val)
 
     def ready() -> bool:
         marker = read_marker(root)
@@ -807,9 +878,20 @@ def ensure_synthetic(root: str | os.PathLike = "data/synthetic", train: int = DE
     if ready():
         return root
     check_target(root)
+    marker = read_marker(root)
+    complete = _completable(root, marker, params)
+    if marker is not None and marker.get("state") == "complete" \
+            and "val" not in marker.get("splits", ()):
+        what = (f"completing it with {params['val']} val images (train and test kept)" if complete
+                else "regenerating it (its parameters differ from the ones asked for)")
+        print(f"{root} holds a synthetic set written before the validation split: {what}",
+              file=sys.stderr, flush=True)
     tmp = _fresh_tmp(root)
     try:
-        _write_set(tmp, params, workers, progress=False)
+        if complete:
+            _complete_set(root, tmp, params, workers)
+        else:
+            _write_set(tmp, params, workers, progress=False)
         if not ready():  # another process may have finished first
             _swap_in(tmp, root)
     finally:

@@ -3,6 +3,11 @@
 Examples:
   python -m transfer_lib synth --out data/synthetic                  # the default embedded set
   python -m transfer_lib synth --out data/synth10k --train 8000 --test 2000 --balance uniform
+  python -m transfer_lib synth --out data/s --train 3000 --test 700 --val 300
+
+The set has three splits: train, test and val (validation: drawn like train, with its own seeds,
+by default as many images as test; the trainer picks best.pt on it). Adding val changed no train
+or test image.
 
 --out must be a new or empty folder, or a synthetic set written before (it holds synthetic.json),
 which is replaced; any other folder is refused unless --force. The set is drawn in a temporary
@@ -20,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="data/synthetic", help="output folder (gets basic/...)")
     parser.add_argument("--train", type=int, default=synth.DEFAULT_TRAIN, help="training images")
     parser.add_argument("--test", type=int, default=synth.DEFAULT_TEST, help="test images")
+    parser.add_argument("--val", type=int, default=synth.DEFAULT_VAL, metavar="N",
+                        help="validation images, drawn like the training images (default: as "
+                             "many as --test; 0: none, the loader then carves val from train)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--occlusion", type=float, default=synth.DEFAULT_OCCLUSION,
                         help="share of images with an occluder (0..1)")
@@ -31,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    synth.generate(args.out, train=args.train, test=args.test, seed=args.seed,
+    synth.generate(args.out, train=args.train, test=args.test, val=args.val, seed=args.seed,
                    occlusion=args.occlusion, balance=args.balance, workers=args.workers,
                    progress=True, force=args.force)
     return 0
