@@ -23,6 +23,10 @@ $(VENV)/.installed: pyproject.toml
 # The book's profile for `make run` / `make book`: smoke | cpu | paper (see transfer_lib/profiles.py).
 PROFILE ?= cpu
 
+# NATIVE=1: PyTorch's own CPU kernels and threads for the book (faster on AVX-512/AMX CPUs; the
+# runs are then other draws of the committed seeds, checked against their spread, not equality).
+NATIVE ?=
+
 # Where `make serve` serves the built book.
 PORT ?= 8000
 
@@ -38,7 +42,7 @@ serve:
 	$(PY) -m http.server $(PORT) --bind 127.0.0.1 --directory _build/html
 
 book: setup
-	TRANSFER_PROFILE=$(PROFILE) $(VENV)/bin/jupyter-book build . -W -n --keep-going
+	TRANSFER_PROFILE=$(PROFILE) TRANSFER_NATIVE=$(NATIVE) $(VENV)/bin/jupyter-book build . -W -n --keep-going
 
 summary: setup
 	$(PY) -m transfer_lib summary

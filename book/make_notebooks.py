@@ -56,7 +56,10 @@ if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ:
 
         drive.mount("/content/drive")
         if os.path.isdir("/content/drive/MyDrive/RAF-DB"):
-            os.environ.setdefault("TRANSFER_RAFDB", "/content/drive/MyDrive/RAF-DB")'''
+            os.environ.setdefault("TRANSFER_RAFDB", "/content/drive/MyDrive/RAF-DB")
+# Before torch loads: transfer_lib pins PyTorch's CPU kernels (AVX2, 2 threads), so a seed gives
+# the same numbers on every x86 CPU; TRANSFER_NATIVE=1 keeps the CPU's own, faster kernels.
+import transfer_lib  # noqa: E402,F401'''
 
 # Chapters that use neither RAF-DB nor a pretrained file: their setup cell does not mount Drive,
 # which asks the reader for authorisation every time.

@@ -162,3 +162,37 @@ def test_describe_seed_plan_groups_rows_by_seeds():
         "seeds 0 and 1 for ir50; 0 for local")
     assert describe_seed_plan({"a": [1, 2, 3], "b": [0, 2, 5]}) == (
         "seeds 1-3 for a; 0, 2 and 5 for b")
+
+
+def test_prediction_interval_is_the_t_interval_for_one_more_draw():
+    from transfer_lib.ablate import prediction_interval, t_quantile
+
+    values = [86.4, 86.9, 92.0, 86.1, 90.9]
+    low, high = prediction_interval(values, 0.99, bounds=None)
+    mean = sum(values) / 5
+    sd = (sum((v - mean) ** 2 for v in values) / 4) ** 0.5
+    half = t_quantile(0.995, 4) * sd * (1 + 1 / 5) ** 0.5
+    assert abs(low - (mean - half)) < 1e-9 and abs(high - (mean + half)) < 1e-9
+    assert prediction_interval(values, 0.99) == (low, 100.0)  # clipped to a percentage
+    with pytest.raises(ValueError):
+        prediction_interval([1.0], 0.99)
+
+
+def test_check_rerun_is_exact_when_pinned_and_a_draw_otherwise():
+    from transfer_lib.ablate import check_rerun
+
+    committed = {0: 86.4, 1: 86.9, 2: 92.0, 3: 86.1, 4: 90.9}
+    pinned = {"kernels": "pinned", "cpu_model": "x", "versions": {"torch": "2.14.1"}}
+    native = {"kernels": "native", "why": "ATen kernels AVX512, not AVX2",
+              "versions": {"torch": "2.14.1"}}
+    assert check_rerun(86.4, committed, 0, pinned)["ok"]
+    exact = check_rerun(86.5, committed, 0, pinned)  # pinned must be equal, not near
+    assert exact["mode"] == "exact" and not exact["ok"]
+    draw = check_rerun(91.86, committed, 0, native)  # the AVX-512 CPU's native seed 0
+    assert draw["mode"] == "distribution" and draw["ok"]
+    assert not check_rerun(40.0, committed, 0, native)["ok"]  # a stalled run is no draw of it
+    assert check_rerun(90.0, committed, 0, None)["mode"] == "distribution"  # no provenance
+    other_torch = check_rerun(86.4, committed, 0, pinned,
+                              committed_provenance={"kernels": "pinned",
+                                                    "versions": {"torch": "2.9.1"}})
+    assert other_torch["mode"] == "distribution"

@@ -215,6 +215,49 @@ def verdict(diff: dict) -> str:
     return "interval includes 0"
 
 
+def prediction_interval(values: Sequence[float], confidence: float = 0.99,
+                        bounds: tuple[float, float] | None = (0.0, 100.0)) -> tuple[float, float]:
+    """Where one more draw of the same distribution lands with probability ``confidence``,
+    from the draws ``values`` (normal, unknown variance): mean ± t · sd · sqrt(1 + 1/n), clipped
+    to ``bounds``. With 5 seeds and 99 % the half-width is 5.04 sd."""
+    n = len(values)
+    if n < 2:
+        raise ValueError(f"a prediction interval needs at least 2 values, got {n}")
+    mean, sd = statistics.fmean(values), statistics.stdev(values)
+    half = t_quantile((1 + confidence) / 2, n - 1) * sd * math.sqrt(1 + 1 / n)
+    low, high = mean - half, mean + half
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return low, high
+
+
+def check_rerun(live: float, committed: dict[int, float], seed: int, provenance: dict | None,
+                confidence: float = 0.99, exact_tolerance: float = 1e-6,
+                bounds: tuple[float, float] | None = (0.0, 100.0),
+                committed_provenance: dict | None = None) -> dict:
+    """Check a live rerun of ``seed`` against the committed runs ``{seed: value}``, as its
+    kernels allow: with the pinned kernels on x86 (:func:`transfer_lib.kernels.reproduces_committed`)
+    it must equal the committed value (to ``exact_tolerance``); otherwise it is another draw and
+    must land inside the committed seeds' ``confidence`` prediction interval
+    (:func:`prediction_interval`). Returns ``{"mode", "ok", "low", "high", "why", "message"}``."""
+    from transfer_lib.kernels import reproduces_committed
+
+    exact, why = (reproduces_committed(provenance, committed_provenance) if provenance
+                  else (False, "this run records no provenance, so it is taken as another draw"))
+    if exact:
+        then = committed[seed]
+        ok = abs(live - then) <= exact_tolerance
+        return {"mode": "exact", "ok": ok, "low": then, "high": then, "why": why,
+                "message": f"live {live:.4f}, committed seed {seed} {then:.4f}: "
+                           + ("the same" if ok else f"differs by {live - then:+.4f}")}
+    low, high = prediction_interval(list(committed.values()), confidence, bounds)
+    ok = low <= live <= high
+    return {"mode": "distribution", "ok": ok, "low": low, "high": high, "why": why,
+            "message": f"live {live:.4f}; the {len(committed)} committed seeds' "
+                       f"{round(100 * confidence)} % prediction interval [{low:.4f}, {high:.4f}]: "
+                       + ("inside" if ok else "outside")}
+
+
 def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
     if not values:
         return None, None
@@ -440,6 +483,7 @@ def run_one(run_dir: str | os.PathLike, cfg, occlusion: bool = True,
         "occlusion_checkpoint": occ["checkpoint"] if occ else None,
         "occlusion_method": occ["method"] if occ else None,
         "occlusion_seconds": occ.get("seconds") if occ else None,
+        "provenance": summary.get("provenance"),  # the kernels it ran with (None: older runs)
     }
 
 
@@ -471,8 +515,11 @@ def git_state() -> dict | None:
 
 
 def machine() -> dict:
-    """The CPU model, core count, torch's thread count, the platform and any CUDA device."""
+    """The CPU model, core count, torch's thread count, the platform, any CUDA device and the
+    kernels' provenance (:func:`transfer_lib.kernels.provenance`)."""
     import torch
+
+    from transfer_lib.kernels import provenance
 
     cpu = None
     try:
@@ -487,6 +534,7 @@ def machine() -> dict:
         "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "provenance": provenance(),
     }
 
 

@@ -26,6 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from transfer_lib import build_model, viz
 from transfer_lib.ablate import (
+    check_rerun,
     describe_provenance,
     load_ablation,
     paired_difference,
@@ -470,9 +471,6 @@ display(comparison.round(1))
 helped = [f"{row} ({metric.replace('_', ' ')}, {budget})"
           for (budget, row, metric), h in pretraining_helps.items() if h]
 print("pretraining helps (interval above 0): " + (", ".join(helped) or "nowhere"))
-# chapter 6's own run below is seed 0 of the full recipe from random weights: the committed
-# ablation's run of that seed must be the same run
-seed0 = seed_values(full_scratch, "transfer")[0]
 
 # %% [markdown]
 # The `cpu` profile starts from random weights (`transfer_lib/profiles.py`). The cell below
@@ -585,6 +583,15 @@ display(pd.DataFrame(metrics).set_index("epoch")[
 # "Chance" here is the accuracy of always answering the most frequent class of the test set
 # (Happiness: 39 % of RAF-DB's test set, and of the synthetic set, which copies its class
 # balance), not 1/7.
+#
+# At `cpu` this run is seed 0 of the committed ablation's full recipe (chapter 7), and whether it
+# can repeat that run exactly depends on the reader's CPU. The run's provenance
+# (`summary["provenance"]`) says which case it is. With the pinned kernels, the default on x86
+# CPUs with AVX2 (AVX2 kernels and 2 threads, set when `transfer_lib` is imported, before
+# torch), it repeats the committed run bit for bit, and the cell checks that the figures are
+# equal. With native kernels (`TRANSFER_NATIVE=1`, or an ARM CPU such as Apple Silicon) it is
+# another draw of the same recipe, and the cell checks that it lands inside the 99 % prediction
+# interval of the five committed seeds.
 
 # %% tags=["hide-input"]
 confusion = torch.tensor(summary["confusion_matrix"])
@@ -608,10 +615,12 @@ assert 0.0 <= acc <= 1.0
 assert losses[-1] < losses[0], "the training loss did not fall"
 if profile.name != "smoke":  # 12 steps on 48 images do not beat the most frequent class
     assert acc > chance, "the test accuracy does not beat the most frequent class"
-if profile.name == "cpu" and synthetic:  # the same run as the committed ablation's seed 0
-    print(f"the committed full-recipe ablation's seed 0 (above): {seed0:.2f} %; this run: "
-          f"{100 * acc:.2f} %")
-    assert abs(100 * acc - seed0) <= 1.0, "this run is not the committed seed 0's (1 point)"
+if profile.name == "cpu" and synthetic:  # the same recipe as the committed ablation's seed 0
+    check = check_rerun(100 * acc, seed_values(full_scratch, "transfer"), 0,
+                        summary.get("provenance"))
+    print(f"{check['why']}.\nAgainst the committed full-recipe runs ({check['mode']} check): "
+          f"{check['message']}")
+    assert check["ok"], f"this run does not match the committed runs: {check['message']}"
 
 # %% [markdown]
 # ## Where it errs
