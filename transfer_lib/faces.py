@@ -20,6 +20,15 @@ The LBP cascade fires on face-like textures too; in colour photos a candidate is
 its centre is mostly skin-coloured (YCrCb rule), and overlapping candidates are merged.
 Frontal, upright faces only; drawn or cartoon faces are often missed (use ``--no-detect`` with
 images that are already aligned face crops).
+
+Images as users have them: :func:`load_image` turns the file into the 8-bit RGB pixels the
+detector and the model see. It applies the EXIF orientation first (a phone's portrait photo is
+stored on its side with Orientation 6), scales 16-bit greyscale to 8 bits (v / 257, rounded:
+65535 -> 255, and an 8-bit value stored as v * 257 comes back exactly), lays transparent
+pixels (RGBA, LA, palette or single-colour transparency) over white, and converts palette,
+CMYK, bilevel and greyscale images to RGB. Embedded colour profiles are not applied (CMYK is
+converted with Pillow's plain formula). An image whose shorter side is below
+:data:`MIN_IMAGE_SIDE` is refused by :func:`check_image_size`.
 """
 
 from __future__ import annotations
@@ -29,7 +38,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
+
+from transfer_lib.errors import TransferError
 
 #: where ``align_face`` puts the eyes, as fractions of the output side: (x, y) left, right
 TEMPLATE_EYES: tuple[tuple[float, float], tuple[float, float]] = ((0.33, 0.40), (0.67, 0.40))
@@ -38,6 +49,14 @@ TEMPLATE_EYES: tuple[tuple[float, float], tuple[float, float]] = ((0.33, 0.40), 
 BOX_EYES: tuple[tuple[float, float], tuple[float, float]] = ((0.28, 0.34), (0.72, 0.34))
 #: larger images are searched at this longest side (the cascade is slow on big photos)
 MAX_SEARCH_SIDE = 640
+#: the smallest face side the detector looks for, in pixels of the searched image
+MIN_FACE_SIDE = 24
+#: the shortest image side ``predict`` accepts, with or without detection: the smallest face the
+#: detector looks for. Not the model's input side (112 for the paper's model): RAF-DB's own
+#: aligned crops are 100 x 100 and FER2013/FERPlus faces 48 x 48, each resized to the input
+MIN_IMAGE_SIDE = MIN_FACE_SIDE
+#: what transparent pixels are laid over: white, as a page or viewer usually shows them
+BACKGROUND: tuple[int, int, int] = (255, 255, 255)
 
 
 @dataclass
@@ -70,18 +89,84 @@ def _cascade():
     return feature.Cascade(data.lbp_frontal_face_cascade_filename())
 
 
+class ImageError(TransferError):
+    """An image that cannot be used: unreadable, of an unsupported kind, or too small."""
+
+
 def as_rgb(image: np.ndarray) -> np.ndarray:
-    """(H, W), (H, W, 3) or (H, W, 4) -> (H, W, 3) uint8."""
+    """(H, W), (H, W, 3) or (H, W, 4) -> (H, W, 3) uint8; uint16 is scaled to 8 bits (v / 257),
+    floats up to 1.0 by 255, other values clipped to 0..255. An alpha channel is dropped."""
     image = np.asarray(image)
     if image.ndim == 2:
         image = np.stack([image] * 3, axis=-1)
     if image.ndim != 3 or image.shape[2] not in (3, 4):
         raise ValueError(f"expected an (H, W, 3) RGB image, got shape {image.shape}")
     image = image[..., :3]
-    if image.dtype != np.uint8:
+    if image.dtype == np.uint16:
+        image = _sixteen_to_eight(image)
+    elif image.dtype != np.uint8:
         scale = 255.0 if image.dtype.kind == "f" and image.max() <= 1.0 else 1.0
         image = np.clip(image * scale, 0, 255).astype(np.uint8)
     return image
+
+
+def _sixteen_to_eight(values: np.ndarray) -> np.ndarray:
+    """0..65535 -> 0..255 by v / 257, rounded: full scale to full scale, v * 257 back to v."""
+    return np.clip(np.rint(values.astype(np.float64) / 257), 0, 255).astype(np.uint8)
+
+
+def image_to_rgb(im: Image.Image, name: str = "the image") -> np.ndarray:
+    """A PIL image as the (H, W, 3) uint8 RGB pixels it shows: EXIF orientation applied, 16-bit
+    and 32-bit greyscale scaled (not clipped) to 8 bits, transparency laid over
+    :data:`BACKGROUND`, palette, CMYK, bilevel and greyscale converted. Raises
+    :class:`ImageError` for a mode Pillow cannot convert to RGB."""
+    try:
+        im = ImageOps.exif_transpose(im)
+    except Exception:  # noqa: BLE001 - a malformed EXIF block: the pixels as stored
+        pass
+    mode = im.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        values = np.asarray(im).astype(np.float64)
+        top = float(values.max()) if values.size else 0.0
+        if mode.startswith("I;16") or (mode == "I" and 255 < top <= 65535):
+            grey = _sixteen_to_eight(values)  # 16-bit samples (32-bit mode I holding them too)
+        else:  # floats in 0..1 scaled by 255; values in 0..255 as they are; larger ones by max
+            scale = 255.0 if mode == "F" and top <= 1.0 else (255.0 / top if top > 255 else 1.0)
+            grey = np.clip(np.rint(values * scale), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=-1)
+    try:
+        if "A" in mode or "a" in mode or "transparency" in im.info:
+            rgba = np.asarray(im.convert("RGBA")).astype(np.uint32)
+            alpha = rgba[..., 3:]
+            background = np.asarray(BACKGROUND, np.uint32)
+            mixed = (rgba[..., :3] * alpha + background * (255 - alpha) + 127) // 255
+            return mixed.astype(np.uint8)
+        return np.asarray(im.convert("RGB"))
+    except ValueError as err:  # e.g. "conversion from LAB to RGB not supported"
+        raise ImageError(f"cannot use {name}: its pixels are of mode {mode}, which cannot be "
+                         f"converted to RGB here ({err}); save it as an RGB PNG or JPEG") from None
+
+
+def load_image(path) -> np.ndarray:
+    """The (H, W, 3) uint8 RGB pixels of an image file, as :func:`image_to_rgb` reads them (the
+    first frame of an animation or multi-page file). Raises :class:`ImageError` when the file
+    cannot be read as an image."""
+    from PIL import UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return image_to_rgb(im, str(path))
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, SyntaxError) as err:
+        raise ImageError(f"cannot read {path}: {err}") from None
+
+
+def check_image_size(rgb: np.ndarray, name: str, minimum: int = MIN_IMAGE_SIDE) -> None:
+    """Raise :class:`ImageError` when the image's shorter side is below ``minimum`` pixels."""
+    h, w = rgb.shape[:2]
+    if min(h, w) < minimum:
+        raise ImageError(f"{name} is {w} x {h} pixels, too small to hold a face: the shorter side "
+                         f"must be at least {minimum} pixels (the smallest face the detector "
+                         f"looks for; each face is then resized to the model's input)")
 
 
 def _grey(rgb: np.ndarray) -> np.ndarray:
@@ -148,7 +233,7 @@ def detect_faces(rgb: np.ndarray, min_neighbors: int = 4, min_skin: float = 0.25
     ``min_neighbors``: how many overlapping cascade hits make a detection (higher: fewer false
     faces, more missed ones). ``min_skin``: in colour images, the share of skin-coloured pixels
     a box's centre needs. ``min_size``: smallest face side in pixels (default: a twelfth of the
-    image's shorter side, at least 24).
+    image's shorter side, at least ``MIN_FACE_SIDE``, 24).
     """
     rgb = as_rgb(rgb)
     h, w = rgb.shape[:2]
@@ -156,7 +241,9 @@ def detect_faces(rgb: np.ndarray, min_neighbors: int = 4, min_skin: float = 0.25
     small = rgb if scale == 1.0 else np.asarray(
         Image.fromarray(rgb).resize((round(w * scale), round(h * scale)), Image.BILINEAR))
     sh, sw = small.shape[:2]
-    side = max(24, round(min(sh, sw) / 12)) if min_size is None else max(24, round(min_size * scale))
+    floor = MIN_FACE_SIDE
+    side = (max(floor, round(min(sh, sw) / 12)) if min_size is None
+            else max(floor, round(min_size * scale)))
     if min(sh, sw) < side:
         return []
     hits = _cascade().detect_multi_scale(

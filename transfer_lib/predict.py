@@ -10,8 +10,12 @@ RAF-DB's aligned images (100 x 100, eyes level; from the detector box when the e
 found, which is said), then passed through the model's own eval transform. ``--no-detect``
 treats each whole image as an already aligned face (RAF-DB's aligned images, the synthetic set,
 drawn faces the detector misses). A folder stands for the images in it (.jpg, .jpeg, .png, .bmp,
-.webp, .tif, .tiff; not its sub-folders). An image without a face, or one that cannot be read,
-prints why and the command exits 1 after processing the others.
+.webp, .tif, .tiff; not its sub-folders). Each image is read as it is shown: EXIF orientation
+applied (phone portraits), 16-bit greyscale scaled to 8 bits, transparency laid over white,
+palette, CMYK and greyscale converted to RGB (``transfer_lib.faces.load_image``). An image
+without a face, one that cannot be read, or one under 24 pixels on its shorter side (too small
+to hold a face; with ``--no-detect`` too) prints why and the command exits 1 after processing
+the others.
 
 Each class is printed with its index (the model's output) and its label in the data set's own
 files (RAF-DB 1..7, AffectNet's expression code, FERPlus's column); ``--json`` writes, per face,
@@ -98,8 +102,7 @@ def predict_faces(model, crops, device: str = "cpu") -> list[dict[str, float]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         from transfer_lib import faces as face_lib
@@ -122,10 +125,10 @@ def run(args: argparse.Namespace) -> int:
         entry: dict = {"image": str(path), "faces": []}
         results.append(entry)
         try:
-            with Image.open(path) as im:
-                rgb = np.asarray(im.convert("RGB"))
-        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as err:
-            entry["error"] = f"cannot read {path}: {err}"
+            rgb = face_lib.load_image(path)
+            face_lib.check_image_size(rgb, str(path))
+        except face_lib.ImageError as err:
+            entry["error"] = str(err)
             print(entry["error"], file=sys.stderr)
             status = 1
             continue
