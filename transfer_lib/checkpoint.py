@@ -119,7 +119,26 @@ def model_and_checkpoint(path: str | os.PathLike, map_location: str | torch.devi
         raise CheckpointError(
             f"{path} does not match its own config: missing {missing[:5]}, unexpected {unexpected[:5]}"
         )
+    check_finite_weights(model.state_dict(), path)
     return model.to(map_location).eval(), ckpt
+
+
+def check_finite_weights(state: dict, source: str | os.PathLike) -> None:
+    """Raise CheckpointError when a floating-point tensor of ``state`` (a state_dict) holds NaN
+    or inf: such a model predicts NaN for every image. ``source`` names the file."""
+    floating = [(name, v) for name, v in state.items()
+                if torch.is_tensor(v) and (v.is_floating_point() or v.is_complex())]
+    bad = [(name, int((~torch.isfinite(v)).sum()), v.numel()) for name, v in floating
+           if not bool(torch.isfinite(v).all())]
+    if bad:
+        listed = ", ".join(f"{name} ({n} of {total} values)" for name, n, total in bad[:3])
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise CheckpointError(
+            f"{source}: {len(bad)} of its {len(floating)} weight tensors hold NaN or infinite "
+            f"values ({listed}{more}), so every prediction would be NaN. The training that wrote "
+            f"it diverged or the file was damaged: use another checkpoint of the run, or train "
+            f"again (a lower --lr)."
+        )
 
 
 def describe_checkpoint(path: str | os.PathLike, ckpt: dict) -> dict:

@@ -155,7 +155,10 @@ def run(args: argparse.Namespace) -> int:
         if not Path(args.official).is_file():
             raise CheckpointError(f"--official file not found: {args.official}. Expected the "
                                   f"authors' RAF-DB weights, a Paddle .pdparams file.")
+        from transfer_lib.checkpoint import check_finite_weights
+
         model, source = load_official_transfer(args.official, verbose=False), args.official
+        check_finite_weights(model.state_dict(), source)
     diff, ok = export_and_check(model, args.onnx, args.atol, args.opset)
     batches = " and ".join(str(b) for b in CHECK_BATCHES)
     print(f"largest |logit difference| onnxruntime vs PyTorch (fp32, batches of {batches}): "

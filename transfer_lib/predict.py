@@ -74,9 +74,12 @@ def _load_model(args: argparse.Namespace):
 
     device = pick_device(args.device)
     if args.official is not None:
+        from transfer_lib.checkpoint import check_finite_weights
         from transfer_lib.pretrained import load_official_transfer
 
-        return load_official_transfer(args.official).to(device)
+        model = load_official_transfer(args.official)
+        check_finite_weights(model.state_dict(), args.official)
+        return model.to(device)
     from transfer_lib.checkpoint import model_from_checkpoint
 
     return model_from_checkpoint(args.checkpoint, map_location=device)
