@@ -4,6 +4,8 @@ load them; files are written with the user's permissions (umask), atomically."""
 from __future__ import annotations
 
 import math
+import os
+import stat
 
 import pytest
 import torch
@@ -73,3 +75,20 @@ def test_eval_predict_and_export_refuse_a_nan_checkpoint(tmp_path, capsys):
         assert captured.err.startswith(f"error: {path}: ") and "NaN or infinite" in captured.err
         assert "Traceback" not in captured.err and "nan%" not in captured.out
     assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_save_atomic_honours_the_umask(tmp_path, mask, mode):
+    """best.pt and last.pt were 0600 whatever the umask (tempfile.mkstemp's temporary renamed
+    into place); now 0666 less the umask, like every other file a run writes."""
+    old = os.umask(mask)
+    try:
+        save_atomic({"a": torch.zeros(2)}, tmp_path / "best.pt")
+        save_atomic({"a": torch.ones(2)}, tmp_path / "best.pt")  # over an existing file too
+        (tmp_path / "plain.json").write_text("{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "best.pt").stat().st_mode) == mode
+    assert stat.S_IMODE((tmp_path / "plain.json").stat().st_mode) == mode  # as any file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "plain.json"]
+    assert torch.load(tmp_path / "best.pt", weights_only=True)["a"].tolist() == [1.0, 1.0]

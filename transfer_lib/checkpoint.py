@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,9 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # created 0666 less the umask, like any new file (tempfile.mkstemp's would be 0600)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
