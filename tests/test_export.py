@@ -4,7 +4,13 @@ whose logits onnxruntime reproduces, at any batch size; bad inputs fail clearly.
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import signal
+import stat
+import subprocess
+import sys
+import time
 
 import numpy as np
 import onnx
@@ -96,3 +102,96 @@ def test_export_errors_are_clear(tiny, tmp_path, capsys):
     assert main(["export", "--checkpoint", str(path), "--onnx", str(tmp_path)]) == 2
     assert "is a folder" in capsys.readouterr().err
     assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize("opset", ["5", "13", "99", "-1"])
+def test_unsupported_opsets_are_refused_up_front(tiny, tmp_path, capsys, monkeypatch, opset):
+    """--opset 5, 13 and 99 gave tracebacks from deep in torch; now one line before any work."""
+    path, _ = tiny
+    import transfer_lib.checkpoint as checkpoint
+
+    monkeypatch.setattr(checkpoint, "model_from_checkpoint", lambda *a, **k: pytest.fail("loaded"))
+    out = tmp_path / "m.onnx"
+    assert main(["export", "--checkpoint", str(path), "--onnx", str(out), "--opset", opset]) == 2
+    err = capsys.readouterr().err
+    highest = export.max_opset()
+    assert err == (f"error: --opset {opset} is not supported: give 14 to {highest} (default 17). "
+                   f"14 is the lowest that exports the models' attention "
+                   f"(scaled_dot_product_attention); {highest} the highest torch "
+                   f"{torch.__version__} and onnx {onnx.__version__} both write\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_opset_range_is_what_exports(tiny, tmp_path):
+    """Both ends of the range export the attention models and run in onnxruntime; one below
+    the lowest does not (the reason for the limit); the highest is torch's and onnx's."""
+    from torch.onnx import _constants
+
+    assert export.max_opset() == min(onnx.defs.onnx_opset_version(), _constants.ONNX_MAX_OPSET)
+    _, model = tiny
+    for opset in (export.MIN_OPSET, export.max_opset()):
+        diff, ok = export.export_and_check(model, tmp_path / f"m{opset}.onnx", opset=opset)
+        assert ok and diff < 1e-4
+        assert onnx.load(str(tmp_path / f"m{opset}.onnx")).opset_import[0].version == opset
+    with pytest.raises(Exception, match="scaled_dot_product_attention"):  # what the limit is for
+        torch.onnx.export(model, (torch.zeros(1, 3, 64, 64),), str(tmp_path / "low.onnx"),
+                          opset_version=export.MIN_OPSET - 1, dynamo=False)
+
+
+def _umask(mask: int):
+    old = os.umask(mask)
+    return lambda: os.umask(old)
+
+
+def test_the_onnx_file_honours_the_umask(tiny, tmp_path):
+    """It was 0600 whatever the umask (tempfile.mkstemp's temporary renamed into place); the
+    file keeps its temporary's mode, which is 0666 less the umask."""
+    _, model = tiny
+    restore = _umask(0o022)
+    try:
+        diff, ok = export.export_and_check(model, tmp_path / "m.onnx")
+    finally:
+        restore()
+    assert ok and stat.S_IMODE((tmp_path / "m.onnx").stat().st_mode) == 0o644
+    for mask, mode in ((0o077, 0o600), (0o002, 0o664)):
+        restore = _umask(mask)
+        try:
+            tmp = export._new_temporary(tmp_path / f"u{mask}.onnx")
+        finally:
+            restore()
+        assert export.TEMP_NAME.match(tmp.name) and stat.S_IMODE(tmp.stat().st_mode) == mode
+
+
+def test_temporaries_of_a_killed_export_are_removed_at_the_next_start(tiny, tmp_path, capsys):
+    path, _ = tiny
+    out = tmp_path / "out"
+    out.mkdir()
+    # an export killed with SIGKILL while it writes its temporary
+    proc = subprocess.Popen([sys.executable, "-m", "transfer_lib", "export", "--checkpoint",
+                             str(path), "--onnx", str(out / "m.onnx")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not list(out.iterdir()) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    [left] = list(out.iterdir())
+    assert export.TEMP_NAME.match(left.name) and str(proc.pid) in left.name
+    # what is not a dead export's temporary stays
+    alive = out / f".m.onnx.export-{os.getpid()}-0123abcd.tmp"  # a running export's (this one)
+    mine = out / ".m.onnx.export-notes.tmp"  # the user's own
+    other_dir = out / f".x.onnx.export-{proc.pid}-0123abcd.tmp"  # a folder, not a file
+    legacy_old = out / ".m.onnx.ab_cd123.onnx"  # an earlier version's mkstemp name, hours old
+    legacy_new = out / ".m.onnx.zz_cd123.onnx"  # ... and one written a minute ago
+    for p in (alive, mine, legacy_old, legacy_new):
+        p.write_bytes(b"half")
+    other_dir.mkdir()
+    hours_ago = time.time() - 2 * export.LEGACY_TEMP_AGE
+    os.utime(legacy_old, (hours_ago, hours_ago))
+    assert main(["export", "--checkpoint", str(path), "--onnx", str(out / "m.onnx")]) == 0
+    captured = capsys.readouterr()
+    assert f"removed {left}, left by an export that did not finish" in captured.err
+    assert f"removed {legacy_old}," in captured.err
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["m.onnx", alive.name, mine.name, other_dir.name, legacy_new.name])

@@ -17,6 +17,15 @@ reach that in a badly conditioned network (``benchmarks/export_check.py``: 1.3e-
 model's initialisation, 1.6e-4 with every weight drawn at random, where PyTorch's own fp32 result
 is 1.3e-4 from float64); ``--atol`` loosens it knowingly. Needs the ``export`` extra:
 ``pip install 'transfer_lib[export]'`` (onnx, onnxruntime).
+
+``--opset`` takes 14 (the lowest that exports the attention, ``scaled_dot_product_attention``;
+the CNN baseline alone exports from 9) up to the highest both torch's exporter and the installed
+onnx write (23 with torch 2.14 and onnx 1.23; torch's TorchScript exporter declares 20, but 21-23
+export these models and every export is checked in onnxruntime before it is written). Others are
+refused before any work. The file is written under a temporary name,
+``.NAME.export-PID-XXXXXXXX.tmp`` beside it, and renamed when the check passes; temporaries that
+a killed export left (their process no longer running) are removed at the next start. The file
+gets the permissions of any new file (``0666`` less the umask: ``0644`` under umask 022).
 """
 
 from __future__ import annotations
@@ -24,8 +33,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import secrets
 import sys
-import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -35,6 +46,14 @@ from transfer_lib.errors import TransferError
 
 #: The ONNX operator set: 17 has every op the models use (LayerNorm, GELU) and is widely run.
 OPSET = 17
+#: The lowest opset that exports the models, found by trying: 14 is where torch's exporter has
+#: ``scaled_dot_product_attention`` (ViT, MSAD); 13 fails on it, 7 and below on ``expand`` too.
+MIN_OPSET = 14
+#: Temporaries of :func:`export_and_check`: ``.NAME.export-PID-XXXXXXXX.tmp`` beside NAME.
+TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.export-(?P<pid>[1-9][0-9]*)-[0-9a-f]{8}\.tmp$")
+#: Temporaries of earlier versions (``tempfile.mkstemp``: ``.NAME.XXXXXXXX.onnx``, no pid), removed
+#: once they are this many seconds old: no export of one model takes that long
+LEGACY_TEMP_AGE = 3600
 ATOL = 1e-4
 CHECK_BATCHES: tuple[int, ...] = (1, 3)  # 1 and another: the batch axis really is dynamic
 
@@ -47,12 +66,92 @@ def _require(module: str):
                             f"(onnx and onnxruntime)") from None
 
 
+def max_opset() -> int:
+    """The highest opset torch's exporter and the installed onnx both write."""
+    highest = _require("onnx").defs.onnx_opset_version()
+    try:
+        from torch.onnx import _constants
+
+        return min(highest, int(_constants.ONNX_MAX_OPSET))
+    except (ImportError, AttributeError, TypeError, ValueError):  # a torch without the constant
+        return highest
+
+
+def check_opset(opset: int) -> None:
+    """Raise TransferError for an opset outside ``MIN_OPSET`` .. :func:`max_opset`."""
+    highest = max_opset()
+    if not MIN_OPSET <= opset <= highest:
+        raise TransferError(
+            f"--opset {opset} is not supported: give {MIN_OPSET} to {highest} (default {OPSET}). "
+            f"{MIN_OPSET} is the lowest that exports the models' attention "
+            f"(scaled_dot_product_attention); {highest} the highest torch {torch.__version__} and "
+            f"onnx {_require('onnx').__version__} both write")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: another user's process, alive
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, target: str | None = None) -> list[Path]:
+    """Remove the temporaries a killed export left in ``folder``: files named like this
+    program's (:data:`TEMP_NAME`) whose process is no longer running, and, beside ``target``
+    (a file name), an earlier version's ``.TARGET.XXXXXXXX.onnx`` older than
+    :data:`LEGACY_TEMP_AGE` seconds. Nothing else is touched. Returns the removed paths."""
+    folder = Path(folder)
+    legacy = (re.compile(rf"^\.{re.escape(target)}\.[a-z0-9_]{{8}}\.onnx$") if target
+              else None)
+    removed = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = TEMP_NAME.match(entry.name)
+        if match:
+            stale = not _pid_alive(int(match["pid"]))
+        elif legacy is not None and legacy.match(entry.name):
+            try:
+                stale = time.time() - entry.lstat().st_mtime > LEGACY_TEMP_AGE
+            except OSError:
+                continue
+        else:
+            continue
+        if stale and entry.is_file() and not entry.is_symlink():
+            try:
+                entry.unlink()
+                removed.append(entry)
+            except OSError:
+                pass
+    return removed
+
+
+def _new_temporary(path: Path) -> Path:
+    """An empty file beside ``path`` named by :data:`TEMP_NAME`, created with mode 0666 less the
+    umask like any new file (``tempfile.mkstemp`` would make it 0600)."""
+    while True:
+        tmp = path.with_name(f".{path.name}.export-{os.getpid()}-{secrets.token_hex(4)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+
+
 def export_onnx(model: torch.nn.Module, path: str | os.PathLike, opset: int = OPSET) -> Path:
     """Write ``model`` (eval mode, CPU, fp32) as ONNX at ``path`` with a dynamic batch axis and
     the model's preprocessing facts as metadata."""
     from transfer_lib.data.labels import class_table, label_kind
 
     onnx = _require("onnx")
+    check_opset(opset)
     model = model.to("cpu", torch.float32).eval()
     s = model.config.input_size
     example = torch.zeros(2, 3, s, s)
@@ -63,9 +162,17 @@ def export_onnx(model: torch.nn.Module, path: str | os.PathLike, opset: int = OP
         # condition the tracer records as constant, which is right: S is fixed, B stays dynamic
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        torch.onnx.export(model, (example,), str(path), input_names=["images"],
-                          output_names=["logits"], opset_version=opset, dynamo=False,
-                          dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
+        # opsets 21-23: "not supported by torch.onnx.export()", yet they export these models, and
+        # onnxruntime checks each export before it is written
+        warnings.filterwarnings("ignore", message="Exporting to ONNX opset version")
+        try:
+            torch.onnx.export(model, (example,), str(path), input_names=["images"],
+                              output_names=["logits"], opset_version=opset, dynamo=False,
+                              dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
+        except (torch.onnx.errors.OnnxExporterError, RuntimeError, ValueError) as err:
+            first = next((line.strip() for line in str(err).splitlines() if line.strip()), "")
+            raise TransferError(f"torch could not export the {model.config.variant} model at "
+                                f"opset {opset}: {first or type(err).__name__}") from None
     proto = onnx.load(str(path))
     c = model.config
     meta = {"class_names": json.dumps(list(c.class_names)),
@@ -89,7 +196,13 @@ def compare_onnx(model: torch.nn.Module, path: str | os.PathLike,
     random normalised images, over each batch size in ``batches``."""
     ort = _require("onnxruntime")
     model = model.to("cpu", torch.float32).eval()
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as err:  # noqa: BLE001 - onnxruntime's own error types (e.g. an opset it lacks)
+        first = next((line.strip() for line in str(err).splitlines() if line.strip()), "")
+        raise TransferError(f"onnxruntime {ort.__version__} cannot load the export to check it "
+                            f"({first or type(err).__name__}); try the default --opset "
+                            f"{OPSET}") from None
     s = model.config.input_size
     g = torch.Generator().manual_seed(seed)
     worst = 0.0
@@ -111,9 +224,10 @@ def export_and_check(model: torch.nn.Module, onnx_path: str | os.PathLike, atol:
     move it to ``onnx_path`` only when the difference is below ``atol``.
     Returns (largest difference, written)."""
     onnx_path = Path(onnx_path)
+    check_opset(opset)
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{onnx_path.name}.", suffix=".onnx", dir=onnx_path.parent)
-    os.close(fd)
+    remove_stale_temporaries(onnx_path.parent, onnx_path.name)
+    tmp = _new_temporary(onnx_path)
     try:
         export_onnx(model, tmp, opset)
         diff = compare_onnx(model, tmp)
@@ -126,14 +240,18 @@ def export_and_check(model: torch.nn.Module, onnx_path: str | os.PathLike, atol:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from transfer_lib import cli_types as T
+
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--checkpoint", metavar="PATH", help="a .pt written by `train` (best.pt, last.pt)")
     which.add_argument("--official", metavar="PDPARAMS",
                        help="the authors' released RAF-DB weights (Paddle .pdparams)")
     parser.add_argument("--onnx", metavar="PATH", required=True, help="the .onnx file to write")
-    parser.add_argument("--atol", type=float, default=ATOL,
+    parser.add_argument("--atol", type=T.positive_float(), default=ATOL,
                         help=f"the largest logit difference must stay below this (default {ATOL})")
-    parser.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET})")
+    parser.add_argument("--opset", type=T.INTEGER, default=OPSET,
+                        help=f"ONNX opset: {MIN_OPSET} up to the highest torch and onnx both "
+                             f"write (default {OPSET})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -144,6 +262,10 @@ def run(args: argparse.Namespace) -> int:
         raise TransferError(f"--atol {args.atol} must be above 0")
     _require("onnx")
     _require("onnxruntime")
+    check_opset(args.opset)
+    onnx_path = Path(args.onnx)
+    for left in remove_stale_temporaries(onnx_path.parent, onnx_path.name):
+        print(f"removed {left}, left by an export that did not finish", file=sys.stderr)
     if args.checkpoint:
         from transfer_lib.checkpoint import model_from_checkpoint
 
