@@ -16,7 +16,7 @@ estimated from measured FLOPs. The estimate adds up what the chapters run at `gp
   test faces re-drawn with each part hidden for the occlusion test), from the rate at which
   this machine draws a sample of them;
 * the chapters whose work does not depend on the profile (1, 3, 4, 5, 10, 11), at the seconds
-  `make run` measured for them on this CPU (the README's "The book"), and for the others what
+  `make run` measured for them on this CPU (the results page, "How long the commands take"), and for the others what
   they spend besides training and drawing faces (imports, plots, tables), as `make run` measured
   it too.
 
@@ -45,7 +45,7 @@ T4_PEAK_TFLOPS = 65.0  # dense fp16 tensor cores; a T4 has no bf16 (the trainer 
 UTILISATIONS = (0.15, 0.25, 0.35)
 BUDGET_MINUTES = 30.0
 #: seconds of the chapters whose work is the same at every profile, as `make run` measured them
-#: on the 2-core AMD EPYC (jupyter-book's "Executed notebook in" lines, README "The book")
+#: on the 2-core AMD EPYC (jupyter-book's "Executed notebook in" lines, the results page)
 FIXED_CHAPTER_SECONDS = {"01_preface": 11.8, "03_stem": 10.7, "04_local_cnn": 12.0,
                          "05_msad": 14.5, "10_engineering": 21.0, "11_claims": 7.2}
 #: the same run's seconds of the other chapters less their training or face drawing (chapter 2:

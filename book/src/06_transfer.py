@@ -356,7 +356,7 @@ assert 2.2 < ratio < 2.7  # sqrt(2 / 256) against sqrt(1 / (3 x 256)): sqrt(6) =
 #
 # | change | why |
 # | --- | --- |
-# | tiny size: stem widths 16/32/64, 2 blocks of width 96, at 48 x 48 input | 0.07 GFLOPs a face instead of 29.6 (0.12 at the tiny size's own 64 x 64): an epoch of 3,000 faces in 22-24 s on two CPU cores (README) |
+# | tiny size: stem widths 16/32/64, 2 blocks of width 96, at 48 x 48 input | 0.07 GFLOPs a face instead of 29.6 (0.12 at the tiny size's own 64 x 64): an epoch of 3,000 faces in 22-24 s on two CPU cores (the results page) |
 # | AdamW, lr $10^{-3}$, weight decay 0.05, cosine decay | SGD at $10^{-4}$ only fine-tunes; a model trained from scratch needs a larger, adaptive step |
 # | class-balanced sampling | the synthetic set copies RAF-DB's imbalance (Fear 2 %, Happiness 39 %); without it the three rarest classes stayed at 0 % |
 # | label smoothing 0.1 | the usual companion of balanced sampling: the rare classes' few images are seen many times |
@@ -630,8 +630,9 @@ if profile.name == "cpu" and synthetic:  # the same recipe as the committed abla
 # of the test set), and the synthetic set copies that balance. A model that has learnt little
 # answers the most frequent class for everything: one dark column. Imbalance is the first
 # suspect for the errors: with the previous `cpu` recipe (12 epochs, no class-balanced
-# sampling), Fear, Disgust and Anger, the three rarest classes, ended at 0 % (README, `make run`
-# on the CPU), which is why the recipe now balances its batches. The second cell below sets
+# sampling), Fear, Disgust and Anger, the three rarest classes, ended at 0 %
+# ([the results page](results.md), `make run` on the CPU), which is why the recipe now balances
+# its batches. The second cell below sets
 # each class's recall beside its share of the test set and says, from this run's numbers,
 # whether the rarest classes are still the weakest.
 

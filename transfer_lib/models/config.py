@@ -31,6 +31,9 @@ MSAD_MODES: tuple[str, ...] = ("head", "token")
 MAP_REGULARISERS: tuple[str, ...] = ("mad", "none", "dropout", "dropblock", "spatial")
 #: Initialisations of the 1x1 projection: Paddle's Conv2D default (the authors') or PyTorch's.
 PROJ_INITS: tuple[str, ...] = ("paddle", "torch")
+#: How the classifier head starts: "zeros" (the authors': weight and bias 0) | "normal" (weight
+#: truncated normal, std 0.02, as ViT's other linear layers; bias 0).
+HEAD_INITS: tuple[str, ...] = ("zeros", "normal")
 
 
 @dataclass
@@ -77,6 +80,7 @@ class TransFERConfig:
     msad_p: float = 0.3
     msad_num_drop: int = 1  # heads (or tokens) zeroed in a hit sample
     msad_mode: str = "head"  # head (the paper) | token (the authors' code)
+    head_init: str = "zeros"  # zeros (the authors') | normal (trunc. normal, std 0.02)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -88,6 +92,7 @@ class TransFERConfig:
         check("msad_mode", self.msad_mode, MSAD_MODES)
         check("map_regulariser", self.map_regulariser, MAP_REGULARISERS)
         check("proj_init", self.proj_init, PROJ_INITS)
+        check("head_init", self.head_init, HEAD_INITS)
         if len(self.stem_widths) != len(self.stem_depths):
             raise ValueError("stem_widths and stem_depths must have the same length")
         if self.embed_dim % self.num_heads:

@@ -66,8 +66,11 @@ class TransFER(nn.Module):
             c.qk_scale, c.layer_norm_eps, c.msad_p, c.msad_mode, c.msad_num_drop,
         )
         self.head = nn.Linear(c.embed_dim, c.num_classes)
-        nn.init.zeros_(self.head.weight)  # as the authors: the head starts at zero
         nn.init.zeros_(self.head.bias)
+        if c.head_init == "zeros":  # as the authors: the head starts at zero
+            nn.init.zeros_(self.head.weight)
+        else:  # drawn from the global generator: the other weights' draws come first
+            nn.init.trunc_normal_(self.head.weight, std=0.02)
         if c.proj_init == "paddle":  # last, so every other weight is drawn as with "torch"
             init_projection_as_paddle(self.projection)
 

@@ -1,0 +1,76 @@
+"""Why runs stall, and whether a fix stops it: short-budget runs of every ablation row, resumable.
+
+A run *stalls* when its final mean class accuracy is at most 30 % (chance: 14.3 %), fixed before
+any run of this study. The budget is the committed 3-epoch ablation's (``book/results/
+ablation-cpu.json``: the cpu recipe cut to 3 epochs, 1 of warmup), where 19 of its 37 runs
+stall. Each run is the ablation's row and seed rerun through ``transfer_lib.ablate.rerun`` with
+the arm's changes, pinned kernels (so it repeats on any x86 CPU), and is appended to the JSONL
+file as soon as it ends; a rerun of the command skips the runs already there.
+
+    python benchmarks/stall_study.py --arm head_normal --rows all --seeds 0,1,2 \\
+        --out runs/stall --jsonl book/results/stall-study.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import transfer_lib  # noqa: F401  (pins the kernels before torch loads)
+from transfer_lib.ablate import ROWS, load_ablation, rerun
+from transfer_lib.kernels import provenance
+
+STALL_AT = 30.0  # mean class accuracy (%) at or below which a run stalled
+BUDGET = Path(__file__).resolve().parents[1] / "book" / "results" / "ablation-cpu.json"
+#: arm -> TrainConfig changes on top of the committed 3-epoch ablation's recipe
+ARMS: dict[str, dict] = {
+    "current": {},
+    "head_normal": {"model_overrides": {"head_init": "normal"}},
+}
+
+
+def done(jsonl: Path) -> set[tuple[str, str, int]]:
+    if not jsonl.is_file():
+        return set()
+    return {(r["arm"], r["row"], r["seed"]) for r in map(json.loads, jsonl.read_text().splitlines())
+            if r}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--arm", choices=ARMS, required=True)
+    p.add_argument("--rows", default="all")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--out", default="runs/stall")
+    p.add_argument("--jsonl", default="book/results/stall-study.jsonl")
+    a = p.parse_args()
+    rows = list(ROWS) if a.rows == "all" else a.rows.split(",")
+    seeds = [int(s) for s in a.seeds.split(",")]
+    jsonl = Path(a.jsonl)
+    budget = load_ablation(BUDGET)
+    for row in rows:
+        for seed in seeds:
+            if (a.arm, row, seed) in done(jsonl):
+                continue
+            out = Path(a.out) / a.arm / f"{row}-seed{seed}"
+            t0 = time.perf_counter()
+            record = rerun(budget, row, seed, out, **ARMS[a.arm])
+            m = record["metrics"]
+            line = {"arm": a.arm, "changes": ARMS[a.arm], "row": row, "seed": seed,
+                    "accuracy": m["accuracy"], "mean_class_accuracy": m["mean_class_accuracy"],
+                    "stalled": m["mean_class_accuracy"] <= STALL_AT,
+                    "wall_seconds": time.perf_counter() - t0, "budget": str(BUDGET.name),
+                    "provenance": record.get("provenance") or provenance()}
+            jsonl.parent.mkdir(parents=True, exist_ok=True)
+            with open(jsonl, "a") as f:
+                f.write(json.dumps(line) + "\n")
+            print(f"{a.arm} {row} seed {seed}: mean class accuracy "
+                  f"{m['mean_class_accuracy']:.1f} %{' STALLED' if line['stalled'] else ''} "
+                  f"({line['wall_seconds']:.0f} s)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
