@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import transfer_lib  # noqa: F401  (pins the kernels before torch loads)
-from transfer_lib.ablate import ROWS, load_ablation, rerun
+from transfer_lib.ablate import ROWS, git_state, load_ablation, rerun
 from transfer_lib.kernels import provenance
 
 STALL_AT = 30.0  # mean class accuracy (%) at or below which a run stalled
@@ -62,6 +62,7 @@ def main() -> int:
                     "accuracy": m["accuracy"], "mean_class_accuracy": m["mean_class_accuracy"],
                     "stalled": m["mean_class_accuracy"] <= STALL_AT,
                     "wall_seconds": time.perf_counter() - t0, "budget": str(BUDGET.name),
+                    "git": git_state(),
                     "provenance": record.get("provenance") or provenance()}
             jsonl.parent.mkdir(parents=True, exist_ok=True)
             with open(jsonl, "a") as f:
