@@ -97,12 +97,21 @@ def test_eval_cli_reproduces_the_training_figure(checkpoint, tmp_path, capsys):
     assert m["dataset_label_kind"] == "RAF-DB label" and "RAF-DB label" in printed
     row = next(line for line in printed.splitlines() if " Happiness " in line)
     assert row.split()[:3] == ["3", "Happiness", "4"]
-    # which weights were scored: best.pt, picked on the test split, with the run's best and final
+    # which weights were scored: best.pt, picked on the validation split, with the run's best
+    # (its test and validation accuracy) and final
     assert m["checkpoint"]["kind"] == "best" and m["checkpoint"]["epoch"] == 1
+    assert m["checkpoint"]["selected_on"] == "validation"
     assert m["checkpoint"]["run_final_accuracy"] == summary["final_accuracy"]
     assert m["checkpoint"]["run_best_accuracy"] == summary["best_accuracy"]
-    assert "highest test accuracy" in printed and "no validation split" in printed
+    assert m["checkpoint"]["run_best_val_accuracy"] == summary["best_val_accuracy"]
+    assert "highest validation accuracy" in printed and "never on the test split" in printed
+    assert "highest test accuracy" not in printed
     assert "final" in m["checkpoint"]["note"]
+    # --split val scores the split best.pt was chosen on: its figure is the run's
+    assert main(["eval", "--data", data, "--checkpoint", str(ckpt), "--split", "val",
+                 "--json", str(js)]) == 0
+    capsys.readouterr()
+    assert json.loads(js.read_text())["accuracy"] == pytest.approx(summary["best_val_accuracy"])
     assert main(["eval", "--data", data, "--checkpoint", str(ckpt), "--tta", "flip"]) == 0
     assert main(["eval", "--data", data, "--checkpoint", str(ckpt.parent / "last.pt"),
                  "--json", str(js)]) == 0

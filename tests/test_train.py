@@ -32,7 +32,7 @@ def test_run_directory_holds_everything(smoke_run):
     assert [x["epoch"] for x in lines] == [1, 2]
     for x in lines:
         assert {"loss", "lr", "train_accuracy", "test_accuracy", "mean_class_accuracy",
-                "images_per_second"} <= set(x)
+                "val_accuracy", "val_mean_class_accuracy", "images_per_second"} <= set(x)
         assert math.isfinite(x["loss"]) and x["images_per_second"] > 0
     on_disk = json.loads((out / "summary.json").read_text())
     assert on_disk == summary and summary["complete"]
@@ -45,6 +45,9 @@ def test_run_directory_holds_everything(smoke_run):
     assert summary["final_accuracy"] == pytest.approx(float(cm.diag().sum()) / 21)
     config = json.loads((out / "config.json").read_text())
     assert config["profile"]["name"] == "smoke" and config["model"]["variant"] == "transfer"
+    # the synthetic set's own val_ images: as many as its test images, nothing carved from train
+    assert config["val_source"] == summary["val_source"] == "file"
+    assert config["split_sizes"] == summary["split_sizes"] == {"train": 48, "val": 21, "test": 21}
     # fast is on by default on CUDA, and on a CPU where the profile says so (cpu_fast)
     pipeline = "fast" if torch.cuda.is_available() or get_profile("smoke").cpu_fast else "per-image"
     assert config["pipeline"] == summary["pipeline"] == pipeline
@@ -58,20 +61,51 @@ def test_checkpoints_load_safely(smoke_run):
     model = model_from_checkpoint(out / "best.pt")
     assert not model.training and model.config.embed_dim == last["config"]["embed_dim"]
     best = load_checkpoint(out / "best.pt")
-    assert best["accuracy"] == pytest.approx(summary["best_accuracy"])
+    assert best["accuracy"] == pytest.approx(summary["best_accuracy"])  # its test accuracy
+    assert best["val_accuracy"] == pytest.approx(summary["best_val_accuracy"])
+    assert best["selected_on"] == "validation" and best["val_source"] == "file"
+    assert last["best_accuracy"] == best["val_accuracy"]  # what a resume compares against
+    assert last["best_selected_on"] == "validation"
 
 
 def test_summary_reports_best_beside_final(smoke_run):
-    """best.pt is picked on the test split (no validation split): the summary says so, and
-    names the epoch best.pt holds next to the final epoch's figure."""
+    """best.pt is picked on the validation split: the summary says so, and names the epoch
+    best.pt holds, its validation accuracy and its test figures next to the final epoch's."""
     out, summary = smoke_run
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    best_line = max(lines, key=lambda x: (x["test_accuracy"], -x["epoch"]))
+    best_line = max(lines, key=lambda x: (x["val_accuracy"], -x["epoch"]))
     assert summary["best_epoch"] == best_line["epoch"] == load_checkpoint(out / "best.pt")["epoch"]
-    assert summary["best_accuracy"] == best_line["test_accuracy"]
+    assert summary["best_val_accuracy"] == best_line["val_accuracy"]
+    assert summary["best_val_mean_class_accuracy"] == best_line["val_mean_class_accuracy"]
+    assert summary["best_accuracy"] == summary["best_test_accuracy"] == best_line["test_accuracy"]
     assert summary["best_mean_class_accuracy"] == best_line["mean_class_accuracy"]
     assert summary["final_epoch"] == summary["epochs"] == lines[-1]["epoch"]
-    assert "test split" in summary["best_selected_on"] and "validation" in summary["best_selected_on"]
+    assert summary["final_accuracy"] == lines[-1]["test_accuracy"]
+    assert summary["mean_class_accuracy"] == lines[-1]["mean_class_accuracy"]
+    assert summary["best_selected_on"] == "validation"
+    assert "validation" in summary["best_selection"] and "test split chooses nothing" in \
+        summary["best_selection"]
+
+
+def test_best_epoch_is_chosen_on_val_and_old_runs_still_read(tmp_path):
+    """_best_epoch picks by validation accuracy (the first of equals), never by test; a run
+    directory from before the validation split (no val_accuracy) is read as it was chosen."""
+    from transfer_lib.train import _best_epoch
+
+    lines = [{"epoch": 1, "val_accuracy": 0.5, "test_accuracy": 0.9},
+             {"epoch": 2, "val_accuracy": 0.7, "test_accuracy": 0.4},
+             {"epoch": 3, "val_accuracy": 0.7, "test_accuracy": 0.8}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    best = _best_epoch(tmp_path, 3, {})
+    assert best["epoch"] == 2 and best["selected_on"] == "validation"
+    old = [{"epoch": 1, "test_accuracy": 0.3}, {"epoch": 2, "test_accuracy": 0.6}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in old))
+    assert _best_epoch(tmp_path, 2, {})["epoch"] == 2
+    assert _best_epoch(tmp_path, 2, {})["selected_on"] == "test"
+    # a resume from before the validation split: only the epochs with val_accuracy compete
+    mixed = old + [{"epoch": 3, "val_accuracy": 0.2, "test_accuracy": 0.5}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in mixed))
+    assert _best_epoch(tmp_path, 3, {})["epoch"] == 3
 
 
 def test_training_changes_the_weights(smoke_run):
@@ -133,7 +167,9 @@ def test_cli_train_with_max_steps(tmp_path, capsys):
     assert load_checkpoint(out / "last.pt")["global_step"] == 2
     shown = json.loads(printed[printed.rindex("{", 0, printed.index('"best_accuracy"')):])
     assert shown["epochs"] == 1 and shown["final_accuracy"] == summary["final_accuracy"]
-    assert shown["best_epoch"] == summary["best_epoch"] and "chosen on the test split" in printed
+    assert shown["best_epoch"] == summary["best_epoch"]
+    assert "chosen on the validation split" in printed and "its test accuracy" in printed
+    assert "test split" not in printed
 
 
 @pytest.mark.parametrize("argv, words", [

@@ -79,18 +79,22 @@ def test_fast_run_is_complete_and_uses_the_light_batch_augment(tmp_path, cache_d
     assert load_checkpoint(out / "last.pt")["global_step"] == 6
     assert load_checkpoint(out / "last.pt")["pipeline"] == "fast"
 
-    train_loader, test_loader = spy.loaders
+    train_loader, test_loader, val_loader = spy.loaders
     aug = train_loader.augment
     assert type(aug).__name__ == "LightBatchAugment" and isinstance(aug, fast.BatchAugment)
     assert (aug.scale, aug.ratio) == (LIGHT_CROP_SCALE, LIGHT_CROP_RATIO)
     assert train_loader.device == torch.device("cpu") and train_loader.shuffle
     assert train_loader.batch_size == 8 and train_loader.seed == 0
     assert not test_loader.shuffle and test_loader.augment.train is False
+    assert not val_loader.shuffle and val_loader.augment.train is False
+    assert len(val_loader.cache) == len(test_loader.cache) == 21
     train_calls = [p for a, p in spy.calls if a is aug]
     assert len(train_calls) == 6  # 3 steps x 2 epochs, no batch augmented beyond max_steps
     assert all(set(p) == {"crops", "flips"} for p in train_calls)  # crop + flip, no RandAugment
-    # the test set went through the cache: 21 images, every epoch and none more
+    # the test and val sets went through the cache: 21 images each, every epoch and none more
     assert sum(a is test_loader.augment for a, _ in spy.calls) == 2
+    assert sum(a is val_loader.augment for a, _ in spy.calls) == 2
+    assert all("val_accuracy" in x for x in lines) and summary["best_selected_on"] == "validation"
 
 
 def test_paper_augment_runs_randaugment(tmp_path, cache_dir, monkeypatch):
@@ -150,10 +154,10 @@ def test_ddp_shards_are_distinct_and_equally_long(tmp_path, monkeypatch):
         cfg = TrainConfig(profile=prof, cache_dir=str(tmp_path), seed=4)
         shards = []
         for rank in range(world):
-            loader, test = tr.build_fast_loaders(cfg, prof, mc, root,
-                                                 DistContext(rank=rank, world_size=world),
-                                                 train_set, test_set)
-            assert (test is None) == (rank > 0) and loader.world_size == world
+            loader, test, val = tr.build_fast_loaders(cfg, prof, mc, root,
+                                                      DistContext(rank=rank, world_size=world),
+                                                      train_set, test_set)
+            assert (test is None) == (rank > 0) and val is None and loader.world_size == world
             loader.set_epoch(1)
             assert [len(b) for b in loader._batches()] == sizes and len(loader) == len(sizes)
             shards.append(loader.indices().tolist())

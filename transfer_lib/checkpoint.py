@@ -146,24 +146,38 @@ def check_finite_weights(state: dict, source: str | os.PathLike) -> None:
 def describe_checkpoint(path: str | os.PathLike, ckpt: dict) -> dict:
     """Which weights of a run ``ckpt`` (loaded from ``path``) holds, for the reader of a score.
 
-    ``kind`` is ``best`` (best.pt: the epoch with the highest *test* accuracy; RAF-DB has no
-    validation split, and the authors chose theirs the same way), ``last`` (last.pt: the latest
-    epoch, the final weights of a complete run) or ``other``. With the run's ``summary.json``
-    beside the file, the run's best and final figures are added. ``note`` says it in a sentence.
+    ``kind`` is ``best`` (best.pt: the epoch with the highest *validation* accuracy; a best.pt
+    written before the validation split was chosen on the test split, and says so), ``last``
+    (last.pt: the latest epoch, the final weights of a complete run) or ``other``;
+    ``selected_on`` is the split that chose a best.pt (``validation`` or ``test``). With the
+    run's ``summary.json`` beside the file, the run's best and final figures are added. ``note``
+    says it in a sentence.
     """
     path = Path(path)
     epoch = ckpt.get("epoch")
+    info: dict = {}
     if "optimizer" in ckpt:
         kind, what = "last", f"last.pt-style training checkpoint, epoch {epoch}"
+    elif "accuracy" in ckpt and ckpt.get("selected_on") == "validation":
+        kind = "best"
+        info["selected_on"] = "validation"
+        from transfer_lib.data.base import describe_val_source
+
+        what = (f"the run's best.pt: epoch {epoch}, chosen as the epoch with the highest "
+                f"validation accuracy ({100 * float(ckpt['val_accuracy']):.2f} %; val: "
+                f"{describe_val_source(ckpt.get('val_source'))}), never on the test split (its "
+                f"test accuracy then: {100 * float(ckpt['accuracy']):.2f} %)")
     elif "accuracy" in ckpt:
         kind = "best"
+        info["selected_on"] = "test"
         what = (f"the run's best.pt: epoch {epoch}, chosen as the epoch with the highest test "
-                f"accuracy ({100 * float(ckpt['accuracy']):.2f} %) - on the test split itself, as "
-                f"RAF-DB has no validation split (the authors did the same: their file name says "
-                f"epoch 33), so its score on that split is optimistic")
+                f"accuracy ({100 * float(ckpt['accuracy']):.2f} %) - on the test split itself, by "
+                f"a version of this library from before the validation split (the authors did "
+                f"the same: their file name says epoch 33), so its score on that split is "
+                f"optimistic")
     else:
         kind, what = "other", "weights without a record of how they were chosen"
-    info: dict = {"kind": kind, "epoch": epoch}
+    info = {"kind": kind, "epoch": epoch, **info}
     try:
         import json
 
@@ -176,8 +190,17 @@ def describe_checkpoint(path: str | os.PathLike, ckpt: dict) -> dict:
                     run_final_accuracy=summary.get("final_accuracy"),
                     run_final_epoch=summary.get("final_epoch", summary.get("epochs")))
         best_epoch = f" (epoch {info['run_best_epoch']})" if info["run_best_epoch"] else ""
-        what += (f". The run: best {100 * info['run_best_accuracy']:.2f} %{best_epoch}, final "
-                 f"{100 * info['run_final_accuracy']:.2f} % (epoch {info['run_final_epoch']}, "
-                 f"last.pt)")
+        if summary.get("best_selected_on") == "validation":
+            info.update(run_best_selected_on="validation",
+                        run_best_val_accuracy=summary.get("best_val_accuracy"))
+            val = info["run_best_val_accuracy"]
+            what += (f". The run: best.pt{best_epoch} test {100 * info['run_best_accuracy']:.2f} %"
+                     + (f" (validation {100 * val:.2f} %)" if val is not None else "")
+                     + f", final {100 * info['run_final_accuracy']:.2f} % (epoch "
+                     f"{info['run_final_epoch']}, last.pt)")
+        else:
+            what += (f". The run: best {100 * info['run_best_accuracy']:.2f} %{best_epoch}, final "
+                     f"{100 * info['run_final_accuracy']:.2f} % (epoch {info['run_final_epoch']}, "
+                     f"last.pt)")
     info["note"] = what
     return info

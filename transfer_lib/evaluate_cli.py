@@ -13,11 +13,13 @@ label in the data set's own files: RAF-DB 1..7, AffectNet's code, FERPlus's colu
 writes the same as JSON ("classes": [{"index", "name", "dataset_label"}], beside the keys of
 earlier versions).
 
-Which weights: a run's best.pt is the epoch with the highest accuracy on the *test* split (RAF-DB
-has no validation split; the authors chose theirs the same way, their file name says epoch 33),
-so its test score is optimistic; last.pt holds the final epoch. The output says which one was
-scored ("checkpoint" in the JSON) and, with the run's summary.json beside it, the run's best and
-final accuracy.
+Which weights: a run's best.pt is the epoch with the highest accuracy on the *validation* split
+(the data set's own validation list, or one carved from train: RAF-DB has none), never on the test
+split; last.pt holds the final epoch. (A best.pt from before the validation split was chosen on the
+test split, as the authors chose theirs - their file name says epoch 33 - and the output says
+so.) The output says which one was scored ("checkpoint" in the JSON) and, with the run's
+summary.json beside it, the run's best and final accuracy. --split val scores the split best.pt
+was chosen on.
 
 --occlusion evaluates the test faces with nothing hidden and with each part hidden in turn (brows,
 eyes, nose, cheeks, mouth; --parts picks some): on the synthetic set every face is drawn again
@@ -42,7 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", metavar="DIR",
                         help="data set root (default: the synthetic set, data/synthetic)")
     parser.add_argument("--dataset", choices=DATASETS, default="rafdb")
-    parser.add_argument("--split", default="test", help="split to evaluate (default test)")
+    parser.add_argument("--split", default="test",
+                        help="split to evaluate: test (default), val (the one best.pt was chosen "
+                             "on) or train")
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--checkpoint", metavar="PATH", help="a .pt written by `train`")
     which.add_argument("--official", metavar="PDPARAMS",
@@ -66,8 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 OFFICIAL_SELECTION = {
     "kind": "authors", "epoch": 33,
     "note": "the authors' released checkpoint: its name (RAFa_2_6131_ep33_90p91) says epoch 33 "
-            "of 40 at 90.91 %, i.e. chosen by its test accuracy too (RAF-DB has no validation "
-            "split)",
+            "of 40 at 90.91 %, i.e. chosen by its test accuracy (RAF-DB has no validation "
+            "split of its own; this library's runs choose best.pt on one carved from train)",
 }
 
 

@@ -165,7 +165,16 @@ def run(args: argparse.Namespace) -> int:
         return 0  # under torchrun, rank 0 reports
     keys = ("best_accuracy", "best_epoch", "final_accuracy", "final_epoch", "mean_class_accuracy",
             "epochs", "wall_seconds", "device", "run_dir")
-    print(f"best.pt: epoch {summary.get('best_epoch')}, chosen on the "
-          f"{summary.get('best_selected_on')}")
+    if summary.get("best_selected_on") == "validation":
+        from transfer_lib.data.base import describe_val_source
+
+        val = summary.get("best_val_accuracy")
+        print(f"best.pt: epoch {summary.get('best_epoch')}, chosen on the validation split ("
+              + (f"accuracy {val:.4f}; " if val is not None else "")
+              + f"val: {describe_val_source(summary.get('val_source'))}); best_accuracy is its "
+              f"test accuracy")
+    else:
+        print(f"best.pt: epoch {summary.get('best_epoch')}, chosen on the "
+              f"{summary.get('best_selected_on')}")
     print(json.dumps({k: summary.get(k) for k in keys}, indent=1))
     return 0

@@ -28,6 +28,13 @@ VAL_FROM_FILE = "file"
 VAL_CARVED = (f"carved from train, {round(100 * VAL_FRACTION)} % per class, seed {VAL_SEED}")
 
 
+def describe_val_source(source: str | None) -> str:
+    """A ``val_source`` in words, for a sentence ("val: ...")."""
+    if source == VAL_FROM_FILE:
+        return "the data set's own validation list"
+    return source or "of unknown origin"
+
+
 def carve_validation(labels: Sequence[int], fraction: float = VAL_FRACTION,
                      seed: int = VAL_SEED) -> np.ndarray:
     """Which entries of a training list (by their 0-based labels, in file order) form the

@@ -5,10 +5,19 @@
     >>> summary = run_or_load("runs/cpu-transfer", profile="cpu")    # trains only if not done yet
 
 A run directory holds ``config.json`` (everything the run was started with, resolved),
-``metrics.jsonl`` (one line per epoch: loss, lr, train and test accuracy, mean class accuracy,
-images/s), ``last.pt`` (model, optimiser, scaler, RNG states and epoch, written atomically after
-every epoch), ``best.pt`` (the weights with the best test accuracy so far) and, once the run is
-complete, ``summary.json``.
+``metrics.jsonl`` (one line per epoch: loss, lr, train accuracy, test accuracy and mean class
+accuracy, validation accuracy and mean class accuracy, images/s), ``last.pt`` (model, optimiser,
+scaler, RNG states and epoch, written atomically after every epoch), ``best.pt`` (the weights
+with the best *validation* accuracy so far) and, once the run is complete, ``summary.json``.
+
+Which split chooses what. The validation split (``val``: the data set's own validation list, as
+FERPlus's PublicTest and the synthetic set's ``val_`` images, or else carved from train, 10 % of
+each class with seed 0, as for RAF-DB; ``val_source`` in ``config.json`` and ``summary.json``
+says which) chooses ``best.pt``; the test split is only reported. ``summary.json`` has
+``best_selected_on: "validation"``, ``best_epoch``, ``best_val_accuracy`` and best.pt's test
+figures (``best_accuracy`` = ``best_test_accuracy``, ``best_mean_class_accuracy``), while
+``final_accuracy`` and ``mean_class_accuracy`` are the last epoch's test figures. Runs written
+before the validation split chose best.pt on test; their summaries say so and still load.
 
 Exact resumption. The learning rate is a pure function of the (fractional) epoch
 (:meth:`Profile.lr_at`), the shuffling of each epoch is drawn from a generator seeded by
@@ -105,6 +114,8 @@ from transfer_lib.train.rng import rng_state, seed_everything, set_rng_state
 from transfer_lib.train.run_files import (
     _EXECUTION_FIELDS,
     BEST_SELECTED_ON,
+    BEST_SELECTED_ON_TEST,
+    BEST_SELECTION,
     _best_epoch,
     _read_summary,
     _recipe_differences,
@@ -170,7 +181,8 @@ def run_or_load(run_dir: str | os.PathLike, config: TrainConfig | dict | None = 
 
 
 __all__ = [
-    "AMP_DTYPES", "BEST_SELECTED_ON", "INITIALISATION_SOURCES", "missing_initialisations",
+    "AMP_DTYPES", "BEST_SELECTED_ON", "BEST_SELECTED_ON_TEST", "BEST_SELECTION",
+    "INITIALISATION_SOURCES", "missing_initialisations",
     "_best_epoch", "_saved_model_config", "CACHE_ENV", "COMPILE_MODES", "CUDA_GRAPH_MODES", "DATASETS", "LIGHT_CROP_RATIO",
     "LIGHT_CROP_SCALE", "PIPELINES", "PROFILE_OVERRIDES", "TEST_HOOK_ENV", "CheckpointError",
     "DataError", "EpochShardSampler", "TrainConfig", "TransferError", "_EXECUTION_FIELDS",

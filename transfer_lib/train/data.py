@@ -1,4 +1,5 @@
-"""The input side of training: the data root, the two pipelines' loaders, their samplers.
+"""The input side of training: the data root, the two pipelines' loaders (train, and the test
+and validation splits' evaluation loaders), their samplers.
 
 Both pipelines order an epoch by (seed, epoch) and shard it by (rank, world_size), so a resumed
 run sees the batches an uninterrupted one would (see the package docstring).
@@ -164,8 +165,10 @@ def sample_weights(train_set, prof: Profile) -> torch.Tensor | None:
 
 
 def build_loaders(cfg: TrainConfig, prof: Profile, model_config, root: Path, ctx: DistContext,
-                  train_set, test_set):
-    """The per-image torch DataLoaders: (train loader, its sampler, its generator, test loader)."""
+                  train_set, test_set, val_set=None):
+    """The per-image torch DataLoaders: (train loader, its sampler, its generator, test loader,
+    val loader); the val loader is None without ``val_set``. Evaluation loaders never shuffle
+    and draw no random numbers."""
     workers = prof.workers
     sampler = EpochShardSampler(len(train_set), ctx.rank, ctx.world_size, cfg.seed,
                                 weights=sample_weights(train_set, prof))
@@ -176,9 +179,14 @@ def build_loaders(cfg: TrainConfig, prof: Profile, model_config, root: Path, ctx
     train_loader = DataLoader(train_set, batch_size=per_rank_batch, sampler=sampler,
                               num_workers=workers, pin_memory=pin, drop_last=drop_last,
                               generator=generator, persistent_workers=workers > 0)
-    test_loader = DataLoader(test_set, batch_size=max(64, prof.batch_size), shuffle=False,
-                             num_workers=workers, pin_memory=pin, persistent_workers=workers > 0)
-    return train_loader, sampler, generator, test_loader
+
+    def eval_loader(dataset):
+        return DataLoader(dataset, batch_size=max(64, prof.batch_size), shuffle=False,
+                          num_workers=workers, pin_memory=pin, persistent_workers=workers > 0)
+
+    test_loader = eval_loader(test_set)
+    val_loader = eval_loader(val_set) if val_set is not None else None
+    return train_loader, sampler, generator, test_loader, val_loader
 
 
 def cache_dir_for(cfg: TrainConfig, root: Path) -> Path:
@@ -194,8 +202,9 @@ def cache_dir_for(cfg: TrainConfig, root: Path) -> Path:
 
 
 def build_fast_loaders(cfg: TrainConfig, prof: Profile, model_config, root: Path,
-                       ctx: DistContext, train_set, test_set):
-    """The fast path's loaders: (train FastLoader, test FastLoader or None off rank 0).
+                       ctx: DistContext, train_set, test_set, val_set=None):
+    """The fast path's loaders: (train FastLoader, test FastLoader, val FastLoader); the
+    evaluation loaders are None off rank 0 (it alone evaluates), the val one without ``val_set``.
 
     Rank 0 decodes the caches (once per source) while the others wait, then every rank maps
     them. The train loader shuffles by (seed, epoch) (``set_epoch``), gives rank ``r`` of ``w``
@@ -207,12 +216,14 @@ def build_fast_loaders(cfg: TrainConfig, prof: Profile, model_config, root: Path
     from transfer_lib.data.fast import FastLoader, build_cache
 
     cache_dir = cache_dir_for(cfg, root)
-    train_cache = test_cache = None
+    train_cache = test_cache = val_cache = None
     for turn in ("main", "others"):
         if ctx.is_main == (turn == "main"):
             train_cache = build_cache(train_set, cache_dir)
             if ctx.is_main:
                 test_cache = build_cache(test_set, cache_dir)
+                if val_set is not None:
+                    val_cache = build_cache(val_set, cache_dir)
         barrier(ctx)
     per_rank_batch = max(1, prof.batch_size // ctx.world_size) if ctx.distributed else prof.batch_size
     per_rank = math.ceil(len(train_cache) / ctx.world_size)
@@ -224,10 +235,13 @@ def build_fast_loaders(cfg: TrainConfig, prof: Profile, model_config, root: Path
                               device=ctx.device, augment=augment,
                               seed=cfg.seed, rank=ctx.rank, world_size=ctx.world_size,
                               workers=workers, sample_weights=sample_weights(train_set, prof))
-    test_loader = None
-    if test_cache is not None:
-        test_loader = FastLoader(test_cache, max(64, prof.batch_size), shuffle=False,
-                                 drop_last=False, device=ctx.device,
-                                 augment=batch_augment_for(model_config, prof.augment, train=False),
-                                 seed=cfg.seed, workers=workers)
-    return train_loader, test_loader
+
+    def eval_loader(cache):
+        if cache is None:
+            return None
+        return FastLoader(cache, max(64, prof.batch_size), shuffle=False, drop_last=False,
+                          device=ctx.device,
+                          augment=batch_augment_for(model_config, prof.augment, train=False),
+                          seed=cfg.seed, workers=workers)
+
+    return train_loader, eval_loader(test_cache), eval_loader(val_cache)

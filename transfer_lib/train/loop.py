@@ -1,6 +1,10 @@
 """The training loop, in phases: settle the run's settings, check its directory, build the data
 and the model, restore a resumed run, then per epoch train, evaluate and checkpoint.
 
+Each evaluated epoch scores the validation split (``val``: the data set's own validation list,
+or carved from train; see :data:`transfer_lib.data.SPLITS`), which chooses ``best.pt``, and the
+test split, which is reported (``test_accuracy``) but chooses nothing.
+
 :func:`run_training` is the whole run; each phase is a function short enough to read at once. The
 order of the phases is part of the contract: seeding, model construction and the loaders draw
 random numbers in this order, and an interrupted run resumed from ``last.pt`` must end with the
@@ -193,6 +197,9 @@ class Parts:
     root: Path
     train_loader: object
     test_loader: object
+    val_loader: object  # the validation split's, which chooses best.pt (None off rank 0, fast)
+    val_source: str | None  # how the data set's val split was obtained (its ``val_source``)
+    split_sizes: dict  # images of each split
     sampler: object  # the per-image pipeline's EpochShardSampler (None on the fast path)
     loader_gen: torch.Generator | None  # its DataLoader's generator
     train_augment: str
@@ -215,23 +222,30 @@ def build_parts(run: Run) -> Parts:
                                   mc, prof.augment, prof.randaugment, prof.erasing))
     test_set = build_dataset(cfg.dataset, root, "test",
                              transform=None if fast else eval_transform(mc))
-    if len(train_set) == 0 or len(test_set) == 0:
-        raise DataError(f"{root}: {len(train_set)} training and {len(test_set)} test images found")
+    val_set = build_dataset(cfg.dataset, root, "val",
+                            transform=None if fast else eval_transform(mc))
+    if len(train_set) == 0 or len(test_set) == 0 or len(val_set) == 0:
+        raise DataError(f"{root}: {len(train_set)} training, {len(val_set)} validation and "
+                        f"{len(test_set)} test images found")
     sampler = loader_gen = None
     if fast:
-        train_loader, test_loader = build_fast_loaders(cfg, prof, mc, root, ctx, train_set,
-                                                       test_set)
+        train_loader, test_loader, val_loader = build_fast_loaders(
+            cfg, prof, mc, root, ctx, train_set, test_set, val_set)
         train_augment = repr(train_loader.augment)
     else:
-        train_loader, sampler, loader_gen, test_loader = build_loaders(
-            cfg, prof, mc, root, ctx, train_set, test_set)
+        train_loader, sampler, loader_gen, test_loader, val_loader = build_loaders(
+            cfg, prof, mc, root, ctx, train_set, test_set, val_set)
         train_augment = repr(train_set.transform)
     steps = len(train_loader) if cfg.max_steps is None else min(len(train_loader), cfg.max_steps)
     model = model.to(run.device)
     if run.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return Parts(model=model, mc=mc, root=root, train_loader=train_loader,
-                 test_loader=test_loader, sampler=sampler, loader_gen=loader_gen,
+                 test_loader=test_loader, val_loader=val_loader,
+                 val_source=getattr(val_set, "val_source", None),
+                 split_sizes={"train": len(train_set), "val": len(val_set),
+                              "test": len(test_set)},
+                 sampler=sampler, loader_gen=loader_gen,
                  train_augment=train_augment, steps_per_epoch=steps)
 
 
@@ -240,8 +254,9 @@ def build_parts(run: Run) -> Parts:
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class Progress:
-    """Where the run stands: the next epoch, the step count, the best test accuracy so far and
-    the wall seconds of earlier sessions (a resumed run adds to them)."""
+    """Where the run stands: the next epoch, the step count, the best validation accuracy so far
+    (best.pt's; ``last.pt`` keeps it as ``best_accuracy``) and the wall seconds of earlier
+    sessions (a resumed run adds to them)."""
 
     start_epoch: int = 0
     global_step: int = 0
@@ -266,6 +281,14 @@ def restore(run: Run, parts: Parts, optimiser, scaler) -> Progress:
     progress = Progress(start_epoch=int(ckpt["epoch"]), global_step=int(ckpt["global_step"]),
                         best_acc=float(ckpt["best_accuracy"]),
                         wall_before=float(ckpt["wall_seconds"]))
+    if ckpt.get("best_selected_on") != run_files.BEST_SELECTED_ON:
+        # written before best.pt was chosen on the validation split: its best_accuracy is a
+        # test accuracy, which no validation accuracy may be compared with
+        progress.best_acc = -1.0
+        if ctx.is_main:
+            print(f"warning: {run.last_path} was written before best.pt was chosen on the "
+                  f"validation split: the next evaluated epoch replaces {run.best_path.name} "
+                  f"and the choice goes on by validation accuracy", file=sys.stderr)
     before = ckpt.get("pipeline", "per-image")
     if before != run.pipeline and ctx.is_main:
         print(f"warning: {run.last_path} was trained with the {before} input pipeline and "
@@ -287,7 +310,8 @@ def record_start(run: Run, parts: Parts, changed: list[str], start_epoch: int) -
         else []
     run_files.write_config(run.run_dir, {
         "train": run.cfg.to_dict(), "profile": run.prof.to_dict(), "model": parts.mc.to_dict(),
-        "data_root": str(parts.root), "world_size": run.ctx.world_size,
+        "data_root": str(parts.root), "val_source": parts.val_source,
+        "split_sizes": parts.split_sizes, "world_size": run.ctx.world_size,
         "device": str(run.device), "pipeline": run.pipeline,
         "train_augment": parts.train_augment,
         "cache": str(parts.train_loader.cache.path) if run.fast else None,
@@ -422,23 +446,32 @@ def train_epoch(run: Run, parts: Parts, step: Step, optimiser, scaler, progress:
 # ---------------------------------------------------------------------------------------------
 def evaluate_epoch(run: Run, parts: Parts, epoch_log: dict) -> dict | None:
     """Rank 0 evaluates every ``eval_every`` epochs and after the last; adds the test accuracy
-    and mean class accuracy to ``epoch_log``. Returns the metrics, or None when not evaluated."""
+    and mean class accuracy (``test_accuracy``, ``mean_class_accuracy``) and the validation
+    split's (``val_accuracy``, ``val_mean_class_accuracy``) to ``epoch_log``. Returns the test
+    metrics, or None when not evaluated."""
     epoch = epoch_log["epoch"]
     if not run.ctx.is_main or not (epoch % run.prof.eval_every == 0 or epoch == run.prof.epochs):
         return None
     from transfer_lib.evaluate import evaluate
 
-    metrics = evaluate(parts.model, parts.test_loader, device=run.device,
-                       amp_dtype=run.amp_dtype, channels_last=run.channels_last)
+    def score(loader) -> dict:
+        return evaluate(parts.model, loader, device=run.device, amp_dtype=run.amp_dtype,
+                        channels_last=run.channels_last)
+
+    metrics = score(parts.test_loader)
+    val = score(parts.val_loader)
     epoch_log.update(test_accuracy=metrics["accuracy"],
-                     mean_class_accuracy=metrics["mean_class_accuracy"])
+                     mean_class_accuracy=metrics["mean_class_accuracy"],
+                     val_accuracy=val["accuracy"],
+                     val_mean_class_accuracy=val["mean_class_accuracy"])
     return metrics
 
 
 def save_epoch(run: Run, parts: Parts, optimiser, scaler, progress: Progress, epoch_log: dict,
                improved: bool, wall: float) -> None:
-    """Every rank's RNG states gathered; rank 0 writes ``best.pt`` (when improved) and
-    ``last.pt`` atomically, then appends the epoch's metrics line."""
+    """Every rank's RNG states gathered; rank 0 writes ``best.pt`` (when the validation accuracy
+    improved: it records that and the epoch's test figures) and ``last.pt`` atomically, then
+    appends the epoch's metrics line."""
     rngs = all_gather_object(run.ctx, rng_state())
     if not run.ctx.is_main:
         return
@@ -447,12 +480,17 @@ def save_epoch(run: Run, parts: Parts, optimiser, scaler, progress: Progress, ep
         "model": parts.model.state_dict(), "config": parts.mc.to_dict(), "epoch": epoch,
         "global_step": progress.global_step, "optimizer": optimiser.state_dict(),
         "scaler": scaler.state_dict(), "rng": rngs, "best_accuracy": progress.best_acc,
-        "wall_seconds": wall, "train_config": run_files._plain(run.cfg.to_dict()),
+        "best_selected_on": run_files.BEST_SELECTED_ON, "wall_seconds": wall, "train_config": run_files._plain(run.cfg.to_dict()),
         "profile": run_files._plain(run.prof.to_dict()), "pipeline": run.pipeline,
     }
     if improved:
         save_atomic({"model": state["model"], "config": state["config"], "epoch": epoch,
-                     "accuracy": progress.best_acc}, run.best_path)
+                     "accuracy": epoch_log["test_accuracy"],
+                     "mean_class_accuracy": epoch_log["mean_class_accuracy"],
+                     "val_accuracy": epoch_log["val_accuracy"],
+                     "val_mean_class_accuracy": epoch_log["val_mean_class_accuracy"],
+                     "selected_on": run_files.BEST_SELECTED_ON,
+                     "val_source": parts.val_source}, run.best_path)
     save_atomic(state, run.last_path)
     epoch_log["wall_seconds"] = wall
     run_files.append_metrics(run.run_dir, epoch_log)
@@ -484,10 +522,10 @@ def run_training(cfg: TrainConfig, ctx: DistContext) -> dict:
         epoch_log = train_epoch(run, parts, step, optimiser, scaler, progress, epoch)
         metrics = evaluate_epoch(run, parts, epoch_log)
         last_metrics = metrics if metrics is not None else last_metrics
-        improved = ctx.is_main and last_metrics is not None and \
-            epoch_log.get("test_accuracy", -1.0) > progress.best_acc
+        improved = ctx.is_main and metrics is not None and \
+            epoch_log["val_accuracy"] > progress.best_acc  # chosen on val, never on test
         if improved:
-            progress.best_acc = epoch_log["test_accuracy"]
+            progress.best_acc = epoch_log["val_accuracy"]
         save_epoch(run, parts, optimiser, scaler, progress, epoch_log, improved,
                    progress.wall_before + time.perf_counter() - started)
         barrier(ctx)
@@ -497,7 +535,8 @@ def run_training(cfg: TrainConfig, ctx: DistContext) -> dict:
         summary = run_files._write_summary(
             cfg, run.prof, parts.mc, ctx, run.run_dir, parts.model, parts.test_loader,
             last_metrics, progress.best_acc, progress.wall_before + time.perf_counter() - started,
-            run.amp_dtype, run.channels_last, epoch_log, run.pipeline)
+            run.amp_dtype, run.channels_last, epoch_log, run.pipeline,
+            val_source=parts.val_source, split_sizes=parts.split_sizes)
     if ctx.distributed and os.environ.get("TRANSFER_TEST_DUMP_WEIGHTS"):
         save_atomic(parts.model.state_dict(),
                     Path(os.environ["TRANSFER_TEST_DUMP_WEIGHTS"]) / f"rank{ctx.rank}.pt")

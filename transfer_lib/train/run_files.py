@@ -123,25 +123,42 @@ def append_metrics(run_dir: Path, epoch_log: dict) -> None:
         f.write(json.dumps(epoch_log) + "\n")
 
 
-#: How best.pt is chosen, said wherever a run's result is shown.
-BEST_SELECTED_ON = ("test split: best.pt is the evaluated epoch with the highest test accuracy "
-                    "(RAF-DB has no validation split; the authors chose theirs the same way, their "
-                    "file name says epoch 33 of 40), so best_accuracy is optimistic; "
-                    "final_accuracy is the last epoch's (last.pt)")
+#: The split best.pt is chosen on (``summary.json``'s ``best_selected_on``; ``last.pt`` and
+#: ``best.pt`` record it too). Runs written before the validation split chose it on the test
+#: split: their summary's ``best_selected_on`` is :data:`BEST_SELECTED_ON_TEST`'s sentence.
+BEST_SELECTED_ON = "validation"
+#: What ``best_selected_on`` means, in a sentence (``summary.json``'s ``best_selection``).
+BEST_SELECTION = ("best.pt is the evaluated epoch with the highest accuracy on the validation "
+                  "split (the first such epoch; val_source says where that split comes from); "
+                  "best_accuracy and best_mean_class_accuracy are that epoch's test figures, "
+                  "best_val_accuracy its validation accuracy; final_accuracy and "
+                  "mean_class_accuracy are the last epoch's test figures (last.pt). The test "
+                  "split chooses nothing")
+#: How runs written before the validation split chose best.pt (their summaries say so).
+BEST_SELECTED_ON_TEST = ("test split: best.pt is the evaluated epoch with the highest test "
+                         "accuracy (RAF-DB has no validation split; the authors chose theirs "
+                         "the same way, their file name says epoch 33 of 40), so best_accuracy "
+                         "is optimistic; final_accuracy is the last epoch's (last.pt)")
 
 
 def _best_epoch(run_dir: Path, epochs: int, final: dict) -> dict:
-    """The ``metrics.jsonl`` line of the epoch best.pt holds (the first with the highest test
-    accuracy, as the trainer keeps it), or the final metrics when no line has a test accuracy."""
+    """The ``metrics.jsonl`` line of the epoch best.pt holds: the first with the highest
+    validation accuracy, as the trainer keeps it. Lines without one (epochs of a run resumed
+    from before the validation split) are not candidates; a file with none at all picks by test
+    accuracy, as such runs did. The final metrics when no line was evaluated. The line's
+    ``selected_on`` says which split chose it."""
     try:
         text = (run_dir / "metrics.jsonl").read_text()
         lines = [json.loads(line) for line in text.splitlines() if line.strip()]
     except (OSError, ValueError):
         lines = []
-    scored = [m for m in lines if "test_accuracy" in m]
-    if not scored:
-        return {"epoch": epochs, "mean_class_accuracy": final.get("mean_class_accuracy")}
-    return max(scored, key=lambda m: (m["test_accuracy"], -m.get("epoch", 0)))
+    for key, split in (("val_accuracy", BEST_SELECTED_ON), ("test_accuracy", "test")):
+        scored = [m for m in lines if isinstance(m, dict) and key in m]
+        if scored:
+            best = max(scored, key=lambda m: (m[key], -m.get("epoch", 0)))
+            return {**best, "selected_on": split}
+    return {"epoch": epochs, "test_accuracy": final.get("accuracy"),
+            "mean_class_accuracy": final.get("mean_class_accuracy"), "selected_on": None}
 
 
 def provenance() -> dict:
@@ -151,7 +168,12 @@ def provenance() -> dict:
 
 
 def _write_summary(cfg, prof, mc, ctx, run_dir, model, test_loader, metrics, best_acc, wall,
-                   amp_dtype, channels_last, epoch_log, pipeline="per-image") -> dict:
+                   amp_dtype, channels_last, epoch_log, pipeline="per-image",
+                   val_source: str | None = None, split_sizes: dict | None = None) -> dict:
+    """``summary.json``: the final epoch's test figures (``final_accuracy``,
+    ``mean_class_accuracy``, per class, confusion matrix), best.pt's epoch with its validation
+    accuracy (``best_val_accuracy``, which chose it) and its test figures (``best_accuracy`` =
+    ``best_test_accuracy``, ``best_mean_class_accuracy``), and how the run was made."""
     from transfer_lib.evaluate import evaluate
 
     if metrics is None:  # resumed after the last epoch's checkpoint: evaluate again
@@ -160,12 +182,21 @@ def _write_summary(cfg, prof, mc, ctx, run_dir, model, test_loader, metrics, bes
     device = ctx.device
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     best = _best_epoch(run_dir, prof.epochs, metrics)
+    selected_on = best["selected_on"] or BEST_SELECTED_ON
     summary = {
         "complete": True,
-        "best_accuracy": max(best_acc, metrics["accuracy"]),
+        "best_accuracy": best.get("test_accuracy"),  # best.pt's test accuracy (chosen on val)
+        "best_test_accuracy": best.get("test_accuracy"),
         "best_epoch": best.get("epoch"),
         "best_mean_class_accuracy": best.get("mean_class_accuracy"),
-        "best_selected_on": BEST_SELECTED_ON,
+        "best_val_accuracy": best.get("val_accuracy"),
+        "best_val_mean_class_accuracy": best.get("val_mean_class_accuracy"),
+        "best_selected_on": selected_on if selected_on == BEST_SELECTED_ON
+        else BEST_SELECTED_ON_TEST,
+        "best_selection": BEST_SELECTION if selected_on == BEST_SELECTED_ON
+        else BEST_SELECTED_ON_TEST,
+        "val_source": val_source,
+        "split_sizes": split_sizes,
         "final_accuracy": metrics["accuracy"],
         "final_epoch": prof.epochs,
         "mean_class_accuracy": metrics["mean_class_accuracy"],
