@@ -11,6 +11,7 @@ import errno
 import importlib
 import os
 import sys
+from collections.abc import Iterable, Sequence
 
 from transfer_lib.errors import TransferError
 
@@ -30,7 +31,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+NATIVE_HELP = ("PyTorch's own CPU kernels and thread count: faster on CPUs with AVX-512 or AMX, "
+               "but another draw of a seed (default: AVX2 kernels and 2 threads, the same numbers "
+               "on every x86 CPU; also TRANSFER_NATIVE=1)")
+
+
+def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of every command (``commands`` None), or one whose subcommands are all listed
+    but only those in ``commands`` get their options: only their modules are imported (a
+    module may import torch), so that ``--help`` and an unknown command answer at once."""
+    wanted = set(COMMANDS if commands is None else commands)
     parser = argparse.ArgumentParser(
         prog="python -m transfer_lib",
         description="TransFER facial expression recognition: data, training, evaluation, tools.",
@@ -38,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (module_name, help_text) in COMMANDS.items():
+        if name not in wanted:
+            sub.add_parser(name, help=help_text, description=help_text)
+            continue
         module = importlib.import_module(module_name)
         p = sub.add_parser(
             name,
@@ -46,13 +59,20 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_arguments(p)
-        p.add_argument("--native", action="store_true",
-                       help="PyTorch's own CPU kernels and thread count: faster on CPUs with "
-                            "AVX-512 or AMX, but another draw of a seed (default: AVX2 kernels "
-                            "and 2 threads, the same numbers on every x86 CPU; also "
-                            "TRANSFER_NATIVE=1)")
+        p.add_argument("--native", action="store_true", help=NATIVE_HELP)
         p.set_defaults(_module=module)
     return parser
+
+
+def chosen_command(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names: its first word that is not an option (the top-level parser
+    has no option that takes a value), or None when there is none or it is no command."""
+    for arg in argv:
+        if arg == "--":
+            return None
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
 
 
 #: What to do about an OS error on one of the user's files or folders, by errno.
@@ -127,12 +147,15 @@ def check_output_dir(path: str | os.PathLike | None, option: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     from transfer_lib import kernels
 
+    argv = sys.argv[1:] if argv is None else list(argv)
     # before the commands' modules load torch: its kernels are chosen when it loads
-    if "--native" in (sys.argv[1:] if argv is None else argv):
+    if "--native" in argv:
         kernels.use_native()
     else:
         kernels.pin()
-    parser = build_parser()
+    # only the chosen command's module is imported: --help and a mistyped command are instant
+    command = chosen_command(argv)
+    parser = build_parser([command] if command else [])
     args = parser.parse_args(argv)
     try:
         return int(args._module.run(args) or 0)
