@@ -54,6 +54,15 @@ def _error(capsys) -> str:
     return err
 
 
+def _parse_error(capsys) -> str:
+    """argparse's refusal: usage, then one ``PROG: error: argument --X: ...`` line."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if "error:" in line]
+    assert len(lines) == 1 and lines[0].startswith("python -m transfer_lib "), err
+    return lines[0]
+
+
 def _image(root: Path, split: str = "test", i: int = 1) -> Path:
     return root / "basic" / "Image" / "aligned" / f"{split}_{i:05d}_aligned.jpg"
 
@@ -253,21 +262,52 @@ def test_predict_a_folder_reads_its_images(tmp_path, ckpt, capsys):
 # numbers and names
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("argv, words", [
-    (["--workers", "-1"], "workers=-1 must be 0"),
-    (["--batch-size", "0"], "batch_size=0 must be at least 1"),
-    (["--device", "foo"], "--device 'foo' is not a device"),
-    (["--lr", "inf"], "lr=inf must be a positive, finite number"),
-    (["--weight-decay", "nan"], "weight_decay=nan must be a finite number"),
+    (["--workers", "-1"], "argument --workers: expected an integer from 0 to 1024, got '-1'"),
+    (["--batch-size", "0"], "argument --batch-size: expected an integer from 1 to 65536, got '0'"),
+    (["--batch-size", "10**9"], "argument --batch-size: expected an integer from 1 to 65536"),
+    (["--lr", "inf"], "argument --lr: expected a finite number above 0 and at most 10"),
+    (["--lr", "-1"], "argument --lr: expected a finite number above 0"),
+    (["--weight-decay", "nan"], "argument --weight-decay: expected a finite number from 0 to 10"),
+    (["--seed", "-1"], "argument --seed: expected an integer from 0 to 4294967295"),
+    (["--seed", "2**70"], "argument --seed: expected an integer from 0 to 4294967295"),
+    (["--label-smoothing", "2"], "argument --label-smoothing: expected a finite number from 0 to 1"),
+    (["--milestones", "30,15"], "argument --milestones: expected comma-separated integers in "
+                                "increasing order"),
 ])
-def test_train_bad_values(tmp_path, argv, words, capsys):
-    assert main([*SMOKE, *argv, "--out", str(tmp_path / "r")]) == 2
-    assert words in _error(capsys)
+def test_train_bad_numbers_are_refused_by_the_parser(tmp_path, argv, words, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([*SMOKE, *argv, "--out", str(tmp_path / "r")])
+    assert e.value.code == 2
+    assert words in _parse_error(capsys)
+    assert not (tmp_path / "r").exists()
+
+
+def test_train_bad_device(tmp_path, capsys):
+    assert main([*SMOKE, "--device", "foo", "--out", str(tmp_path / "r")]) == 2
+    assert "--device 'foo' is not a device" in _error(capsys)
     assert not (tmp_path / "r").exists()
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["--workers", "-1"], "--workers -1 must be 0"),
-    (["--batch-size", "0"], "--batch-size 0 must be at least 1"),
+    (["bench", "data", "--seconds", "-1"], "argument --seconds: expected a finite number above 0"),
+    (["bench", "data", "--dataset", "foo"], "argument --dataset: invalid choice: 'foo'"),
+    (["bench", "train", "--steps", "-1"], "argument --steps: expected an integer from 1"),
+    (["pretrain", "--workers", "-1"], "argument --workers: expected an integer from 1 to 1024"),
+    (["eval", "--checkpoint", "x.pt", "--occlusion", "--render-workers", "-1"],
+     "argument --render-workers: expected an integer from 1 to 1024"),
+    (["eval", "--checkpoint", "x.pt", "--workers", "-1"],
+     "argument --workers: expected an integer from 0 to 1024, got '-1'"),
+    (["eval", "--checkpoint", "x.pt", "--batch-size", "0"],
+     "argument --batch-size: expected an integer from 1 to 65536, got '0'"),
+])
+def test_other_bad_numbers_are_refused_by_the_parser(argv, words, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    assert words in _parse_error(capsys)
+
+
+@pytest.mark.parametrize("argv, words", [
     (["--device", "foo"], "--device 'foo' is not a device"),
     (["--split", "dev"], "--split dev: rafdb has the splits train, val, test"),
 ])

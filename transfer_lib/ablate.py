@@ -934,12 +934,14 @@ def markdown_table(result: dict) -> str:
 # Command line
 # ---------------------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from transfer_lib import cli_types as T
     from transfer_lib.profiles import PROFILE_NAMES
     from transfer_lib.train import DATASETS
 
     parser.add_argument("--profile", choices=PROFILE_NAMES, default=None,
                         help="scale of every run (default: $TRANSFER_PROFILE, else cpu/paper)")
-    parser.add_argument("--seeds", type=_seeds_arg, default=None, metavar="N|ROW=N,...",
+    parser.add_argument("--seeds", type=T.Counts(T.positive_int(1000)), default=None,
+                        metavar="N|ROW=N,...",
                         help="seeds 0..N-1 for every row, or per row: 3,local=5 (default: 5 "
                              "for ir50 and the paper's rows, 3 for the others)")
     parser.add_argument("--rows", default=",".join(ROWS), metavar="R1,R2",
@@ -949,12 +951,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write PREFIX.json and PREFIX.md (e.g. book/results/ablation-cpu)")
     parser.add_argument("--data", metavar="DIR", help="data set root (default: the synthetic set)")
     parser.add_argument("--dataset", choices=DATASETS, default="rafdb")
-    parser.add_argument("--epochs", type=int, metavar="N", help="override the profile's epochs")
-    parser.add_argument("--warmup-epochs", type=float, metavar="E",
+    parser.add_argument("--epochs", type=T.EPOCHS, metavar="N",
+                        help="override the profile's epochs")
+    parser.add_argument("--warmup-epochs", type=T.EPOCHS_FLOAT, metavar="E",
                         help="override the profile's warmup (with a shorter --epochs budget)")
-    parser.add_argument("--eval-every", type=int, metavar="K",
+    parser.add_argument("--eval-every", type=T.EPOCHS, metavar="K",
                         help="evaluate every K epochs (the last epoch is always evaluated)")
-    parser.add_argument("--max-steps", type=int, metavar="N", help="at most N batches per epoch")
+    parser.add_argument("--max-steps", type=T.STEPS, metavar="N",
+                        help="at most N batches per epoch")
     parser.add_argument("--device", metavar="DEV")
     parser.add_argument("--ir50", metavar="PATH",
                         help="face.evoLVe IR-50 weights for every row's stem (paper profile)")

@@ -571,6 +571,7 @@ def _pm3(stat: dict | None) -> str:
 # Command line
 # ---------------------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from transfer_lib import cli_types as T
     from transfer_lib.train import DATASETS
 
     parser.add_argument("--runs", required=True, metavar="DIR",
@@ -580,14 +581,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write PREFIX.json, .npz and .md (default DIR/attention)")
     parser.add_argument("--rows", metavar="R1,R2",
                         help="rows to read (default: every row with attention found in DIR)")
-    parser.add_argument("--seeds", type=int, metavar="N", help="only seeds 0..N-1")
+    parser.add_argument("--seeds", type=T.positive_int(1000), metavar="N",
+                        help="only seeds 0..N-1")
     parser.add_argument("--checkpoint", default=CHECKPOINT, choices=("last.pt", "best.pt"),
                         help="which weights of each run (default last.pt, the final ones)")
     parser.add_argument("--data", metavar="DIR",
                         help="test set root (default: the one each run trained on)")
     parser.add_argument("--dataset", choices=DATASETS, default="rafdb")
-    parser.add_argument("--top", type=float, default=TOP_FRACTION, metavar="KAPPA",
-                        help="share of positions in a map's top region (default 0.25)")
+    parser.add_argument("--top", type=T.OPEN_FRACTION, default=TOP_FRACTION, metavar="KAPPA",
+                        help="share of positions in a map's top region, between 0 and 1 "
+                             "(default 0.25)")
     parser.add_argument("--device", metavar="DEV")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
 

@@ -17,6 +17,12 @@ TARGETS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from transfer_lib import cli_types as T
+    from transfer_lib.data import DATASETS
+
+    # the options transfer_lib/data/bench.py declares with plain int / float, checked here
+    checked = {"data": {"batch_size": dict(type=T.BATCH_SIZE), "seconds": dict(type=T.SECONDS),
+                        "workers": dict(type=T.WORKERS), "dataset": dict(choices=DATASETS)}}
     sub = parser.add_subparsers(dest="target", metavar="TARGET")
     sub.required = True
     for name, module_name in TARGETS.items():
@@ -25,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            description=(module.__doc__ or name).strip(),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(p)
+        for dest, how in checked.get(name, {}).items():
+            T.retype(p, dest, **how)
         p.set_defaults(_bench_module=module)
 
 

@@ -39,6 +39,7 @@ from transfer_lib.evaluate import TTA_MODES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from transfer_lib import cli_types as T
     from transfer_lib.train import DATASETS
 
     parser.add_argument("--data", metavar="DIR",
@@ -53,8 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="the authors' released Paddle weights (.pdparams)")
     parser.add_argument("--tta", choices=TTA_MODES, default="none",
                         help="test-time augmentation: none | flip (mean of image and mirror)")
-    parser.add_argument("--batch-size", type=int, default=128, metavar="N")
-    parser.add_argument("--workers", type=int, default=0, metavar="N")
+    parser.add_argument("--batch-size", type=T.BATCH_SIZE, default=128, metavar="N")
+    parser.add_argument("--workers", type=T.WORKERS, default=0, metavar="N")
     parser.add_argument("--device", metavar="DEV", help="cuda | cpu (default: cuda if present)")
     parser.add_argument("--json", metavar="PATH", help="also write the metrics as JSON here")
     parser.add_argument("--occlusion", action="store_true",
@@ -62,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parts", metavar="P1,P2",
                         help="with --occlusion: parts to hide (default all: "
                              "brows,eyes,nose,cheeks,mouth)")
-    parser.add_argument("--render-workers", type=int, default=None, metavar="N",
+    parser.add_argument("--render-workers", type=T.PROCESSES, default=None, metavar="N",
                         help="with --occlusion on the synthetic set: drawing processes (default 2)")
 
 

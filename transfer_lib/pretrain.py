@@ -442,32 +442,36 @@ def _pct(x: float | None) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from transfer_lib import cli_types as T
+
     d = PretrainConfig()
     parser.add_argument("--out", metavar="DIR", default=DEFAULT_ROOT,
                         help=f"output folder (default: {DEFAULT_ROOT} under the project root); "
                              f"gets ir50-<size>-identity.pth and .json")
     parser.add_argument("--size", choices=SIZES, default=d.size, help="model size of the stem")
-    parser.add_argument("--identities", type=int, default=d.identities, metavar="N",
-                        help="synthetic people")
-    parser.add_argument("--images", type=int, default=d.images, metavar="K",
+    parser.add_argument("--identities", type=T.Number(int, 2, 100000), default=d.identities,
+                        metavar="N", help="synthetic people")
+    parser.add_argument("--images", type=T.positive_int(10000), default=d.images, metavar="K",
                         help="training images per person")
-    parser.add_argument("--held-out", type=int, default=d.held_out, metavar="H",
+    parser.add_argument("--held-out", type=T.nonnegative_int(10000), default=d.held_out,
+                        metavar="H",
                         help="unseen images per person for the identification accuracy")
-    parser.add_argument("--epochs", type=int, default=d.epochs)
-    parser.add_argument("--batch-size", type=int, default=d.batch_size)
-    parser.add_argument("--lr", type=float, default=d.lr)
-    parser.add_argument("--grayscale", type=float, default=d.grayscale, metavar="P",
+    parser.add_argument("--epochs", type=T.EPOCHS, default=d.epochs)
+    parser.add_argument("--batch-size", type=T.BATCH_SIZE, default=d.batch_size)
+    parser.add_argument("--lr", type=T.LEARNING_RATE, default=d.lr)
+    parser.add_argument("--grayscale", type=T.PROBABILITY, default=d.grayscale, metavar="P",
                         help="share of training images turned grey, so that people are told "
                              "apart by the shape of their face more than by its colour")
-    parser.add_argument("--top-depth", type=int, default=d.top_depth, metavar="N",
+    parser.add_argument("--top-depth", type=T.nonnegative_int(100), default=d.top_depth,
+                        metavar="N",
                         help="units of a stage 4 trained on top of the stem and left out when "
                              "the stem loads the file, as IR-50's stage 4 is (0: none)")
     parser.add_argument("--head", choices=HEADS, default=d.head,
                         help="cosface (cosine logits, additive margin) or linear")
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--workers", type=int, default=None, metavar="N",
+    parser.add_argument("--seed", type=T.SEED, default=d.seed)
+    parser.add_argument("--workers", type=T.PROCESSES, default=None, metavar="N",
                         help="rendering processes (default: 2 or the cores)")
-    parser.add_argument("--threads", type=int, default=None, metavar="N",
+    parser.add_argument("--threads", type=T.PROCESSES, default=None, metavar="N",
                         help="torch threads for training (default: torch's)")
     parser.add_argument("--force", action="store_true", help="train again even if cached")
     parser.add_argument("--no-progress", dest="progress", action="store_false")

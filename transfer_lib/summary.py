@@ -16,10 +16,14 @@ from transfer_lib.models.config import MSAD_MODES, SIZES, VARIANTS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from transfer_lib import cli_types as T
+
     parser.add_argument("--variant", choices=VARIANTS, default="transfer")
     parser.add_argument("--size", choices=SIZES, default="paper")
     parser.add_argument("--msad-mode", choices=MSAD_MODES, default=None)
-    parser.add_argument("--batch-size", type=int, default=2, help="batch of the forward pass")
+    # at most 256: a forward pass of the paper-size model holds every activation in memory
+    parser.add_argument("--batch-size", type=T.positive_int(256), default=2,
+                        help="batch of the forward pass (1 to 256)")
 
 
 def count_parameters(module: torch.nn.Module) -> int:

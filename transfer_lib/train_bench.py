@@ -68,6 +68,7 @@ MEMORY_HEADROOM = 0.92
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from transfer_lib import cli_types as T
     from transfer_lib.models.config import SIZES
     from transfer_lib.train import COMPILE_MODES
 
@@ -75,19 +76,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="default: cuda if present, else cpu")
     parser.add_argument("--size", choices=SIZES, default=None,
                         help="model size (default: paper on cuda, tiny on cpu)")
-    parser.add_argument("--batch-sizes", default=None, metavar="B1,B2",
+    parser.add_argument("--batch-sizes", type=T.BATCH_SIZES, default=None, metavar="B1,B2",
                         help="in increasing order; default 64,128,256 on cuda, 8,16 on cpu")
     parser.add_argument("--configs", default="baseline,amp,optimised", metavar="C1,C2",
                         help=f"which of {', '.join(CONFIGS)} (default baseline,amp,optimised)")
     parser.add_argument("--compile-mode", choices=COMPILE_MODES, default="default",
                         help="torch.compile mode of the optimised configuration")
-    parser.add_argument("--steps", type=int, default=None, metavar="N",
+    parser.add_argument("--steps", type=T.positive_int(10**6), default=None, metavar="N",
                         help="timed steps per configuration (default 20 cuda, 4 cpu)")
-    parser.add_argument("--warmup", type=int, default=None, metavar="N",
+    parser.add_argument("--warmup", type=T.nonnegative_int(10**6), default=None, metavar="N",
                         help="untimed steps before timing (default 5 cuda, 1 cpu)")
-    parser.add_argument("--time-cap", type=float, default=60.0, metavar="S",
+    parser.add_argument("--time-cap", type=T.SECONDS, default=60.0, metavar="S",
                         help="seconds of timed steps per configuration at most (default 60)")
-    parser.add_argument("--peak-tflops", type=float, default=None,
+    parser.add_argument("--peak-tflops", type=T.positive_float(1e6), default=None,
                         help="peak dense bf16 TFLOP/s for MFU (default: from the device name)")
     parser.add_argument("--out", metavar="JSON", help="write the results here")
     parser.add_argument("--append", action="store_true",
@@ -97,7 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="profile the training step with torch.profiler, write a summary")
     parser.add_argument("--profile-config", choices=tuple(CONFIGS), default=None,
                         help="configuration to profile (default: the first compiled one run)")
-    parser.add_argument("--profile-steps", type=int, default=5, metavar="N",
+    parser.add_argument("--profile-steps", type=T.positive_int(10**4), default=5, metavar="N",
                         help="profiled steps (default 5)")
 
 

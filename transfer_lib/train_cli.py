@@ -44,12 +44,13 @@ from transfer_lib.profiles import (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from transfer_lib import cli_types as T
     from transfer_lib.train import AMP_DTYPES, COMPILE_MODES, DATASETS
 
     g = parser.add_argument_group("data")
     g.add_argument("--data", metavar="DIR", help="data set root (default: the synthetic set)")
     g.add_argument("--dataset", choices=DATASETS, default="rafdb")
-    g.add_argument("--workers", type=int, metavar="N", help="data loader processes")
+    g.add_argument("--workers", type=T.WORKERS, metavar="N", help="data loader processes")
     g.add_argument("--fast", action=argparse.BooleanOptionalAction, default=None,
                    help="the fast input pipeline: images decoded once into a uint8 cache, whole "
                         "batches augmented on the training device (default: on for CUDA, off "
@@ -63,15 +64,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "paper with RAF-DB found and gpu without, else cpu)")
     g.add_argument("--variant", choices=VARIANTS)
     g.add_argument("--size", choices=SIZES)
-    g.add_argument("--epochs", type=int, metavar="N")
-    g.add_argument("--batch-size", type=int, metavar="N", help="global batch (split over ranks)")
-    g.add_argument("--lr", type=float, metavar="LR", help="peak learning rate")
+    g.add_argument("--epochs", type=T.EPOCHS, metavar="N")
+    g.add_argument("--batch-size", type=T.BATCH_SIZE, metavar="N",
+                   help="global batch (split over ranks)")
+    g.add_argument("--lr", type=T.LEARNING_RATE, metavar="LR", help="peak learning rate")
     g.add_argument("--optimiser", choices=OPTIMISERS)
-    g.add_argument("--weight-decay", type=float, metavar="WD")
+    g.add_argument("--weight-decay", type=T.nonnegative_float(10.0), metavar="WD")
     g.add_argument("--schedule", choices=SCHEDULES)
-    g.add_argument("--milestones", metavar="E1,E2", help="epochs of the step schedule, e.g. 15,30")
-    g.add_argument("--warmup-epochs", type=float, metavar="E", help="linear warmup, in epochs")
-    g.add_argument("--label-smoothing", type=float, metavar="EPS", help="0: plain cross-entropy")
+    g.add_argument("--milestones", type=T.MILESTONES, metavar="E1,E2",
+                   help="epochs of the step schedule, in increasing order, e.g. 15,30")
+    g.add_argument("--warmup-epochs", type=T.EPOCHS_FLOAT, metavar="E",
+                   help="linear warmup, in epochs")
+    g.add_argument("--label-smoothing", type=T.PROBABILITY, metavar="EPS",
+                   help="0 to 1; 0: plain cross-entropy")
     g.add_argument("--randaugment", choices=RANDAUGMENTS,
                    help="with the paper augmentation: paddle (default: PaddleClas's, as the "
                         "authors ran it: 14 ops, magnitude 5 of 10, grey fill) | torchvision "
@@ -86,9 +91,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "paper and gpu profiles) | torch (PyTorch's default; cpu and smoke)")
     g.add_argument("--balance", choices=BALANCES,
                    help="none: each image once an epoch; sampler: class-balanced sampling")
-    g.add_argument("--grad-clip", type=float, metavar="NORM",
+    g.add_argument("--grad-clip", type=T.nonnegative_float(), metavar="NORM",
                    help="clip the gradient's global norm (0: off)")
-    g.add_argument("--eval-every", type=int, metavar="K", help="evaluate every K epochs")
+    g.add_argument("--eval-every", type=T.EPOCHS, metavar="K", help="evaluate every K epochs")
     g.add_argument("--msad-mode", choices=MSAD_MODES, help="head (the paper) | token (authors' code)")
     g.add_argument("--map-regulariser", choices=MAP_REGULARISERS)
     g.add_argument("--ir50", metavar="PATH", help="face.evoLVe IR-50 weights for the stem")
@@ -102,8 +107,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--new-recipe", action="store_true",
                    help="with --resume: go on although the recipe changed (config.json keeps the "
                         "earlier one under 'history'); without it a changed recipe is refused")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--max-steps", type=int, metavar="N", help="at most N batches per epoch (tests)")
+    g.add_argument("--seed", type=T.SEED, default=0)
+    g.add_argument("--max-steps", type=T.STEPS, metavar="N",
+                   help="at most N batches per epoch (tests)")
     g.add_argument("--device", metavar="DEV", help="cuda | cpu | cuda:1 (default: cuda if present)")
     g.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="mixed precision (default: on for CUDA)")
@@ -117,7 +123,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--compile-mode", choices=COMPILE_MODES, default=None,
                    help="torch.compile mode (implies --compile); reduce-overhead and "
                         "max-autotune capture CUDA graphs (default: default)")
-    g.add_argument("--sync-every", type=int, metavar="K",
+    g.add_argument("--sync-every", type=T.STEPS, metavar="K",
                    help="read the loss on the host every K steps (default: 25 on CUDA, 1 on CPU)")
     g.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar")

@@ -22,18 +22,21 @@ from transfer_lib.data import synth
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from transfer_lib import cli_types as T
+
+    images = T.nonnegative_int(T.MAX_IMAGES)
     parser.add_argument("--out", default="data/synthetic", help="output folder (gets basic/...)")
-    parser.add_argument("--train", type=int, default=synth.DEFAULT_TRAIN, help="training images")
-    parser.add_argument("--test", type=int, default=synth.DEFAULT_TEST, help="test images")
-    parser.add_argument("--val", type=int, default=synth.DEFAULT_VAL, metavar="N",
+    parser.add_argument("--train", type=images, default=synth.DEFAULT_TRAIN, help="training images")
+    parser.add_argument("--test", type=images, default=synth.DEFAULT_TEST, help="test images")
+    parser.add_argument("--val", type=images, default=synth.DEFAULT_VAL, metavar="N",
                         help="validation images, drawn like the training images (default: as "
                              "many as --test; 0: none, the loader then carves val from train)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--occlusion", type=float, default=synth.DEFAULT_OCCLUSION,
+    parser.add_argument("--seed", type=T.SEED, default=0)
+    parser.add_argument("--occlusion", type=T.PROBABILITY, default=synth.DEFAULT_OCCLUSION,
                         help="share of images with an occluder (0..1)")
     parser.add_argument("--balance", choices=synth.BALANCES, default="rafdb",
                         help="class balance: RAF-DB's own imbalance or uniform")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: 2 or cores)")
+    parser.add_argument("--workers", type=T.PROCESSES, default=None, help="processes (default: 2 or cores)")
     parser.add_argument("--force", action="store_true",
                         help="replace --out even when it holds files that are not a synthetic set")
 
