@@ -272,7 +272,10 @@ def test_val_size_option_and_class_balance(tmp_path):
     val = build_dataset("synthetic", out, "val")
     assert np.bincount(val.targets, minlength=7).tolist() == class_counts(21, "uniform")
     assert len(build_dataset("synthetic", out, "train")) == 14  # nothing carved from train
-    assert main(["synth", "--out", str(tmp_path / "t"), "--val", "-1"]) == 2
+    from transfer_lib.errors import TransferError
+
+    with pytest.raises(TransferError, match="--val -1"):
+        generate(tmp_path / "t", train=7, test=7, val=-1)
 
 
 def _as_before_val(root):
