@@ -127,13 +127,39 @@ def test_synth_refuses_a_folder_holding_a_real_data_set(rafdb_root, capsys):
     assert main(["synth", "--out", str(rafdb_root), "--train", "7", "--test", "7",
                  "--workers", "1"]) == 2
     err = capsys.readouterr().err
-    assert "error:" in err and "not empty" in err and "--force" in err and "basic" in err
+    assert "error:" in err and "RAF-DB" in err and "did not write" in err
     assert _snapshot(rafdb_root) == before  # not one byte changed
-    # --force replaces it, and the marker then says what it is
+    # not even --force overwrites a label file this library did not write
     assert main(["synth", "--out", str(rafdb_root), "--train", "7", "--test", "7",
-                 "--workers", "1", "--force"]) == 0
-    marker = json.loads((rafdb_root / "synthetic.json").read_text())
-    assert marker["state"] == "complete" and marker["train"] == 7
+                 "--workers", "1", "--force"]) == 2
+    assert "RAF-DB" in capsys.readouterr().err
+    assert _snapshot(rafdb_root) == before
+
+
+def test_synth_never_deletes_the_users_own_files(tmp_path, capsys):
+    from transfer_lib.cli import main
+
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "notes.txt").write_text("my notes")
+    args = ["synth", "--out", str(out), "--train", "7", "--test", "7", "--workers", "1"]
+    assert main(args) == 2  # a folder of the user's: refused, untouched
+    err = capsys.readouterr().err
+    assert "notes.txt" in err and "--force" in err and "Nothing was written" in err
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    assert main([*args, "--force"]) == 0  # the set goes beside the user's file
+    assert (out / "notes.txt").read_text() == "my notes"
+    assert len(build_dataset("synthetic", out, "train")) == 7
+    # now a synthetic set that also holds a file of the user's (in a folder of the set, too)
+    (out / "basic" / "Image" / "aligned" / "mine.png").write_bytes(b"png")
+    assert main([*args, "--seed", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "also holds files" in err and "mine.png" in err and "notes.txt" in err
+    assert main([*args, "--seed", "1", "--force"]) == 0  # replaced, the user's files kept
+    assert (out / "notes.txt").read_text() == "my notes"
+    assert (out / "basic" / "Image" / "aligned" / "mine.png").read_bytes() == b"png"
+    assert json.loads((out / "synthetic.json").read_text())["seed"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]  # no temporary left
 
 
 def test_synth_cli_writes_the_marker_and_replaces_its_own_set(tmp_path):
@@ -202,7 +228,7 @@ def test_loader_refuses_an_incomplete_set_and_stale_leftovers_are_cleaned(tmp_pa
 
 def test_ensure_synthetic_never_replaces_a_foreign_folder(rafdb_root):
     before = _snapshot(rafdb_root)
-    with pytest.raises(DataError, match="not empty"):
+    with pytest.raises(DataError, match="did not write"):
         ensure_synthetic(rafdb_root, train=7, test=7, workers=1)
     assert _snapshot(rafdb_root) == before
 

@@ -51,6 +51,7 @@ import json
 import math
 import multiprocessing as mp
 import os
+import re
 import shutil
 import sys
 import time
@@ -650,7 +651,8 @@ def generate(out: str | os.PathLike, train: int = DEFAULT_TRAIN, test: int = DEF
     is.
 
     Nothing is lost or mixed: ``out`` must be missing, empty or a synthetic set written here (its
-    marker); any other folder is refused (DataError) unless ``force``, which replaces it. The set
+    marker) holding nothing else; files the set would not hold are refused (DataError), or with
+    ``force`` kept beside the new set, never deleted (:func:`check_target`). The set
     is drawn in a temporary sibling folder and swapped in for ``out`` at the end, so an
     interrupted run leaves the old set (or nothing) at ``out``, never a mixture.
     """
@@ -706,23 +708,61 @@ def read_marker(root: str | os.PathLike) -> dict | None:
     return {**marker, "state": marker.get("state", "complete")}
 
 
+#: The names a set written here holds, folder by folder (anything else in ``out`` is foreign).
+_OWN_IMAGE = re.compile(r"^(train|test|val)_\d{5}_aligned\.jpg$")
+
+
+def foreign_files(out: Path) -> list[Path]:
+    """The entries under ``out`` that a set written here would not hold (paths relative to
+    ``out``, outermost first): the user's own files, which must never be deleted."""
+    own_dirs = {Path("basic"), Path("basic/Image"), Path("basic/Image/aligned"),
+                Path("basic/EmoLabel")}
+    own_files = {Path(MARKER), Path("basic/EmoLabel/list_patition_label.txt")}
+    found: list[Path] = []
+
+    def walk(rel: Path) -> None:
+        for entry in sorted((out / rel).iterdir()):
+            r = rel / entry.name
+            if entry.is_dir() and not entry.is_symlink() and r in own_dirs:
+                walk(r)
+            elif r in own_files or (rel == Path("basic/Image/aligned") and entry.is_file()
+                                    and _OWN_IMAGE.match(entry.name)):
+                continue
+            else:
+                found.append(r)
+
+    if out.is_dir():
+        walk(Path("."))
+    return [Path(*f.parts) for f in found]
+
+
 def check_target(out: Path, force: bool = False) -> None:
-    """Refuse (DataError) to write a set at ``out`` when it is a file, or a folder that is neither
-    empty nor a synthetic set (by its marker), unless ``force``."""
+    """Refuse (DataError) to write a set at ``out`` when it is a file, or a folder holding files
+    a set written here would not hold (the user's own), unless ``force``: then those files are
+    kept, beside the new set. A foreign file where the set writes one of its own (a real RAF-DB
+    label file, say) is refused even with ``force``."""
     from transfer_lib.errors import DataError
 
     if out.exists() and not out.is_dir():
         raise DataError(f"{out} is a file, not a folder: give --out a folder (new or empty) for "
                         f"the synthetic set")
-    if force or not out.is_dir() or (out / MARKER).is_file():
+    if not out.is_dir():
         return
-    found = sorted(p.name for p in out.iterdir())
+    is_set = (out / MARKER).is_file()
+    if not is_set and (out / "basic" / "EmoLabel" / "list_patition_label.txt").exists():
+        raise DataError(f"{out} holds a RAF-DB label file that this library did not write (no "
+                        f"{MARKER}): it may be your RAF-DB. Choose another --out.")
+    if force:
+        return
+    found = foreign_files(out)
     if found:
-        shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+        shown = ", ".join(map(str, found[:5])) + (f" and {len(found) - 5} more"
+                                                  if len(found) > 5 else "")
+        what = ("is a synthetic set, but it also holds files this library did not write"
+                if is_set else f"is not empty and is not a synthetic set (no {MARKER})")
         raise DataError(
-            f"{out} is not empty ({shown}) and is not a synthetic set written by this library "
-            f"(no {MARKER}): writing there would overwrite its files. Choose a new or empty "
-            f"folder with --out, or pass --force to replace everything in {out}.")
+            f"{out} {what}: {shown}. Nothing was written. Choose a new or empty folder with "
+            f"--out, or pass --force to write the set there and keep those files beside it.")
 
 
 def _fresh_tmp(out: Path) -> Path:
@@ -839,8 +879,20 @@ def _complete_set(root: Path, tmp: Path, params: dict, workers: int | None) -> N
 
 
 def _swap_in(tmp: Path, root: Path) -> None:
-    """Put the finished set ``tmp`` at ``root``: the old folder is renamed aside, ``tmp`` renamed
-    into place, the old one deleted (a reader sees the old set, none, or the new one)."""
+    """Put the finished set ``tmp`` at ``root``: files of ``root`` that a set does not hold (the
+    user's own, :func:`foreign_files`) are moved into ``tmp`` first, then the old folder is
+    renamed aside, ``tmp`` renamed into place and the old one deleted (a reader sees the old set,
+    none, or the new one; nothing of the user's is lost)."""
+    if root.is_dir():
+        for rel in foreign_files(root):
+            target = tmp / rel
+            if target.exists():  # check_target refuses these; never overwrite either side
+                from transfer_lib.errors import DataError
+
+                raise DataError(f"{root / rel} is in the way of the new set's {rel}: move it "
+                                f"and run again (nothing was changed)")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(root / rel, target)
     old = root.parent / f".{root.name}.old-{os.getpid()}"
     shutil.rmtree(old, ignore_errors=True)
     if root.exists():

@@ -10,8 +10,10 @@ by default as many images as test; the trainer picks best.pt on it). Adding val 
 or test image.
 
 --out must be a new or empty folder, or a synthetic set written before (it holds synthetic.json),
-which is replaced; any other folder is refused unless --force. The set is drawn in a temporary
-folder next to --out and swapped in when complete, so an interrupted run loses nothing.
+which is replaced. Files this command did not write are never deleted: a folder holding any is
+refused, or with --force the set is written there and those files are kept beside it (a RAF-DB
+label file it did not write is refused even then). The set is drawn in a temporary folder next
+to --out and swapped in when complete, so an interrupted run loses nothing.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="class balance: RAF-DB's own imbalance or uniform")
     parser.add_argument("--workers", type=T.PROCESSES, default=None, help="processes (default: 2 or cores)")
     parser.add_argument("--force", action="store_true",
-                        help="replace --out even when it holds files that are not a synthetic set")
+                        help="write into --out although it holds files this command did not write (they "
+                             "are kept beside the set)")
 
 
 def run(args: argparse.Namespace) -> int:
