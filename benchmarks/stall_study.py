@@ -38,9 +38,34 @@ def done(jsonl: Path) -> set[tuple[str, str, int]]:
             if r}
 
 
+def table(jsonl: Path, arm: str, seeds: list[int]) -> str:
+    """Markdown: per row, the committed (before) and the arm's (after) mean class accuracy of
+    each seed, and the stall counts."""
+    before = load_ablation(BUDGET)
+    after = {(r["row"], r["seed"]): r for r in map(json.loads, jsonl.read_text().splitlines())
+             if r and r["arm"] == arm}
+    lines = ["| row | before: mean class accuracy (%) by seed | stalls | after | stalls |",
+             "| --- | --- | --- | --- | --- |"]
+    tb = ta = nb = na = 0
+    for r in before["rows"]:
+        runs = {run["seed"]: run["metrics"]["mean_class_accuracy"] for run in r["runs"]}
+        b = [runs[s] for s in seeds if s in runs]
+        a = [after[(r["row"], s)]["mean_class_accuracy"] for s in seeds if (r["row"], s) in after]
+        sb, sa = sum(v <= STALL_AT for v in b), sum(v <= STALL_AT for v in a)
+        tb, ta, nb, na = tb + sb, ta + sa, nb + len(b), na + len(a)
+        lines.append(f"| `{r['row']}` | {' / '.join(f'{v:.1f}' for v in b)} | {sb} of {len(b)} | "
+                     f"{' / '.join(f'{v:.1f}' for v in a) or '-'} | {sa} of {len(a)} |")
+    lines.append(f"| all | | **{tb} of {nb}** | | **{ta} of {na}** |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--table", action="store_true",
+                   help="print the before/after table of --arm from --jsonl and stop")
     p.add_argument("--arm", choices=ARMS, required=True)
+    p.add_argument("--budget", default=str(BUDGET),
+                   help="the ablation results whose recipe the runs take (default: the 3-epoch one)")
     p.add_argument("--rows", default="all")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--out", default="runs/stall")
@@ -49,7 +74,10 @@ def main() -> int:
     rows = list(ROWS) if a.rows == "all" else a.rows.split(",")
     seeds = [int(s) for s in a.seeds.split(",")]
     jsonl = Path(a.jsonl)
-    budget = load_ablation(BUDGET)
+    if a.table:
+        print(table(jsonl, a.arm, seeds))
+        return 0
+    budget = load_ablation(a.budget)
     for row in rows:
         for seed in seeds:
             if (a.arm, row, seed) in done(jsonl):
@@ -61,7 +89,7 @@ def main() -> int:
             line = {"arm": a.arm, "changes": ARMS[a.arm], "row": row, "seed": seed,
                     "accuracy": m["accuracy"], "mean_class_accuracy": m["mean_class_accuracy"],
                     "stalled": m["mean_class_accuracy"] <= STALL_AT,
-                    "wall_seconds": time.perf_counter() - t0, "budget": str(BUDGET.name),
+                    "wall_seconds": time.perf_counter() - t0, "budget": Path(a.budget).name,
                     "git": git_state(),
                     "provenance": record.get("provenance") or provenance()}
             jsonl.parent.mkdir(parents=True, exist_ok=True)
