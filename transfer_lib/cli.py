@@ -10,9 +10,11 @@ import argparse
 import errno
 import importlib
 import os
+import shlex
 import sys
 from collections.abc import Iterable, Sequence
 
+from transfer_lib.cli_types import BadValue
 from transfer_lib.errors import TransferError
 
 # command -> (module, one-line help). Order is the order shown by --help.
@@ -31,6 +33,28 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class UsageError(TransferError):
+    """A value that an option's type (:mod:`transfer_lib.cli_types`) refused."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, except that a value refused by its :mod:`~transfer_lib.cli_types`
+    type raises :class:`UsageError` ``--OPTION VALUE: expected ...``, which ``main`` prints as
+    every other bad input, one ``error:`` line and exit 2. Sub-commands' parsers are of this
+    class too (argparse makes them of their parent's class)."""
+
+    def _get_value(self, action, arg_string):
+        try:
+            return super()._get_value(action, arg_string)
+        except argparse.ArgumentError as err:
+            bad = err.__context__
+            if not isinstance(bad, BadValue):
+                raise
+            name = action.option_strings[0] if action.option_strings else action.metavar
+            raise UsageError(f"{name or action.dest} {shlex.quote(arg_string)}: expected "
+                             f"{bad.expected}") from None
+
+
 NATIVE_HELP = ("PyTorch's own CPU kernels and thread count: faster on CPUs with AVX-512 or AMX, "
                "but another draw of a seed (default: AVX2 kernels and 2 threads, the same numbers "
                "on every x86 CPU; also TRANSFER_NATIVE=1)")
@@ -41,7 +65,7 @@ def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentPars
     but only those in ``commands`` get their options: only their modules are imported (a
     module may import torch), so that ``--help`` and an unknown command answer at once."""
     wanted = set(COMMANDS if commands is None else commands)
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m transfer_lib",
         description="TransFER facial expression recognition: data, training, evaluation, tools.",
     )
@@ -156,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     # only the chosen command's module is imported: --help and a mistyped command are instant
     command = chosen_command(argv)
     parser = build_parser([command] if command else [])
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
         return int(args._module.run(args) or 0)
     except TransferError as err:
         print(f"error: {user_message(err)}", file=sys.stderr)

@@ -1,10 +1,10 @@
 """Argument types of the command line: every numeric option is checked while it is parsed.
 
-A bad value ends in argparse's one line, ``error: argument --lr: expected a finite number above
-0 and at most 10, got 'nan'``, and exit status 2, before any module is imported or any work is
-done. Each type is an object that knows its range (:class:`Number`, :class:`IntList`,
-:class:`Counts`), so that ``tests/test_cli_sweep.py`` finds every numeric option of every
-command by walking the parsers and tries bad values on it.
+A bad value ends in one line, ``error: --lr nan: expected a finite number in (0, 10], e.g.
+1e-3``, and exit status 2 (argparse's ``error: argument --lr: expected ..., got 'nan'`` in a
+plain argparse parser), before any work is done. Each type is an object that knows its range
+(:class:`Number`, :class:`IntList`, :class:`Counts`), so that ``tests/test_cli_sweep.py`` finds
+every numeric option of every command by walking the parsers and tries bad values on it.
 
 Upper bounds stand where a huge value would allocate or hang (a batch of 10**9 images, a
 billion epochs); they lie far above any real use. This module imports nothing heavy: the
@@ -30,6 +30,16 @@ MAX_SECONDS = 86400.0
 MAX_IMAGES = 10**6
 
 
+class BadValue(argparse.ArgumentTypeError):
+    """A value a type of this module refused: ``expected`` says what it takes. argparse shows
+    it as ``argument --X: expected ..., got 'TEXT'``; the command line's parser
+    (:class:`transfer_lib.cli.Parser`) as ``error: --X TEXT: expected ...``."""
+
+    def __init__(self, expected: str, text: str):
+        super().__init__(f"expected {expected}, got {text!r}")
+        self.expected, self.text = expected, text
+
+
 def _fmt(x: float | int) -> str:
     if x == MAX_SEED:
         return "4294967295 (2**32 - 1)"
@@ -52,18 +62,20 @@ class Number:
         self.__name__ = kind.__name__  # argparse names the type by it in some messages
 
     def expected(self) -> str:
-        """What a valid value is, e.g. ``an integer from 1 to 65536``."""
-        what = "an integer" if self.kind is int else "a finite number"
+        """What a valid value is: ``an integer, 1 or more and at most 65536``, ``a finite
+        number in [0, 1]`` (an interval where a float has both ends)."""
         lo, hi = self.lo, self.hi
-        if lo is not None and hi is not None and not self.lo_open and not self.hi_open:
-            text = f"{what} from {_fmt(lo)} to {_fmt(hi)}"
+        if self.kind is float and lo is not None and hi is not None:
+            text = (f"a finite number in {'(' if self.lo_open else '['}{_fmt(lo)}, {_fmt(hi)}"
+                    f"{')' if self.hi_open else ']'}")
         else:
             parts = []
             if lo is not None:
                 parts.append(f"above {_fmt(lo)}" if self.lo_open else f"{_fmt(lo)} or more")
             if hi is not None:
                 parts.append(f"below {_fmt(hi)}" if self.hi_open else f"at most {_fmt(hi)}")
-            text = f"{what} " + " and ".join(parts) if parts else what
+            what = "an integer" if self.kind is int else "a finite number"
+            text = f"{what}, " + " and ".join(parts) if parts else what
         return text + (f", e.g. {self.example}" if self.example else "")
 
     def in_range(self, value: float | int) -> bool:
@@ -81,7 +93,7 @@ class Number:
         except (ValueError, TypeError, OverflowError):
             value = None
         if value is None or not self.in_range(value):
-            raise argparse.ArgumentTypeError(f"expected {self.expected()}, got {text!r}")
+            raise BadValue(self.expected(), text)
         return value
 
     def __repr__(self) -> str:
@@ -119,7 +131,7 @@ class IntList:
                 values = None
                 break
         if not values or (self.increasing and any(b <= a for a, b in zip(values, values[1:]))):
-            raise argparse.ArgumentTypeError(f"expected {self.expected()}, got {text!r}")
+            raise BadValue(self.expected(), text)
         return ",".join(str(v) for v in values)
 
     def __repr__(self) -> str:
@@ -149,7 +161,7 @@ class Counts:
             except argparse.ArgumentTypeError:
                 n = None
             if n is None or (eq and (not name or name in names)) or (not eq and bare):
-                raise argparse.ArgumentTypeError(f"expected {self.expected()}, got {text!r}")
+                raise BadValue(self.expected(), text)
             names.add(name)
             bare += not eq
             parts.append(f"{name}={n}" if eq else n)
@@ -204,7 +216,7 @@ MILESTONES = IntList(EPOCHS, allow_empty=True, example="15,30")
 #: Batch sizes to sweep: increasing, each 1 .. MAX_BATCH; empty: the command's default.
 BATCH_SIZES = IntList(BATCH_SIZE, allow_empty=True, example="64,128,256")
 
-#: The types of numeric options, for the parser sweep of the tests.
+#: The types of numeric options, for the parser sweep of the tests (each raises BadValue).
 NUMERIC_TYPES = (Number, IntList, Counts)
 
 
