@@ -187,8 +187,12 @@ def test_bad_arguments_name_themselves(argv, words):
 
 
 def test_bad_numbers_and_missing_data(tmp_path, capsys):
+    # refused by the CLI while parsing (cli_types), and by TrainConfig.validate in the library
     assert main(["train", "--profile", "smoke", "--epochs", "0", "--out", str(tmp_path / "a")]) == 2
-    assert "epochs=0 must be at least 1" in capsys.readouterr().err
+    assert "error: --epochs 0: expected an integer, 1 or more" in capsys.readouterr().err
+    with pytest.raises(TransferError, match="epochs=0 must be at least 1"):
+        train(out=str(tmp_path / "a"), epochs=0, **SMOKE)
+    assert not (tmp_path / "a").exists()
     assert main(["train", "--profile", "smoke", "--data", str(tmp_path / "nowhere"),
                  "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err
@@ -216,8 +220,11 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
 
 
 def test_huge_lr_stops_with_a_clear_message(tmp_path, capsys):
+    # the CLI refuses an --lr above 10 while parsing; the library trains and stops at the NaN
     rc = main(["train", "--profile", "smoke", "--lr", "1e30", "--epochs", "1", "--no-progress",
                "--out", str(tmp_path / "lr")])
     assert rc == 2
     err = capsys.readouterr().err
-    assert "not finite" in err and "Lower --lr" in err and "Traceback" not in err
+    assert "error: --lr 1e30: expected" in err and "Traceback" not in err
+    with pytest.raises(TransferError, match=r"not finite.*Lower --lr"):
+        train(out=str(tmp_path / "lr"), lr=1e30, epochs=1, **SMOKE)
