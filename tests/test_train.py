@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+from train_callbacks import NanAfterStep
 
 from transfer_lib.checkpoint import load_checkpoint, model_from_checkpoint
 from transfer_lib.cli import main
@@ -206,12 +207,12 @@ def test_missing_pretrained_file(tmp_path):
         train(out=str(tmp_path / "p"), ir50=str(tmp_path / "no.pth"), **SMOKE)
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     out = tmp_path / "nan"
-    # smoke: 6 steps per epoch with max_steps unset; step 8 lies in epoch 2
-    monkeypatch.setenv("TRANSFER_TEST_HOOK", "nan_at_step:8")
-    with pytest.raises(TransferError, match=r"not finite.*epoch 2.*last good checkpoint"):
-        train(out=str(out), **SMOKE)
+    # smoke: 6 steps per epoch with max_steps unset; the weights turn NaN after step 7 (the first
+    # of epoch 2), so the loss of step 8 is NaN
+    with pytest.raises(TransferError, match=r"not finite.*epoch 2, by step 8.*last good checkpoint"):
+        train(out=str(out), callbacks=[NanAfterStep(7)], **SMOKE)
     ckpt = load_checkpoint(out / "last.pt")
     assert ckpt["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())

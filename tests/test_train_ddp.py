@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+from train_callbacks import dump_weights
 
 from transfer_lib.checkpoint import load_checkpoint
 
@@ -15,10 +16,12 @@ from transfer_lib.checkpoint import load_checkpoint
 def test_ddp_two_ranks_gloo(tmp_path):
     out, dump = tmp_path / "ddp", tmp_path / "weights"
     dump.mkdir()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TRANSFER_TEST_DUMP_WEIGHTS": str(dump)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # the train command with a callback by which every rank saves its weights at the end
+    script = dump_weights(tmp_path, dump)[1]
     r = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-         "-m", "transfer_lib", "train", "--profile", "smoke", "--epochs", "2", "--max-steps", "2",
+         script, "--profile", "smoke", "--epochs", "2", "--max-steps", "2",
          "--no-progress", "--out", str(out), "--device", "cpu"],
         capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 from torchvision.transforms import functional as TVF
+from train_callbacks import kill_in_epoch
 
 import transfer_lib.train as tr
 from transfer_lib.checkpoint import load_checkpoint
@@ -172,11 +173,10 @@ ARGS = ["--profile", "smoke", "--epochs", "3", "--max-steps", "3", "--no-progres
         "--fast", "--device", "cpu"]
 
 
-def _train(out, cache, *extra, env=None):
-    return subprocess.run([sys.executable, "-m", "transfer_lib", "train", *ARGS, "--out", str(out),
-                           *extra], capture_output=True, text=True,
-                          env={**os.environ, "OMP_NUM_THREADS": "2", "TRANSFER_CACHE": str(cache),
-                               **(env or {})})
+def _train(out, cache, *extra, command=(sys.executable, "-m", "transfer_lib", "train")):
+    return subprocess.run([*command, *ARGS, "--out", str(out), *extra], capture_output=True,
+                          text=True, env={**os.environ, "OMP_NUM_THREADS": "2",
+                                          "TRANSFER_CACHE": str(cache)})
 
 
 @pytest.mark.slow
@@ -185,7 +185,8 @@ def test_fast_sigkill_then_resume_gives_the_same_weights(tmp_path):
     whole = _train(tmp_path / "whole", cache)
     assert whole.returncode == 0, whole.stderr
 
-    killed = _train(tmp_path / "cut", cache, env={"TRANSFER_TEST_HOOK": "kill_in_epoch:2"})
+    # the train command with a callback that SIGKILLs it after the first step of epoch 2
+    killed = _train(tmp_path / "cut", cache, command=kill_in_epoch(tmp_path, 2))
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert load_checkpoint(tmp_path / "cut" / "last.pt")["epoch"] == 1
 

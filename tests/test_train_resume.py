@@ -7,16 +7,16 @@ import sys
 
 import pytest
 import torch
+from train_callbacks import kill_in_epoch
 
 from transfer_lib.checkpoint import load_checkpoint
 
 ARGS = ["--profile", "smoke", "--epochs", "3", "--max-steps", "3", "--no-progress", "--seed", "1"]
 
 
-def _train(out, *extra, env=None):
-    return subprocess.run([sys.executable, "-m", "transfer_lib", "train", *ARGS, "--out", str(out),
-                           *extra], capture_output=True, text=True,
-                          env={**os.environ, "OMP_NUM_THREADS": "2", **(env or {})})
+def _train(out, *extra, command=(sys.executable, "-m", "transfer_lib", "train")):
+    return subprocess.run([*command, *ARGS, "--out", str(out), *extra], capture_output=True,
+                          text=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
 
 
 @pytest.mark.slow
@@ -24,7 +24,8 @@ def test_sigkill_then_resume_gives_the_same_weights(tmp_path):
     whole = _train(tmp_path / "whole")
     assert whole.returncode == 0, whole.stderr
 
-    killed = _train(tmp_path / "cut", env={"TRANSFER_TEST_HOOK": "kill_in_epoch:2"})
+    # the train command with a callback that SIGKILLs it after the first step of epoch 2
+    killed = _train(tmp_path / "cut", command=kill_in_epoch(tmp_path, 2))
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert load_checkpoint(tmp_path / "cut" / "last.pt")["epoch"] == 1
     assert not (tmp_path / "cut" / "summary.json").exists()

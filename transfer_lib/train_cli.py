@@ -163,10 +163,12 @@ def config_from_args(args: argparse.Namespace):
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, callbacks=None) -> int:
+    """Train as ``args`` say and print the summary (rank 0). ``callbacks``: as
+    :func:`transfer_lib.train.train` takes them, for a script that wraps this command."""
     from transfer_lib.train import train
 
-    summary = train(config_from_args(args))
+    summary = train(config_from_args(args), callbacks=callbacks)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun, rank 0 reports
     keys = ("best_accuracy", "best_epoch", "final_accuracy", "final_epoch", "mean_class_accuracy",

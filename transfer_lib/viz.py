@@ -452,3 +452,495 @@ def token_reshape_transform(grid: int) -> Callable[[torch.Tensor], torch.Tensor]
         return tokens[:, 1:, :].reshape(b, grid, grid, c).permute(0, 3, 1, 2)  # (B, C, h, w)
 
     return reshape
+
+
+# =============================================================================================
+# Helpers the chapters use without teaching them (chapters 3-5 and 8): moved here so that each
+# chapter's code is what it explains
+# =============================================================================================
+__all__ += ["randomise_batchnorm", "show_regularisers", "plot_msad_modes", "show_mad_msad_drop",
+            "show_ablation_maps", "plot_branch_diversity", "diversity_steps", "diversity_verdict",
+            "switch_predictions", "explorer_states"]
+
+
+def randomise_batchnorm(module: nn.Module, generator: torch.Generator) -> nn.Module:
+    """Give every BatchNorm2d of ``module`` non-trivial running statistics and affine parameters
+    (means ~ N(0, 0.5^2), variances and scales in [0.5, 1.5), shifts ~ N(0, 0.1^2)), drawn from
+    ``generator``, so that comparing two modules in evaluation mode means something: a fresh BN
+    layer is the identity there. Returns ``module``."""
+    with torch.no_grad():
+        for bn in (m for m in module.modules() if isinstance(m, nn.BatchNorm2d)):
+            c = bn.num_features
+            bn.running_mean.copy_(torch.randn(c, generator=generator) * 0.5)
+            bn.running_var.copy_(torch.rand(c, generator=generator) + 0.5)
+            bn.weight.copy_(torch.rand(c, generator=generator) + 0.5)
+            bn.bias.copy_(torch.randn(c, generator=generator) * 0.1)
+    return module
+
+
+def show_regularisers(maps: torch.Tensor, regularisers: dict[str, nn.Module], draws: int = 4,
+                      seed: int = 3, suptitle: str | None = None):
+    """What each map regulariser does to the same maps (B, G, G): each (switched to training
+    mode) is applied to ``draws`` copies of them from ``torch.manual_seed(seed)``, one row per
+    regulariser, ``draws`` x B maps a row, all on the original maps' colour scale (values a
+    regulariser rescales above it saturate; zeros are dark). Returns the Figure."""
+    base = torch.stack([maps.detach()] * draws)  # (draws, B, G, G)
+    items, labels = [], []
+    for name, reg in regularisers.items():
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            out = reg.train()(base)
+        items += [m for draw in out for m in draw]
+        labels.append(name)
+    b = maps.shape[0]
+    titles = [f"draw {k + 1}\nLANet {i + 1}" for k in range(draws) for i in range(b)]
+    return show_grid(items, titles, ncols=draws * b, cmap="viridis", vmin=0,
+                     vmax=float(maps.max()), size=1.1, row_labels=labels, suptitle=suptitle)
+
+
+def plot_msad_modes(head_zeroed: torch.Tensor, token_zeroed: torch.Tensor):
+    """MSAD's two masks for the same samples side by side: ``head_zeroed`` (n, h), True where
+    the head mode zeroed a head of a sample in every token, and ``token_zeroed`` (n, tokens),
+    True where the token mode zeroed a token in every head. Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    heads = head_zeroed.shape[1]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 2.8),
+                             gridspec_kw={"width_ratios": [heads, token_zeroed.shape[1]]})
+    plot_mask(~head_zeroed.T, title='mode="head" (the paper): one head of a sample',
+              xlabel="sample", ylabel="head", ax=axes[0])
+    plot_mask(~token_zeroed.T, title=f'mode="token" (authors\' code): one of tokens 0-{heads - 1}',
+              xlabel="sample", ylabel="token (0 = cls)", ax=axes[1])
+    axes[1].axhline(heads - 0.5, color="0.4", lw=0.8, ls="--")
+    fig.tight_layout()
+    return fig
+
+
+# =============================================================================================
+# Chapter 6: a run's curves with its validation split, and where it errs
+# =============================================================================================
+__all__ += ["plot_run_curves", "plot_errors", "recall_by_share"]
+
+
+def plot_run_curves(metrics: Sequence[dict], chance: float | None = None, title: str = ""):
+    """Training loss (left) and train, validation and test accuracy (right) per epoch; returns
+    the Figure. Validation and test are drawn at the epochs that were evaluated; a run written
+    before the validation split has no validation line. ``chance`` draws the accuracy of always
+    answering the most frequent class."""
+    import matplotlib.pyplot as plt
+
+    epochs = [m["epoch"] for m in metrics]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 2.8))
+    a.plot(epochs, [m["loss"] for m in metrics], "o-", ms=3)
+    a.set_xlabel("epoch")
+    a.set_ylabel("training loss")
+    b.plot(epochs, [100 * m["train_accuracy"] for m in metrics], "o-", ms=3, label="train")
+    for key, label, marker in (("val_accuracy", "validation", "^-"), ("test_accuracy", "test", "s-")):
+        scored = [m for m in metrics if m.get(key) is not None]
+        if scored:
+            b.plot([m["epoch"] for m in scored], [100 * m[key] for m in scored], marker, ms=3,
+                   label=label)
+    if chance is not None:
+        b.axhline(100 * chance, color="0.5", ls="--", lw=0.8, label="most frequent class")
+    b.set_xlabel("epoch")
+    b.set_ylabel("accuracy (%)")
+    b.legend(frameon=False, fontsize=7)
+    for ax in (a, b):
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_errors(confusion: Sequence[Sequence[int]], class_names: Sequence[str], title: str = ""):
+    """The confusion matrix, rows normalised to their true class (left, :func:`plot_confusion`),
+    beside each class's accuracy, its diagonal (right); returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    m = np.asarray(confusion, dtype=float)
+    support = m.sum(axis=1)
+    recall = np.where(support > 0, 100 * np.diag(m) / np.maximum(support, 1.0), np.nan)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9.5, 3.6), gridspec_kw={"width_ratios": [1.2, 1]})
+    plot_confusion(confusion, class_names, title=title, ax=a)
+    b.barh(list(class_names)[::-1], recall[::-1], color="#4c72b0")
+    b.set_xlabel("per-class accuracy (%)")
+    b.set_xlim(0, 100)
+    fig.tight_layout()
+    return fig
+
+
+def recall_by_share(confusion: Sequence[Sequence[int]], class_names: Sequence[str],
+                    rarest: int = 3) -> tuple[Any, dict]:
+    """Each class's recall beside its share of the evaluated split, rarest first, and what the
+    table says about the ``rarest`` classes: returns (DataFrame with ``share (%)`` and
+    ``recall (%)``, dict of ``rarest`` (names), ``rare_recall`` and ``other_recall`` (mean
+    recalls, %), ``gap`` (other minus rare, points), ``rare_errors`` and ``errors`` (counts),
+    ``rho`` (Spearman's rank correlation of share and recall) and ``confusion`` (the largest
+    off-diagonal cell: true name, predicted name, count)). Classes without images are left out
+    of the means and the correlation."""
+    import pandas as pd
+
+    m = np.asarray(confusion, dtype=np.int64)
+    names = list(class_names)
+    support = m.sum(axis=1)
+    recall = np.where(support > 0, 100 * np.diag(m) / np.maximum(support, 1), np.nan)
+    table = pd.DataFrame({"share (%)": 100 * support / max(int(support.sum()), 1),
+                          "recall (%)": recall}, index=names).sort_values("share (%)")
+    present = table.dropna()
+    rare, rest = present.iloc[:rarest], present.iloc[rarest:]
+    rare_idx = [names.index(c) for c in rare.index]
+    off = m.copy()
+    np.fill_diagonal(off, 0)
+    true_i, pred_i = divmod(int(off.argmax()), len(names))
+    ranks = present.rank()
+    return table, {
+        "rarest": list(rare.index),
+        "rare_share": float(rare["share (%)"].sum()),
+        "rare_recall": float(rare["recall (%)"].mean()),
+        "other_recall": float(rest["recall (%)"].mean()) if len(rest) else float("nan"),
+        "gap": float(rest["recall (%)"].mean() - rare["recall (%)"].mean()) if len(rest)
+        else float("nan"),
+        "rare_errors": int((support[rare_idx] - np.diag(m)[rare_idx]).sum()),
+        "errors": int(m.sum() - np.trace(m)),
+        "rho": float(ranks["share (%)"].corr(ranks["recall (%)"])),
+        "confusion": (names[true_i], names[pred_i], int(off.max())),
+    }
+
+
+def show_mad_msad_drop(model: nn.Module, face: Any, x: torch.Tensor, before: Any,
+                       max_seed: int = 1000) -> dict:
+    """MAD and MSAD on one face (chapter 8): only those modules are switched to training mode
+    (BatchNorm stays in evaluation mode), and the first seed below ``max_seed`` whose pass of
+    ``x`` (1, 3, S, S) zeroes a LANet map and a head of the last block is drawn against
+    ``before`` (the evaluation pass's ``forward_with_details``): the maps over ``face``, then the
+    last block's cls-token attention per head. The model is put back in evaluation mode.
+
+    Returns ``seed``, ``map`` and ``head`` (0-based, the ones dropped), ``maps_zeroed`` and
+    ``heads_uniform`` (how many: a zeroed head's weights are uniform, since Q = K = 0)."""
+    grid, heads = model.config.token_grid, model.config.num_heads
+    model.local_cnn.regulariser.train()
+    for block in model.transformer.blocks:
+        block.attn.msad.train()
+    try:
+        for seed in range(max_seed):
+            torch.manual_seed(seed)
+            with torch.no_grad():
+                dropped = model.forward_with_details(x)
+            zero_maps = (dropped.lanet_maps[0] == 0).flatten(1).all(1)  # (B,)
+            cls_rows = dropped.attentions[-1][0, :, 0]  # (h, N + 1)
+            uniform = (cls_rows - 1 / (grid * grid + 1)).abs().amax(-1) < 1e-6  # (h,)
+            if zero_maps.any() and uniform.any():
+                break
+        else:
+            raise RuntimeError(f"no seed below {max_seed} drops both a map and a head")
+    finally:
+        model.eval()
+    m, h = int(zero_maps.nonzero()[0]), int(uniform.nonzero()[0])
+    branches = dropped.lanet_maps.shape[1]
+    after = [overlay(face, mp) if i != m else np.zeros((grid, grid))
+             for i, mp in enumerate(dropped.lanet_maps[0])]
+    show_grid([face, *[overlay(face, mp) for mp in before.lanet_maps[0]], face, *after],
+              ["evaluation", *[f"LANet {i + 1}" for i in range(branches)], f"MAD, seed {seed}",
+               *[f"LANet {i + 1}" + (" dropped" if i == m else "") for i in range(branches)]],
+              ncols=branches + 1, size=1.7, cmap="gray", vmin=0, vmax=1)
+    rows = [a[-1][0, :, 0, 1:].reshape(heads, grid, grid) for a in
+            (before.attentions, dropped.attentions)]
+    show_grid([*rows[0], *rows[1]],
+              [f"head {k + 1}" for k in range(heads)]
+              + [f"head {k + 1}" + (" dropped" if k == h else "") for k in range(heads)],
+              ncols=heads, size=1.5, cmap="viridis",
+              row_labels=["evaluation", f"MSAD, seed {seed}"],
+              suptitle="last block: cls token's attention over the grid, per head")
+    return {"seed": seed, "map": m, "head": h, "maps_zeroed": int(zero_maps.sum()),
+            "heads_uniform": int(uniform.sum())}
+
+
+def show_ablation_maps(maps: dict, committed: dict, rows: Sequence[str], seed: int = 0,
+                       suptitle: str | None = None):
+    """The attention study's figure (chapter 8): for each face of the maps file (one row of the
+    grid), the face, then for each of ``rows`` at ``seed`` its LANet maps A_1..A_B (where it
+    has LANets) and its rollout's cls row, each overlay scaled to its own range. ``maps`` and
+    ``committed`` are :func:`transfer_lib.attention.load_maps` and ``load_attention`` of the
+    same results. Returns the Figure."""
+    roman = dict(zip(rows, ("(i)", "(ii)", "(iii)", "(iv)", "(v)", "(vi)")))
+    pixels = maps["faces"]  # (faces, S, S, 3) uint8: what the models saw, unnormalised
+    items, titles = [], []
+    for f in range(len(pixels)):
+        items.append(pixels[f])
+        titles.append("face" if f == 0 else "")
+        for row in rows:
+            key = f"{row}.seed{seed}"
+            lanet = maps[f"{key}.lanet"][f] if f"{key}.lanet" in maps else []  # (B, G, G)
+            cells = [(f"A{i + 1}", a) for i, a in enumerate(lanet)]
+            for what, heat in [*cells, ("rollout", maps[f"{key}.rollout"][f])]:
+                items.append(overlay(pixels[f], heat))
+                titles.append(f"{roman[row]} {what}" if f == 0 else "")
+    return show_grid(items, titles, ncols=len(items) // len(pixels), size=1.05,
+                     row_labels=[f["class"] for f in committed["faces"]], suptitle=suptitle)
+
+
+def plot_branch_diversity(per_run: Any, chance: float, title: str = ""):
+    """Overlap and correlation of the two LANet maps per run (chapter 8): ``per_run`` a
+    DataFrame with columns row, seed, overlap, correlation; a bar per row (the mean over seeds),
+    a dot per run, a dashed line at ``chance`` (the overlap of random top regions) and at 0
+    (no correlation). Returns the Figure."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
+    for ax, k in zip(axes, ("overlap", "correlation")):
+        sns.barplot(per_run, x="row", y=k, errorbar=None, color="#c6dbef", ax=ax)
+        sns.stripplot(per_run, x="row", y=k, hue="seed", palette="dark:#2f5a8a", size=4,
+                      jitter=0.15, legend=False, ax=ax)
+        ax.axhline(chance if k == "overlap" else 0.0, color="0.5", ls="--", lw=0.8)
+        ax.set_ylim((0, 1) if k == "overlap" else (-1, 1))
+        ax.set_ylabel("IoU of the top regions" if k == "overlap" else "correlation")
+        ax.set_xlabel("")
+        ax.tick_params(axis="x", labelsize=7, rotation=30)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def diversity_steps(committed: dict):
+    """The attention study's paired steps as a DataFrame indexed by (step, measure): n, the mean
+    difference (later row minus earlier), its 95 % interval and the verdict, for the overlap and
+    the correlation of every comparison in ``committed`` (``load_attention``'s result)."""
+    import pandas as pd
+
+    return pd.DataFrame([
+        {"step": f"{c['before']} -> {c['to']}", "what": c["what"], "measure": k, "n": d["n"],
+         "difference": d["mean"], "low": d["low"], "high": d["high"], "verdict": d["verdict"]}
+        for c in committed["comparisons"] for k in ("overlap", "correlation")
+        for d in [c["differences"][k]]]).set_index(["step", "measure"])
+
+
+def diversity_verdict(committed: dict, chance_line: float) -> dict:
+    """What the attention study says about MAD, every figure formatted from ``committed``
+    (``load_attention``'s result): ``text``, markdown giving the step ``local -> local_mad`` of
+    overlap and correlation with their intervals and the direction they lean, the three rows'
+    means against the chance overlap, how many runs of the two rows ended at or below
+    ``chance_line`` (the most-frequent-class accuracy, %: runs that had not started to learn),
+    and every step whose interval excludes 0; ``lean`` (those words), ``stalled`` and ``runs``
+    (that count, of how many)."""
+    steps = diversity_steps(committed)
+    stats = {r["row"]: r["stats"] for r in committed["rows"]}
+    chance = committed["chance_overlap"]
+    mad = {k: steps.loc[("local -> local_mad", k)] for k in ("overlap", "correlation")}
+
+    def pm(row: str, k: str) -> str:
+        return f"{stats[row][k]['mean']:.3f} ± {stats[row][k]['std']:.3f}"
+
+    def step(d) -> str:
+        return f"{d['difference']:+.3f} (95 % interval [{d['low']:+.3f}, {d['high']:+.3f}])"
+
+    signs = {d["difference"] > 0 for d in mad.values()}
+    lean = ("in opposite directions" if len(signs) == 2 else
+            "towards maps that are more alike" if signs == {True} else
+            "towards more different maps")
+    runs = [run for r in committed["rows"] if r["row"] in ("local", "local_mad") for run in r["runs"]]
+    stalled = sum(run["metrics"]["accuracy"] <= chance_line for run in runs)
+    text = [
+        ("**MAD made the two LANet maps more different in these runs**, as the paper argues"
+         if mad["overlap"]["verdict"] == "interval below 0" else
+         "**MAD did not make the two LANet maps more different in these runs**")
+        + f": adding it (`local` -> `local_mad`, {mad['overlap']['n']} seeds) changed the overlap "
+        f"by {step(mad['overlap'])} and the correlation by {step(mad['correlation'])}; the two "
+        f"point estimates lean {lean}. {stalled} of the {len(runs)} runs of the two rows ended "
+        f"at or below the most-frequent-class line ({chance_line:.1f} %), that is, had not "
+        "started to learn.",
+        f"Without MAD the overlap is {pm('local', 'overlap')} and the correlation "
+        f"{pm('local', 'correlation')}: "
+        + ("the two LANets of `local` already look at different places, their top regions "
+           f"meeting less often than two random ones would ({chance:.3f})"
+           if stats["local"]["overlap"]["mean"] < chance
+           else f"more than two random top regions would ({chance:.3f})")
+        + f". With MAD: {pm('local_mad', 'overlap')} and {pm('local_mad', 'correlation')}; "
+        f"TransFER (`transfer`, MAD and MSAD): {pm('transfer', 'overlap')} and "
+        f"{pm('transfer', 'correlation')}.",
+    ]
+    resolved = steps[steps["verdict"] != "interval includes 0"]
+    if len(resolved):
+        text.append("The steps that an interval resolves: " + "; ".join(
+            f"`{s}` ({d['what']}), {k} {step(d)}" for (s, k), d in resolved.iterrows()) + ".")
+    else:
+        text.append("No step's interval excludes 0.")
+    return {"text": " ".join(text), "lean": lean, "stalled": stalled, "runs": len(runs)}
+
+
+def switch_predictions(model: nn.Module, x: torch.Tensor, branches_on: torch.Tensor,
+                       heads_on: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class probabilities (n, classes) and fused maps (n, G, G) of faces ``x`` (n, 3, S, S) with
+    parts switched off, each face its own switches: ``branches_on`` (n, B) and ``heads_on``
+    (n, h), 1 = on. A head's switch acts in every block. Forward hooks do it (a LANet's output
+    times its switch, MSAD's qkv times the heads' switches) and are removed after the pass."""
+    heads = heads_on.to(x.dtype)[:, None, None, :, None]  # (n, 1, 1, h, 1), like qkv
+    branches = branches_on.to(x.dtype)[:, :, None, None, None]  # (n, B, 1, 1, 1)
+    hooks = [lanet.register_forward_hook(lambda _m, _i, o, k=k: o * branches[:, k])
+             for k, lanet in enumerate(model.local_cnn.lanets)]
+    hooks += [b.attn.msad.register_forward_hook(lambda _m, _i, qkv: qkv * heads)
+              for b in model.transformer.blocks]
+    try:
+        with torch.no_grad():
+            o = model.forward_with_details(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return o.logits.softmax(1), o.fused_map[:, 0]
+
+
+def explorer_states(model: nn.Module, class_names: Sequence[str], transform: Callable,
+                    faces_per_class: int = 3, device: str = "cpu", chunk: int = 256) -> dict:
+    """Everything chapter 8's explorer shows, computed in advance: for ``faces_per_class``
+    synthetic faces of every class (seeds 0, 1, ...), the class probabilities under every on/off
+    state of the switches (the B LANet branches, then the h heads;
+    :func:`transfer_lib.explorer.switch_states`) and the fused map over the face for every
+    state of the branches (the maps do not depend on the heads, which act after them).
+
+    Returns ``labels``, ``switches`` (names), ``probabilities`` (faces, states, classes, on the
+    CPU), ``pictures`` (per face, 2**B overlays), ``true_classes`` and ``states``. The model is
+    moved to ``device`` for the passes and back to the CPU."""
+    from PIL import Image
+
+    from transfer_lib.data.synth import render_face
+    from transfer_lib.explorer import switch_states
+
+    b, h = len(model.local_cnn.lanets), model.config.num_heads
+    switches = [f"LANet {i + 1}" for i in range(b)] + [f"head {k + 1}" for k in range(h)]
+    states = switch_states(len(switches)).to(device)  # (2 ** (B + h), B + h)
+    model.to(device)
+    labels, probabilities, pictures, true_classes = [], [], [], []
+    try:
+        for k, name in enumerate(class_names):
+            for seed in range(faces_per_class):
+                img = render_face(name, seed=seed)
+                xi = transform(Image.fromarray(img))[None].to(device)
+                p, fused = map(torch.cat, zip(*(
+                    switch_predictions(model, xi.expand(len(c), -1, -1, -1), c[:, :b], c[:, b:])
+                    for c in states.split(chunk))))
+                if not torch.allclose(fused[:2 ** b], fused[-2 ** b:]):
+                    raise AssertionError("a head's switch changed a LANet map")
+                labels.append(f"{name}, seed {seed}")
+                probabilities.append(p.cpu())
+                pictures.append([overlay(img, m.cpu(), alpha=0.4) for m in fused[:2 ** b]])
+                true_classes.append(k)
+    finally:
+        model.cpu()
+    return {"labels": labels, "switches": switches, "probabilities": torch.stack(probabilities),
+            "pictures": pictures, "true_classes": true_classes, "states": states.cpu()}
+
+
+__all__ += ["flops_with_attention", "run_labels", "library_steps"]
+
+
+def flops_with_attention(model: nn.Module) -> int:
+    """Forward FLOPs (2 x multiply-adds) of one zero image through ``forward_with_details`` with
+    ``return_attention=True``: the explicit attention path, whose two matrix products per block
+    torch's FlopCounterMode sees (``summary.forward_flops`` on a CPU does not)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    s = model.config.input_size
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model.forward_with_details(torch.zeros(1, 3, s, s), return_attention=True)
+    model.train(was_training)
+    return counter.get_total_flops()
+
+
+def run_labels(train_config: dict, profile: Any, split: str = "test") -> torch.Tensor:
+    """The labels of ``split`` of the data set a run of ``train_config`` (a dict of
+    ``TrainConfig`` fields, as :func:`transfer_run_config` gives) is scored on, as a (n,) long
+    tensor: the data set's own list where ``train_config`` names one (``data``), else the
+    profile's synthetic set, whose splits have exact class counts
+    (:func:`transfer_lib.data.synth.class_counts`; returned in class order, which the
+    metrics of a split do not depend on), without generating it. ``split``: ``test`` or
+    ``train``."""
+    if train_config.get("data"):
+        from transfer_lib.data import build_dataset
+
+        return torch.as_tensor(list(build_dataset(train_config.get("dataset", "rafdb"),
+                                                  train_config["data"], split).targets))
+    from transfer_lib.data.synth import class_counts
+
+    if split not in ("test", "train"):
+        raise ValueError(f"split={split!r}: the synthetic set's counts are known for test and train")
+    n = profile.synthetic_test if split == "test" else profile.synthetic_train
+    counts = torch.tensor(class_counts(n))
+    return torch.arange(len(counts)).repeat_interleave(counts)
+
+
+def library_steps(**train_kwargs) -> tuple[dict, list[dict]]:
+    """Run the library's trainer (``transfer_lib.train.train`` with these ``TrainConfig``
+    fields, in a temporary run directory that is removed afterwards) and return its final
+    weights (``last.pt``'s model state dict) and its metrics lines."""
+    import tempfile
+
+    from transfer_lib.train import train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        train(**{**train_kwargs, "out": tmp})
+        weights = torch.load(Path(tmp) / "last.pt", weights_only=True)["model"]
+        return weights, read_metrics(tmp)
+
+
+__all__ += ["describe_run", "evaluate_authors_checkpoint"]
+
+
+def describe_run(summary: dict, data_name: str = "") -> str:
+    """One sentence on a finished run from its ``summary.json``: epochs, seconds and the machine
+    (device and CPU model), the final test accuracy and mean class accuracy, ``best.pt``'s epoch,
+    the split that chose it and its test accuracy, and the most frequent class's accuracy."""
+    confusion = np.asarray(summary["confusion_matrix"])
+    chance = confusion.sum(axis=1).max() / max(confusion.sum(), 1)
+    chosen = "validation" if summary.get("best_selected_on") == "validation" else "test"
+    return (f"{summary['epochs']} epochs on {data_name or 'its data'}, "
+            f"{summary['wall_seconds']:.0f} s on {run_machine(summary)}: test accuracy "
+            f"{100 * summary['final_accuracy']:.2f} %, mean class accuracy "
+            f"{100 * summary['mean_class_accuracy']:.2f} % at the final epoch (best.pt: epoch "
+            f"{summary.get('best_epoch', '?')}, chosen on the {chosen} split, "
+            f"{100 * summary['best_accuracy']:.2f} % on test; most frequent class "
+            f"{100 * chance:.2f} %)")
+
+
+#: The authors' released RAF-DB checkpoint (a PaddlePaddle file) and the environment variable
+#: that may point at it.
+AUTHORS_CHECKPOINT = ("RAFa_2_6131_ep33_90p91.pdparams", "TRANSFER_OFFICIAL")
+
+
+def evaluate_authors_checkpoint(rafdb: str | os.PathLike | None) -> tuple[dict | None, str]:
+    """The authors' checkpoint (:data:`AUTHORS_CHECKPOINT`, found by :func:`find_weights`),
+    loaded by ``pretrained.load_official_transfer`` and evaluated on RAF-DB's test split (on
+    CUDA when there is one): returns (the metrics of ``evaluate``, their report), or (None, a
+    line saying what is missing) without the file or RAF-DB."""
+    official = find_weights(*AUTHORS_CHECKPOINT)
+    missing = [what for what, found in (
+        (f"the checkpoint {AUTHORS_CHECKPOINT[0]} ({AUTHORS_CHECKPOINT[1]})", official),
+        ("RAF-DB (TRANSFER_RAFDB)", rafdb)) if found is None]
+    if missing:
+        return None, f"skipped: {word_list(missing)} not found"
+    from transfer_lib.evaluate import evaluate, format_metrics, load_eval_set
+    from transfer_lib.pretrained import load_official_transfer
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    authors = load_official_transfer(official, verbose=False).to(device)
+    result = evaluate(authors, load_eval_set(rafdb, "rafdb", authors.config), device=device)
+    return result, format_metrics(result, "authors' checkpoint on RAF-DB test (paper: 90.91 %)")
+
+
+__all__ += ["run_machine"]
+
+
+def run_machine(summary: dict) -> str:
+    """What a run ran on, from its summary: the GPU (``cuda:0 (NVIDIA H200)``), or the CPU's
+    model and whether its kernels were pinned (``AMD EPYC, pinned kernels``; see
+    :mod:`transfer_lib.kernels`); ``cpu`` for a run that records no provenance."""
+    device = str(summary.get("device", ""))
+    prov = summary.get("provenance") or {}
+    if not device.startswith("cpu"):
+        return device
+    if not prov:
+        return "cpu"
+    kernels = prov.get("kernels")
+    return prov.get("cpu_model", "cpu") + (f", {kernels} kernels" if kernels else "")

@@ -3,6 +3,7 @@
     >>> from transfer_lib.train import train, run_or_load
     >>> summary = train(profile="smoke", out="runs/smoke")           # kwargs of TrainConfig
     >>> summary = run_or_load("runs/cpu-transfer", profile="cpu")    # trains only if not done yet
+    >>> summary = train(profile="smoke", out="runs/s2", callbacks=[MyCallback()])  # see below
 
 A run directory holds ``config.json`` (everything the run was started with, resolved),
 ``metrics.jsonl`` (one line per epoch: loss, lr, train accuracy, test accuracy and mean class
@@ -25,6 +26,12 @@ Exact resumption. The learning rate is a pure function of the (fractional) epoch
 every rank. So a run killed at any moment and resumed with ``--resume`` restarts from the end of
 the last finished epoch and, on a CPU, ends with bitwise the same weights as a run never
 interrupted (``tests/test_train_resume.py`` checks it with SIGKILL).
+
+Callbacks. ``train(..., callbacks=[...])`` calls your objects' ``on_step_end(run, step)``
+after every optimiser step and ``on_train_end(run, model)`` at the end
+(:mod:`~transfer_lib.train.callbacks`: :class:`Callback`, :class:`StepInfo`); they are not part
+of the recipe. The tests use them to kill a run in the middle of an epoch, to make the loss
+NaN, and to read every rank's weights under ``torchrun``.
 
 Two input pipelines (``TrainConfig.fast``; on by default on CUDA, ``--fast`` / ``--no-fast``):
 
@@ -61,6 +68,7 @@ The package, by role:
   the compiled step;
 * :mod:`~transfer_lib.train.rng`: the random-number states a checkpoint carries;
 * :mod:`~transfer_lib.train.run_files`: what the run directory holds and how a resume reads it;
+* :mod:`~transfer_lib.train.callbacks`: :class:`Callback` and :class:`StepInfo`;
 * :mod:`~transfer_lib.train.loop`: the run in phases (settings, run directory, parts, restore,
   then per epoch: train, evaluate, checkpoint);
 * this module: :func:`train` and :func:`run_or_load`, and the names above re-exported.
@@ -70,10 +78,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from transfer_lib.distributed import cleanup, init_distributed
 from transfer_lib.errors import CheckpointError, DataError, TransferError
+from transfer_lib.train.callbacks import Callback, StepInfo, as_callbacks
 from transfer_lib.train.config import (
     AMP_DTYPES,
     COMPILE_MODES,
@@ -81,7 +91,6 @@ from transfer_lib.train.config import (
     DATASETS,
     INITIALISATION_SOURCES,
     PROFILE_OVERRIDES,
-    TEST_HOOK_ENV,
     TrainConfig,
     _as_config,
     missing_initialisations,
@@ -133,12 +142,17 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def train(config: TrainConfig | dict | None = None, **kwargs) -> dict:
+def train(config: TrainConfig | dict | None = None, *, callbacks: Iterable | None = None,
+          **kwargs) -> dict:
     """Train as ``config`` (or TrainConfig keyword arguments) says; return the summary dict.
+
+    ``callbacks``: objects with ``on_step_end(run, step)`` and/or ``on_train_end(run, model)``
+    (:mod:`transfer_lib.train.callbacks`), called on every rank.
 
     Raises TransferError (DataError, CheckpointError) for problems the user can fix, and when the
     loss stops being finite (the last good checkpoint is kept).
     """
+    hooks = as_callbacks(callbacks)
     cfg = _as_config(config, kwargs)
     cfg.validate()
     ctx = init_distributed(cfg.device)
@@ -147,10 +161,12 @@ def train(config: TrainConfig | dict | None = None, **kwargs) -> dict:
     try:
         from transfer_lib.rundir import RunLock
 
+        # (without callbacks, _train is called as it always was: tests replace it by (cfg, ctx))
+        args = (cfg, ctx, hooks) if hooks else (cfg, ctx)
         if not ctx.is_main:  # rank 0 holds the run directory's lock for every rank
-            return _train(cfg, ctx)
+            return _train(*args)
         with RunLock(cfg.run_dir()):
-            return _train(cfg, ctx)
+            return _train(*args)
     finally:
         cleanup(ctx)
 
@@ -182,9 +198,10 @@ def run_or_load(run_dir: str | os.PathLike, config: TrainConfig | dict | None = 
 
 __all__ = [
     "AMP_DTYPES", "BEST_SELECTED_ON", "BEST_SELECTED_ON_TEST", "BEST_SELECTION",
+    "Callback", "StepInfo",
     "INITIALISATION_SOURCES", "missing_initialisations",
     "_best_epoch", "_saved_model_config", "CACHE_ENV", "COMPILE_MODES", "CUDA_GRAPH_MODES", "DATASETS", "LIGHT_CROP_RATIO",
-    "LIGHT_CROP_SCALE", "PIPELINES", "PROFILE_OVERRIDES", "TEST_HOOK_ENV", "CheckpointError",
+    "LIGHT_CROP_SCALE", "PIPELINES", "PROFILE_OVERRIDES", "CheckpointError",
     "DataError", "EpochShardSampler", "TrainConfig", "TransferError", "_EXECUTION_FIELDS",
     "_NoBar", "_check_finite", "_fused_kwargs", "_progress_bar", "_train", "batch_augment_for", "build_fast_loaders",
     "build_loaders", "build_optimiser", "build_training_model", "cache_dir_for", "compile_step",

@@ -18,9 +18,6 @@ AMP_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.floa
 COMPILE_MODES: tuple[str, ...] = ("default", "reduce-overhead", "max-autotune",
                                   "max-autotune-no-cudagraphs")
 CUDA_GRAPH_MODES: tuple[str, ...] = ("reduce-overhead", "max-autotune")
-#: A test hook, e.g. ``TRANSFER_TEST_HOOK=kill_in_epoch:2`` (SIGKILL this process after the
-#: first step of epoch 2) or ``nan_at_step:7`` (make the loss NaN at global step 7).
-TEST_HOOK_ENV = "TRANSFER_TEST_HOOK"
 #: Profile fields a TrainConfig may override (None: take the profile's).
 PROFILE_OVERRIDES: tuple[str, ...] = (
     "variant", "size", "epochs", "batch_size", "optimiser", "lr", "momentum", "weight_decay",

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -35,7 +33,8 @@ from transfer_lib.distributed import (
 from transfer_lib.errors import CheckpointError, DataError, TransferError
 from transfer_lib.profiles import Profile
 from transfer_lib.train import run_files
-from transfer_lib.train.config import AMP_DTYPES, CUDA_GRAPH_MODES, TEST_HOOK_ENV, TrainConfig
+from transfer_lib.train.callbacks import StepInfo, call
+from transfer_lib.train.config import AMP_DTYPES, CUDA_GRAPH_MODES, TrainConfig
 from transfer_lib.train.data import (
     build_fast_loaders,
     build_loaders,
@@ -75,14 +74,6 @@ def _progress_bar(total: int, desc: str, enabled: bool):
     return _NoBar()
 
 
-def _test_hook() -> tuple[str, int] | None:
-    spec = os.environ.get(TEST_HOOK_ENV)
-    if not spec:
-        return None
-    name, _, value = spec.partition(":")
-    return name, int(value)
-
-
 def _check_finite(ctx: DistContext, loss_sum: float, epoch: int, step: int, lr: float,
                   last_path: Path) -> None:
     """Stop with a clear error when the summed loss (read on the host) is NaN or inf on any rank."""
@@ -104,7 +95,8 @@ def _check_finite(ctx: DistContext, loss_sum: float, epoch: int, step: int, lr: 
 @dataclass
 class Run:
     """What every phase of one run reads: the config, the resolved recipe and the execution
-    settings (device, mixed precision, pipeline) and the run directory's paths."""
+    settings (device, mixed precision, pipeline), the run directory's paths and the callbacks
+    (:mod:`transfer_lib.train.callbacks`, which receive this object as ``run``)."""
 
     cfg: TrainConfig
     prof: Profile
@@ -114,7 +106,7 @@ class Run:
     amp_dtype: torch.dtype | None  # None when autocast is off
     channels_last: bool
     fast: bool
-    hook: tuple[str, int] | None
+    callbacks: tuple = ()
 
     @property
     def device(self) -> torch.device:
@@ -137,7 +129,7 @@ class Run:
         return self.run_dir / "best.pt"
 
 
-def settle(cfg: TrainConfig, ctx: DistContext) -> Run:
+def settle(cfg: TrainConfig, ctx: DistContext, callbacks: tuple = ()) -> Run:
     """The run's execution settings: autocast (on CUDA; on a CPU only where the profile asks and
     bf16 is native), the input pipeline, channels_last, and CUDA's autotuning flags."""
     prof = cfg.profile_obj()
@@ -156,7 +148,7 @@ def settle(cfg: TrainConfig, ctx: DistContext) -> Run:
     return Run(cfg=cfg, prof=prof, ctx=ctx, run_dir=cfg.run_dir(), use_amp=use_amp,
                amp_dtype=AMP_DTYPES[cfg.amp_dtype] if use_amp else None,
                channels_last=on_cuda if cfg.channels_last is None else cfg.channels_last,
-               fast=fast, hook=_test_hook())
+               fast=fast, callbacks=tuple(callbacks))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -394,8 +386,6 @@ def train_epoch(run: Run, parts: Parts, step: Step, optimiser, scaler, progress:
         if step.cuda_graphs:  # a new iteration: the graphs' previous outputs may be overwritten
             torch.compiler.cudagraph_mark_step_begin()
         loss, n_correct = step.forward_loss(images, labels)
-        if run.hook == ("nan_at_step", progress.global_step):
-            loss = loss * float("nan")
         optimiser.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if prof.grad_clip > 0:  # the gradient's global norm, unscaled first under fp16
@@ -408,7 +398,8 @@ def train_epoch(run: Run, parts: Parts, step: Step, optimiser, scaler, progress:
         correct += n_correct
         seen += labels.shape[0]
         last = i + 1 == steps_per_epoch
-        if (i + 1) % step.sync_every == 0 or last:
+        synced = (i + 1) % step.sync_every == 0 or last
+        if synced:
             running_loss = float(loss_sum)  # the step's only host sync, every k steps
             _check_finite(ctx, running_loss, epoch, progress.global_step, lr, run.last_path)
         if ctx.is_main and cfg.progress and ((i + 1) % step.postfix_every == 0 or last):
@@ -416,8 +407,11 @@ def train_epoch(run: Run, parts: Parts, step: Step, optimiser, scaler, progress:
             bar.set_postfix(loss=f"{running_loss / max(seen, 1):.3f}", img_s=f"{rate:.0f}",
                             lr=f"{lr:.2e}")
         bar.update(1)
-        if run.hook == ("kill_in_epoch", epoch + 1) and i == 0:
-            os.kill(os.getpid(), signal.SIGKILL)  # a crash in the middle of an epoch
+        if run.callbacks:
+            call(run.callbacks, "on_step_end", run, StepInfo(
+                epoch=epoch + 1, step=i + 1, steps_per_epoch=steps_per_epoch,
+                global_step=progress.global_step, lr=lr,
+                loss=running_loss / max(seen, 1) if synced else None, model=model))
     bar.close()
     del batches  # ends the loader's producer thread / worker iteration
     if ctx.distributed:  # BatchNorm statistics are per rank: take rank 0's everywhere
@@ -503,9 +497,10 @@ def save_epoch(run: Run, parts: Parts, optimiser, scaler, progress: Progress, ep
 # ---------------------------------------------------------------------------------------------
 # The whole run
 # ---------------------------------------------------------------------------------------------
-def run_training(cfg: TrainConfig, ctx: DistContext) -> dict:
-    """One run from its config to its summary (``train`` holds the lock and the process group)."""
-    run = settle(cfg, ctx)
+def run_training(cfg: TrainConfig, ctx: DistContext, callbacks: tuple = ()) -> dict:
+    """One run from its config to its summary (``train`` holds the lock and the process group);
+    ``callbacks`` as :func:`~transfer_lib.train.train` takes them."""
+    run = settle(cfg, ctx, callbacks)
     changed = check_run_dir(run)
     parts = build_parts(run)
     optimiser = build_optimiser(parts.model, run.prof)
@@ -537,9 +532,7 @@ def run_training(cfg: TrainConfig, ctx: DistContext) -> dict:
             last_metrics, progress.best_acc, progress.wall_before + time.perf_counter() - started,
             run.amp_dtype, run.channels_last, epoch_log, run.pipeline,
             val_source=parts.val_source, split_sizes=parts.split_sizes)
-    if ctx.distributed and os.environ.get("TRANSFER_TEST_DUMP_WEIGHTS"):
-        save_atomic(parts.model.state_dict(),
-                    Path(os.environ["TRANSFER_TEST_DUMP_WEIGHTS"]) / f"rank{ctx.rank}.pt")
+    call(run.callbacks, "on_train_end", run, parts.model)
     return broadcast_object(ctx, summary)
 
 
