@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from IPython.display import Markdown
 
 from transfer_lib import viz
 from transfer_lib.data import (
@@ -30,6 +31,7 @@ from transfer_lib.data import (
 )
 from transfer_lib.data.fast import BatchAugment, FastLoader, build_cache
 from transfer_lib.data.synth import (
+    CUE_PART,
     DEFAULT_OCCLUSION,
     EXPRESSION_CUES,
     OCCLUDERS,
@@ -38,6 +40,7 @@ from transfer_lib.data.synth import (
     class_counts,
     render_face,
 )
+from transfer_lib.data.transforms import AuthorsRandomErasing
 from transfer_lib.evaluate import metrics_from_confusion
 from transfer_lib.models.config import RAFDB_CLASSES, make_config
 from transfer_lib.profiles import active_profile, find_rafdb
@@ -96,12 +99,16 @@ assert DEFAULT_OCCLUSION == 0.3
 # %% [markdown]
 # The cues, as offsets from the resting face (a positive `brow_raise` raises the brows, and so
 # on). Note the shared columns: Surprise and Fear both raise the brows and open the eyes and
-# mouth; Anger and Disgust both lower the brows.
+# mouth; Anger and Disgust both lower the brows. Every class but Neutral, the resting face
+# itself, has cues on at least three of the five parts, so no single part decides a class.
 
 # %%
 cues = pd.DataFrame(EXPRESSION_CUES).T.reindex(list(RAFDB_CLASSES)).fillna(0.0)
 display(cues.style.format("{:+.1f}")
         .background_gradient(cmap="RdBu_r", vmin=-1.5, vmax=1.5))
+parts_cued = {k: {CUE_PART[c] for c in v} for k, v in EXPRESSION_CUES.items()}
+assert parts_cued["Neutral"] == set()
+assert all(len(p) >= 3 for k, p in parts_cued.items() if k != "Neutral")
 
 # %% [markdown]
 # ## Imbalance
@@ -137,15 +144,17 @@ assert sum(RAFDB_TRAIN_COUNTS) == 12_271  # the train_ images above
 # %% [markdown]
 # ## Two accuracies
 #
-# The paper reports the **accuracy** on the test set $T$, the share of images whose largest
-# logit is the true class. With $T_c$ the test images of class $c$, the **mean class accuracy**
-# averages the accuracy within each class instead, so that every class counts the same:
+# The paper reports the **accuracy** on the test set $\mathcal{D}$, the share of images whose
+# largest logit is the true class. With $\mathcal{D}_c$ the test images of class $c$, the **mean
+# class accuracy** averages the accuracy within each class instead, so that every class counts
+# the same ($\arg\max \hat y$ is the class of the largest logit):
 #
 # $$
-# \mathrm{acc} = \frac{1}{|T|} \sum_{(x, y) \in T} \big[\arg\max_k \hat y_k = y\big],
+# \mathrm{acc} = \frac{1}{|\mathcal{D}|} \sum_{(x, y) \in \mathcal{D}}
+#   \big[\arg\max \hat y = y\big],
 # \qquad
-# \mathrm{mca} = \frac{1}{7} \sum_{c = 1}^{7} \frac{1}{|T_c|}
-#   \sum_{(x, y) \in T_c} \big[\arg\max_k \hat y_k = c\big] .
+# \mathrm{mca} = \frac{1}{7} \sum_{c = 1}^{7} \frac{1}{|\mathcal{D}_c|}
+#   \sum_{(x, y) \in \mathcal{D}_c} \big[\arg\max \hat y = c\big] .
 # $$ (eq-accuracies)
 #
 # Under this imbalance the two tell different stories. A model that always answers
@@ -204,8 +213,9 @@ assert np.asarray(train.load_image(0)).shape == (100, 100, 3)
 # > "This can cause serious problems when some patches are invisible due to pose variations or
 # > viewpoint changes." {cite:p}`xue2021transfer` (abstract)
 #
-# A model that relies on one part fails when it is hidden. The generator can hide any part of the *same* face (top row), and draws natural occluders on a
-# share of its images (bottom row).
+# A model that relies on one part can fail when that part is hidden. The generator can hide any
+# part of the *same* face (top row), and draws natural occluders on a share of its images
+# (bottom row).
 
 # %% tags=["hide-input"]
 face_seed, label = 21, "Anger"
@@ -227,9 +237,10 @@ assert not np.array_equal(top[0], top[PARTS.index("mouth") + 1])
 # identity, grey fill; chapter 6 lists its magnitudes) and ImageNet normalisation; evaluation only
 # resizes and centre-crops to 112. Their config adds Random Erasing (p 0.5)
 # {cite:p}`zhong2020erasing`, but their pipeline hands it the image in HWC order while it is
-# written for CHW, so it erases a few values of the top row at most: in effect it is off.
-# `train_transform(config)` builds the pipeline as they ran it from the model's config
-# (`randaugment="torchvision"` and `erasing="config"` give the alternatives). Twelve draws on one face:
+# written for CHW, so it erases a few values of the top row at most (the cell checks it on 200
+# draws): in effect it is off. `train_transform(config)` builds the pipeline as they ran it from
+# the model's config (`randaugment="torchvision"` and `erasing="config"` give the
+# alternatives). Twelve draws on one face:
 
 # %%
 face = train.load_image(0)
@@ -243,16 +254,20 @@ fig = viz.show_grid([viz.to_image(v, config.mean, config.std) for v in shown],
 plt.show()
 print(tf_train)
 assert all(v.shape == (3, 112, 112) for v in shown)
+erased = [AuthorsRandomErasing("hwc")(torch.ones(3, 112, 112)) == 0 for _ in range(200)]
+most_erased = max(int(e.sum()) for e in erased)  # of the image's 3 x 112 x 112 values
+assert not any(e[:, 1:].any() for e in erased) and most_erased > 0  # row 0 only
 
 # %% [markdown]
-# Some draws are drastic (a crop of 8 % of the face; colours inverted, solarized or posterized
-# to 2 bits; grey wedges where a shear, a shift or the turn leaves the frame): the
-# augmentation itself hides parts of the face, in the same spirit as MAD.
+# Draws can be drastic: the crop may keep as little as 8 % of the face, RandAugment may invert,
+# solarize or posterize the colours, and a shear, a shift or a turn leaves grey wedges where the
+# image leaves the frame. The augmentation itself can hide parts of the face, in the same spirit
+# as MAD.
 #
 # ## The fast pipeline
 #
-# Decoding a JPEG and running eight PIL steps per image on the CPU would starve a GPU.
-# `transfer_lib.data.fast` decodes every image once into a uint8 array on disk
+# Decoding a JPEG and running eight PIL steps per image on the CPU can feed images more slowly
+# than a GPU trains on them. `transfer_lib.data.fast` decodes every image once into a uint8 array on disk
 # (`build_cache`), loads whole batches from it (`FastLoader`) and augments the batch on its device
 # with the same distribution as `train_transform` (`BatchAugment`). A batch:
 
@@ -276,16 +291,24 @@ assert x.shape == (8, 3, 112, 112) and x.dtype == torch.float32 and y.dtype == t
 
 # %% [markdown]
 # ## Summary
-#
-# * RAF-DB's basic subset has 12,271 training and 3,068 test faces, 100 x 100 and aligned, with
-#   seven labels in RAF-DB's own order, which the library keeps (`RAFDB_CLASSES`).
-# * Its classes are far from balanced, so the book reports the mean class accuracy next to the
-#   paper's accuracy {eq}`eq-accuracies`; a constant answer "Happiness" scores the Happiness share
-#   on the first and $1/7$ on the second.
-# * The synthetic set has RAF-DB's layout and class proportions; its expressions are combinations
-#   of local cues on five parts, some shared between classes, and some faces are occluded.
-# * `train_transform` is the authors' augmentation, built from the model's config; some of its
-#   draws hide parts of the face, in the spirit of MAD.
+
+# %% tags=["hide-input"]
+display(Markdown(f"""
+* RAF-DB's basic subset has {sum(RAFDB_TRAIN_COUNTS):,} training faces, 100 x 100 and aligned,
+  with seven labels in RAF-DB's own order, which the library keeps (`RAFDB_CLASSES`).
+* Its classes are far from balanced: Happiness has {ratio:.1f} times as many training images as
+  Fear. A constant answer "Happiness" scores an accuracy of {acc:.1%} but a mean class accuracy
+  of {mca:.1%} ({{eq}}`eq-accuracies`), which is why the book reports both.
+* The synthetic set has RAF-DB's layout and class proportions ({len(train):,} training and
+  {len(test):,} test faces at this profile); every class but Neutral has cues on at least three
+  of the {len(PARTS)} parts, some shared between classes, and a share of {DEFAULT_OCCLUSION} of
+  the faces is occluded.
+* `train_transform` is the authors' augmentation, built from the model's config; some of its
+  draws hide parts of the face, in the spirit of MAD. Its Random Erasing, as the authors ran it,
+  touched only the top row of the image in 200 draws, at most {most_erased} values.
+"""))
+
+# %% [markdown]
 #
 # ## Exercises
 #
@@ -297,12 +320,15 @@ assert x.shape == (8, 3, 112, 112) and x.dtype == torch.float32 and y.dtype == t
 # 3. Find the two classes whose cue vectors in `cues` are closest (Euclidean distance between
 #    rows) and draw one face of each with `render_face(label, seed=0)`. Which part must a model
 #    see to tell them apart? Hide it (`occlude_part=...`) and look again.
-# 4. Random Erasing in `train_transform` writes 0 after normalisation. Over 200 draws on one
-#    face, measure the share of pixels with all three channels exactly 0 and compare it with
-#    $p \cdot \mathbb{E}[\text{area}] = 0.5 \times (0.02 + 0.4) / 2$. Why is the measured share a
-#    little lower? (Hint: torchvision gives up when 10 tries do not fit the rectangle.)
+# 4. Random Erasing as the config reads it (`train_transform(config, erasing="config")`, on the
+#    CHW image) writes 0 after normalisation. Over 200 draws on one face, measure the share of
+#    pixels with all three channels exactly 0 and compare it with
+#    $p \cdot \mathbb{E}[\text{area}] = 0.5 \times (0.02 + 0.4) / 2$. Why might the measured
+#    share be a little lower? (Hint: a try whose rectangle does not fit is drawn again, at most
+#    a few times.)
 # 5. A small experiment at the `cpu` profile: train the CNN baseline without class-balanced
-#    sampling, at the budget of the committed ablation (3 epochs, minutes on two CPU cores),
+#    sampling, at the budget of the committed ablation (3 epochs; the provenance line of
+#    `book/results/ablation-cpu.md` gives the CPU and the time its runs took),
 #
 #    ```bash
 #    python -m transfer_lib train --profile cpu --variant ir50 --balance none \

@@ -3,7 +3,7 @@
 #
 # TransFER does not look at pixels directly. A convolutional **stem** first turns the
 # $S \times S$ face ($S = 112$) into a grid of local descriptors, the feature map
-# $F \in \mathbb{R}^{C \times H \times W}$ with $C = 256$ and $H = W = 14$, and everything
+# $F \in \mathbb{R}^{C \times G \times G}$ with $C = 256$ and $G = 14$, and everything
 # after it (LANets, the transformer) works on that grid. The stem is IR-50, the "improved
 # residual" ResNet-50 of the ArcFace line of face recognition {cite:p}`deng2019arcface`, in the
 # implementation of face.evoLVe {cite:p}`faceevolve`. The paper takes IR-50 pretrained on
@@ -27,18 +27,19 @@
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
+from IPython.display import Markdown
 from PIL import Image
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from transfer_lib import viz
+from transfer_lib import build_model, viz
 from transfer_lib.data.synth import render_face
 from transfer_lib.data.transforms import eval_transform
 from transfer_lib.models import stem as lib
 from transfer_lib.models.config import make_config
 from transfer_lib.pretrained import load_ir50_stem
 from transfer_lib.profiles import active_profile, find_rafdb
-from transfer_lib.summary import count_parameters
+from transfer_lib.summary import count_parameters, forward_flops
 
 viz.use_book_style()
 torch.manual_seed(0)
@@ -54,34 +55,33 @@ print(f"stem widths {config.stem_widths}, depths {config.stem_depths}, "
 # A ResNet unit {cite:p}`he2016resnet` adds a learned residual to a shortcut. face.evoLVe's
 # `bottleneck_IR`, the unit TransFER's stem is made of, puts a BatchNorm *before* the first
 # convolution, a per-channel PReLU between the two 3 x 3 convolutions, a BatchNorm after the
-# second, and the stride $s$ on the *second* convolution. With $x$ a map of $c_{\text{in}}$
-# channels and $c_{\text{out}}$ the unit's width:
+# second, and the stride $s$ on the *second* convolution. With $X$ a map of
+# $C_{\text{in}}$ channels and $C_{\text{out}}$ the unit's width:
 #
 # $$
-# \mathrm{IR}(x) = \mathrm{BN}_2\Big(\mathrm{conv}^{3\times3}_{s}\big(
-#   \mathrm{PReLU}(\mathrm{conv}^{3\times3}_{1}(\mathrm{BN}_1(x)))\big)\Big)
-#   + \mathrm{sc}_s(x),
-# \qquad \mathrm{PReLU}(z)_c = \max(0, z_c) + a_c \min(0, z_c)
+# \mathrm{IR}(X) = \mathrm{BN}_2\Big(\mathrm{conv}^{3\times3}_{s}\big(
+#   \mathrm{PReLU}(\mathrm{conv}^{3\times3}_{1}(\mathrm{BN}_1(X)))\big)\Big)
+#   + \mathrm{sc}_s(X),
+# \qquad \mathrm{PReLU} = \max(0, \cdot) + \alpha \min(0, \cdot)
 # $$ (eq-ir-unit)
 #
-# where $\mathrm{conv}^{k\times k}_{s}$ is a $k \times k$ convolution with stride $s$, padding
-# $\lfloor k/2 \rfloor$ and no bias, and $a_c$ is PReLU's learned slope for channel $c$. The
-# shortcut is
+# where $\mathrm{conv}^{3\times3}_{s}$ is a 3 x 3 convolution with stride $s$, padding 1 and no
+# bias ($\mathrm{conv}^{1\times1}_{s}$ a 1 x 1 one, without padding), and $\alpha$ is PReLU's
+# learned slope, one per channel. The shortcut is
 #
 # $$
-# \mathrm{sc}_s(x) =
+# \mathrm{sc}_s(X) =
 # \begin{cases}
-#   \mathrm{maxpool}^{1\times1}_{s}(x) = x[:, ::s, ::s] & c_{\text{in}} = c_{\text{out}},\\
-#   \mathrm{BN}_3\big(\mathrm{conv}^{1\times1}_{s}(x)\big) & \text{otherwise,}
+#   \mathrm{maxpool}^{1\times1}_{s}(X) = X[:, ::s, ::s] & C_{\text{in}} = C_{\text{out}},\\
+#   \mathrm{BN}_3\big(\mathrm{conv}^{1\times1}_{s}(X)\big) & \text{otherwise,}
 # \end{cases}
 # $$ (eq-ir-shortcut)
 #
 # a 1 x 1 max-pool with stride $s$ being nothing but keeping every $s$-th row and column. Both
-# branches map an $H \times W$ grid to
+# branches map a $G \times G$ grid to a $G' \times G'$ one,
 #
 # $$
-# H' = \left\lfloor \frac{H - 1}{s} \right\rfloor + 1, \qquad
-# W' = \left\lfloor \frac{W - 1}{s} \right\rfloor + 1 .
+# G' = \left\lfloor \frac{G - 1}{s} \right\rfloor + 1 .
 # $$ (eq-ir-shape)
 #
 # Here is {eq}`eq-ir-unit` and {eq}`eq-ir-shortcut`, line by line:
@@ -109,7 +109,7 @@ class IRUnit(nn.Module):
         return self.sc_bn(self.sc_conv(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # (n, c_in, H, W) -> (n, c_out, H', W')
+        # (n, C_in, G, G) -> (n, C_out, G', G')
         residual = self.bn2(self.conv2(self.prelu(self.conv1(self.bn1(x)))))
         return residual + self.shortcut(x)
 
@@ -136,22 +136,11 @@ def load_from_library(ours: IRUnit, theirs: lib.BottleneckIR) -> IRUnit:
     return ours
 
 
-def randomise_batchnorm(module: nn.Module, generator: torch.Generator) -> None:
-    """Non-trivial BN statistics and affine parameters, so that the check below means
-    something (fresh BN layers are the identity in eval mode)."""
-    for bn in (m for m in module.modules() if isinstance(m, nn.BatchNorm2d)):
-        c = bn.num_features
-        bn.running_mean.copy_(torch.randn(c, generator=generator) * 0.5)
-        bn.running_var.copy_(torch.rand(c, generator=generator) + 0.5)
-        bn.weight.data.copy_(torch.rand(c, generator=generator) + 0.5)
-        bn.bias.data.copy_(torch.randn(c, generator=generator) * 0.1)
-
-
 g = torch.Generator().manual_seed(0)
 cases = [(64, 64, 2), (64, 128, 2), (128, 128, 1)]  # identity-strided, conv, identity
 for c_in, c_out, s in cases:
     theirs = lib.BottleneckIR(c_in, c_out, s)
-    randomise_batchnorm(theirs, g)
+    viz.randomise_batchnorm(theirs, g)  # a fresh BN is the identity in eval mode: a weak check
     ours = load_from_library(IRUnit(c_in, c_out, s), theirs)
     x = torch.randn(4, c_in, 28, 28, generator=g)
     for mode in ("eval", "train"):  # running statistics, then batch statistics
@@ -187,9 +176,9 @@ assert sum(isinstance(m, nn.BatchNorm2d) for m in unit.res_layer) == 2
 # a shift per channel, PReLU one slope per channel, the convolutions no bias):
 #
 # $$
-# P(c_{\text{in}}, c_{\text{out}}) = 2c_{\text{in}} + 9c_{\text{in}}c_{\text{out}}
-#   + c_{\text{out}} + 9c_{\text{out}}^2 + 2c_{\text{out}}
-#   + [c_{\text{in}} \ne c_{\text{out}}]\,(c_{\text{in}}c_{\text{out}} + 2c_{\text{out}}) .
+# \mathrm{params}(C_{\text{in}}, C_{\text{out}}) = 2C_{\text{in}} + 9C_{\text{in}}C_{\text{out}}
+#   + C_{\text{out}} + 9C_{\text{out}}^2 + 2C_{\text{out}}
+#   + [C_{\text{in}} \ne C_{\text{out}}]\,(C_{\text{in}}C_{\text{out}} + 2C_{\text{out}}) .
 # $$ (eq-ir-params)
 
 # %%
@@ -209,7 +198,8 @@ print(f"a 256 -> 256 unit: {unit_parameters(256, 256):,} parameters by (eq-ir-pa
 #
 # `unit_specs` lists every unit as (in channels, out channels, stride); the first unit of a
 # stage halves the resolution. Stage 4 of IR-50 (3 units of width 512, 7 x 7) is left out:
-# TransFER wants a 14 x 14 grid, enough positions for local regions. The `parameters` column is
+# TransFER keeps a 14 x 14 grid, 196 positions for the LANets to choose local regions among
+# (exercise 3 asks whether 7 x 7 would do). The `parameters` column is
 # {eq}`eq-ir-params`.
 
 # %%
@@ -258,20 +248,21 @@ assert shapes[-1][1] == (1, config.stem_channels, 14, 14)  # F: C x H x W
 #
 # The cell below counts the stem's parameters and its forward FLOPs for one $112 \times 112$
 # face, counting a multiply-add as 2 FLOPs (PyTorch's `FlopCounterMode`; tables that count
-# multiply-adds, as fvcore and thop do, give half these numbers). Chapter 6 counts the whole of
-# TransFER the same way (65.2 M parameters, 29.6 GFLOPs) and compares the conventions.
+# multiply-adds, as fvcore and thop do, give half these numbers), and counts the whole of
+# TransFER the same way to give the stem's share (chapter 6 compares the conventions).
 
 # %%
 with torch.no_grad(), FlopCounterMode(display=False) as counter:
     stem(x)
 params, flops = count_parameters(stem), counter.get_total_flops()
-print(f"stem parameters: {params / 1e6:.1f} M "
-      f"({params / 65.2e6:.0%} of TransFER's 65.2 M); "
-      f"forward: {flops / 1e9:.1f} GFLOPs "
-      f"= {flops / 2e9:.1f} G multiply-adds per image "
-      f"({flops / 29.6e9:.0%} of TransFER's 29.6 GFLOPs)")
+whole = build_model("transfer", size="paper").eval()
+whole_params, whole_flops = count_parameters(whole), forward_flops(whole)
+del whole
+print(f"stem parameters: {params / 1e6:.1f} M ({params / whole_params:.0%} of TransFER's "
+      f"{whole_params / 1e6:.1f} M); forward: {flops / 1e9:.1f} GFLOPs = "
+      f"{flops / 2e9:.1f} G multiply-adds per image ({flops / whole_flops:.0%} of "
+      f"TransFER's {whole_flops / 1e9:.1f} GFLOPs)")
 assert round(params / 1e6, 1) == 17.6
-assert 0.33 < flops / 29.6e9 < 0.4
 
 # %% [markdown]
 # ## Pretrained on MS-Celeb-1M
@@ -327,25 +318,30 @@ plt.show()
 assert out.shape == (1, 256, 14, 14) and torch.isfinite(out).all()
 
 # %% [markdown]
-# The stem's output $F$, $C = 256$ channels on an $H \times W = 14 \times 14$ grid, is what the
+# The stem's output $F$, $C = 256$ channels on a $G \times G = 14 \times 14$ grid, is what the
 # rest of TransFER works with: 196 positions, each a 256-dimensional description of a patch of
-# $S / W = 8 \times 8$ input pixels (with a much larger receptive field). Chapter 4 weighs these
+# $S / G = 8$ by 8 input pixels (with a much larger receptive field). Chapter 4 weighs these
 # positions with attention maps.
 #
 # ## Summary
-#
-# * The stem is face.evoLVe's IR-50, stages 1-3: an input layer and 21 `bottleneck_IR` units
-#   {eq}`eq-ir-unit`, turning a $112 \times 112$ face into $F \in \mathbb{R}^{256 \times 14
-#   \times 14}$.
-# * A unit is BN, conv 3 x 3, PReLU, conv 3 x 3 with the stride, BN, plus a shortcut that is a
-#   strided subsampling when the width is kept and a 1 x 1 convolution with BN when it changes
-#   {eq}`eq-ir-shortcut`.
-# * Written from its equation, the unit equals the library's `BottleneckIR` with the same
-#   weights, in both BatchNorm modes; the library keeps face.evoLVe's names so that the
-#   MS-Celeb-1M weights (face.evoLVe's `MS-Celeb-1M_Align_112x112`: 85,742 identities, 5.8 M
-#   images) load unchanged.
-# * The stem holds 17.6 M parameters and, counted in FLOPs (2 per multiply-add), over a third of
-#   TransFER's forward cost.
+
+# %% tags=["hide-input"]
+display(Markdown(f"""
+* The stem is face.evoLVe's IR-50, stages 1-3: an input layer and {len(specs)} `bottleneck_IR`
+  units {{eq}}`eq-ir-unit`, turning a {config.input_size} x {config.input_size} face into
+  $F$ of shape {" x ".join(map(str, out.shape[1:]))}.
+* A unit is BN, conv 3 x 3, PReLU, conv 3 x 3 with the stride, BN, plus a shortcut that is a
+  strided subsampling when the width is kept and a 1 x 1 convolution with BN when it changes
+  {{eq}}`eq-ir-shortcut`.
+* Written from its equation, the unit gave the same outputs as the library's `BottleneckIR`
+  with the same weights, in both BatchNorm modes, for the {len(cases)} kinds of unit checked;
+  the library keeps face.evoLVe's names, so the MS-Celeb-1M weights load unchanged.
+* The stem holds {params / 1e6:.1f} M of TransFER's {whole_params / 1e6:.1f} M parameters and,
+  counted in FLOPs (2 per multiply-add), {flops / 1e9:.1f} of its {whole_flops / 1e9:.1f}
+  GFLOPs ({flops / whole_flops:.0%}).
+"""))
+
+# %% [markdown]
 #
 # ## Exercises
 #
@@ -354,7 +350,7 @@ assert out.shape == (1, 256, 14, 14) and torch.isfinite(out).all()
 #    17.6 M?
 # 2. Use {eq}`eq-ir-shape` to predict the stem's output grid for a $48 \times 48$ input (the
 #    `cpu` profile's $S$) and check it:
-#    `lib.IR50Stem()(torch.randn(1, 3, 48, 48)).shape`. How many tokens $N = HW$ would the
+#    `lib.IR50Stem()(torch.randn(1, 3, 48, 48)).shape`. How many tokens $N = G^2$ would the
 #    transformer then see?
 # 3. Put stage 4 back: `lib.IR50Stem((64, 128, 256, 512), (3, 4, 14, 3))`. Check the output
 #    shape, the parameter count and, with `FlopCounterMode`, how many FLOPs stage 4 adds. Why
