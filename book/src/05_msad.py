@@ -1,8 +1,8 @@
 # %% [markdown]
 # # 5. MSAD: relations between regions
 #
-# After the local CNN, the $C \times H \times W$ feature map is weighted by where the LANets
-# looked. A 1 x 1 convolution projects each of its $N = HW = 196$ positions to a
+# After the local CNN, the $C \times G \times G$ feature map is weighted by where the LANets
+# looked. A 1 x 1 convolution projects each of its $N = G^2 = 196$ positions to a
 # $D = 768$-dimensional **token**, and a transformer {cite:p}`vaswani2017attention` lets every
 # token look at every other: this is where TransFER models *relations* between parts of the face.
 # Its blocks are those of the Vision Transformer {cite:p}`dosovitskiy2021vit`, with one addition.
@@ -23,10 +23,9 @@ import math
 from collections import OrderedDict
 
 import matplotlib.pyplot as plt
-import pandas as pd
 import torch
 import torch.nn.functional as F
-from IPython.display import display
+from IPython.display import Markdown, display
 from PIL import Image
 from torch import nn
 
@@ -34,11 +33,7 @@ from transfer_lib import build_model, viz
 from transfer_lib.data.synth import render_face
 from transfer_lib.data.transforms import eval_transform
 from transfer_lib.models.config import make_config
-from transfer_lib.models.msad import (
-    MSADAttention,
-    MSADBlock,
-    MultiHeadSelfAttentionDropping,
-)
+from transfer_lib.models.msad import MSADAttention, MSADBlock, MultiHeadSelfAttentionDropping
 from transfer_lib.pretrained import load_vit_small
 from transfer_lib.profiles import active_profile, find_rafdb
 from transfer_lib.summary import count_parameters
@@ -48,9 +43,8 @@ torch.manual_seed(0)
 profile = active_profile()
 print(viz.describe_setup(profile, find_rafdb()))
 config = make_config(size="paper")
-D, h = config.embed_dim, config.num_heads
-d_h, N = D // h, config.num_tokens
-p2 = config.msad_p
+D, h, N, p2 = config.embed_dim, config.num_heads, config.num_tokens, config.msad_p
+d_h = D // h
 print(f"N = {N} tokens + cls, D = {D}, L = {config.depth} blocks of h = {h} heads "
       f"(d_h = {d_h}), MSAD p2 = {p2}, library default mode {config.msad_mode!r}")
 
@@ -91,13 +85,11 @@ out = attn.proj(heads.transpose(1, 2).reshape(n, N + 1, D))  # (eq-msad-mhsa)
 with torch.no_grad():
     lib_out, lib_weights = attn(z, return_attention=True)
     fast_out, _ = attn(z)  # scaled_dot_product_attention, the path used in training
-print("q, k, v:", tuple(q.shape), " weights:", tuple(weights.shape),
-      " output:", tuple(out.shape))
+print("q, k, v:", tuple(q.shape), " weights:", tuple(weights.shape), " output:", tuple(out.shape))
 torch.testing.assert_close(out, lib_out, atol=1e-5, rtol=1e-4)
 torch.testing.assert_close(out, fast_out, atol=1e-5, rtol=1e-4)
 torch.testing.assert_close(weights, lib_weights, atol=1e-6, rtol=1e-5)
-# rows are distributions
-torch.testing.assert_close(weights.sum(-1), torch.ones(n, h, N + 1))
+torch.testing.assert_close(weights.sum(-1), torch.ones(n, h, N + 1))  # rows: distributions
 
 # %% [markdown]
 # ## MSAD in the paper: drop one head
@@ -112,9 +104,9 @@ torch.testing.assert_close(weights.sum(-1), torch.ones(n, h, N + 1))
 # (Q_j, K_j, V_j) \leftarrow (g_j Q_j,\; g_j K_j,\; g_j V_j)
 # $$ (eq-msad-head)
 #
-# and nothing is rescaled (dropout would scale the rest by $1/(1-p_2)$). Why is zeroing a head's *inputs* the
-# same as removing the head? With $Q_j = K_j = V_j = 0$, every score is $0$, the softmax of a row
-# of zeros is uniform, and a uniform mean of zero values is zero:
+# and nothing is rescaled (dropout would scale the rest by $1/(1-p_2)$). Why is zeroing a
+# head's *inputs* the same as removing the head? With $Q_j = K_j = V_j = 0$, every score is $0$,
+# the softmax of a row of zeros is uniform, and a uniform mean of zero values is zero:
 #
 # $$
 # \mathrm{softmax}\!\left(\frac{0\,0^\top}{\sqrt{d_h}}\right) 0
@@ -131,10 +123,7 @@ small = torch.randn(1, 5, 3, 2, 3)  # (n, N+1, 3, h, d_h): 5 tokens, 2 heads of 
 
 
 def attend(qkv):
-    """(eq-msad-attention) on a qkv tensor (n, N+1, 3, h, d_h).
-
-    Returns the weights (n, h, N+1, N+1) and the heads (n, h, N+1, d_h).
-    """
+    """(eq-msad-attention) on qkv (n, N+1, 3, h, d_h) -> weights (n, h, N+1, N+1), heads."""
     q, k, v = qkv.permute(2, 0, 3, 1, 4)
     w = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(qkv.shape[-1]), dim=-1)
     return w, w @ v
@@ -143,8 +132,8 @@ def attend(qkv):
 g = torch.tensor([1.0, 0.0])  # keep head 1, drop head 2
 w_dropped, heads_dropped = attend(small * g[None, None, None, :, None])
 _, heads_full = attend(small)
-print("weights of the dropped head (every row uniform, 1/5):\n", w_dropped[0, 1])
-print("its output:", heads_dropped[0, 1].abs().max().item())
+print("weights of the dropped head (rows uniform):\n", w_dropped[0, 1], "\nits output:",
+      heads_dropped[0, 1].abs().max().item())
 torch.testing.assert_close(w_dropped[0, 1], torch.full((5, 5), 1 / 5))
 # dropping the inputs = zeroing that head's output, and the kept head is untouched
 torch.testing.assert_close(heads_dropped, heads_full * g[None, :, None, None])
@@ -175,39 +164,35 @@ i, zero_index = 0, 5
 authors[i, zero_index, ...] = 0
 zeroed_tokens = (authors[i] == 0).all(dim=(1, 2, 3)).nonzero().flatten().tolist()
 zeroed_heads = (authors[i] == 0).all(dim=(0, 1, 3)).nonzero().flatten().tolist()
-print(f"sample {i}: tokens entirely zeroed {zeroed_tokens}, "
-      f"heads entirely zeroed {zeroed_heads}")
+print(f"sample {i}: tokens entirely zeroed {zeroed_tokens}, heads entirely zeroed {zeroed_heads}")
 assert zeroed_tokens == [zero_index] and zeroed_heads == []
 
 # %% [markdown]
-# With the same coin $\delta$ and the same draw, now read as a token index
-# $t \in \{0, \dots, h-1\}$ (0-based, 0 = cls), the token mode sets, in every head,
+# With the same coin $\delta$ and the same draw, now read as a token $\tau \in \{0, \dots,
+# h-1\}$ (0-based, 0 = cls), the token mode sets, in every head $j$,
 #
 # $$
-# (q_t,\; k_t,\; v_t) \leftarrow (0,\; 0,\; 0)
+# (Q_j[\tau],\; K_j[\tau],\; V_j[\tau]) \leftarrow (0,\; 0,\; 0)
 # $$ (eq-msad-token)
 #
-# where $q_t, k_t, v_t$ are row $t$ of $Q_j, K_j, V_j$. Its effect is not the head mode's.
-# Token $t$'s query is zero, so its own row of weights is uniform and its output is the plain
-# mean of all values: not zero. Its key is zero, so every other token scores it $0$ (not
-# $-\infty$): it still takes a share of their weight, and since its value is zero, that share
-# is simply lost (the rest is not renormalised). On the small tensor, with $t = 1$:
+# where $Q_j[\tau]$ is row $\tau$ of $Q_j$. Its effect is not the head mode's. Token $\tau$'s
+# query is zero, so its own row of weights is uniform and its output is the plain mean of all
+# values: not zero. Its key is zero, so every other token scores it $0$ (not $-\infty$): it
+# still takes a share of their weight, and since its value is zero, that share is simply lost
+# (the rest is not renormalised). On the small tensor, with $\tau = 1$:
 
 # %%
-t = 1
+tau = 1
 token_keep = torch.ones(1, 5, 1, 1, 1)
-token_keep[:, t] = 0
+token_keep[:, tau] = 0
 w_tok, heads_tok = attend(small * token_keep)
-v_small = (small * token_keep)[0, :, 2]  # (N+1, h, d_h): the values, v_t = 0
-print(f"row {t} of head 1's weights (uniform): "
-      f"{[round(x, 3) for x in w_tok[0, 0, t].tolist()]}")
-print(f"column {t} (scores of 0 from the other tokens): "
-      f"{[round(x, 3) for x in w_tok[0, 0, :, t].tolist()]}")
-torch.testing.assert_close(w_tok[0, :, t], torch.full((2, 5), 1 / 5))
-# token t's output: the plain mean of the values
-torch.testing.assert_close(heads_tok[0, :, t], v_small.mean(0))
-assert (heads_tok[0, :, t].abs() > 0).any()  # token t's output is not zero
-assert (w_tok[0, :, :, t] > 0).all()  # and it still takes a share of every row's weight
+v_small = (small * token_keep)[0, :, 2]  # (N+1, h, d_h): the values, row tau zero
+print(f"row {tau} of head 1's weights (uniform): {w_tok[0, 0, tau].numpy().round(3)}\n"
+      f"column {tau} (scores of 0 from the others): {w_tok[0, 0, :, tau].numpy().round(3)}")
+torch.testing.assert_close(w_tok[0, :, tau], torch.full((2, 5), 1 / 5))
+torch.testing.assert_close(heads_tok[0, :, tau], v_small.mean(0))  # the mean of the values
+assert (heads_tok[0, :, tau].abs() > 0).any()  # token tau's output is not zero
+assert (w_tok[0, :, :, tau] > 0).all()  # and it still takes a share of every row's weight
 
 # %% [markdown]
 # ## MSAD, written out
@@ -219,10 +204,7 @@ assert (w_tok[0, :, :, t] > 0).all()  # and it still takes a share of every row'
 
 # %%
 def msad_keep_mask(n, tokens, h, p2, mode):
-    """The keep-mask of (eq-msad-head) or (eq-msad-token).
-
-    Broadcastable to the qkv tensor (n, N+1, 3, h, d_h).
-    """
+    """The keep-mask of (eq-msad-head) or (eq-msad-token), broadcastable to qkv."""
     hit = torch.rand(n) < p2  # delta: one coin per sample
     chosen = torch.randint(h, (n,))  # j*, drawn from range(h) in both modes
     if mode == "head":
@@ -240,8 +222,7 @@ for mode in ("head", "token"):
     torch.manual_seed(7)
     lib = MultiHeadSelfAttentionDropping(p2, mode).keep_mask(torch.empty(qkv_shape))
     assert torch.equal(ours, lib), mode
-    print(f"mode {mode!r}: mask {tuple(ours.shape)} equals the library's; "
-          f"{int((ours == 0).flatten(1).any(1).sum())} of 64 samples hit")
+    print(f"mode {mode!r}: mask {tuple(ours.shape)} equals the library's (same seed)")
 
 # %% [markdown]
 # ## A block with MSAD
@@ -255,16 +236,13 @@ for mode in ("head", "token"):
 # $$ (eq-msad-block)
 #
 # where MHSA carries MSAD on its queries, keys and values in training, and the MLP is
-# $D \to 3D \to D$ with a GELU (mlp_ratio 3); the LayerNorms use $\epsilon = 10^{-6}$. Here it
+# $D \to 3D \to D$ with a GELU (mlp_ratio 3); the LayerNorms' epsilon is $10^{-6}$. Here it
 # is in full, with the names of timm's ViT (`norm1`, `attn.qkv`, `attn.proj`, `norm2`,
 # `mlp.fc1`, `mlp.fc2`), so that the library's weights load into it as they are:
 
 # %%
 class Attention(nn.Module):
-    """(eq-msad-attention), (eq-msad-mhsa), with MSAD in training.
-
-    (n, N+1, D) -> (n, N+1, D).
-    """
+    """(eq-msad-attention), (eq-msad-mhsa), MSAD in training: (n, N+1, D) -> (n, N+1, D)."""
 
     def __init__(self, D, h, p2, mode):
         super().__init__()
@@ -274,8 +252,7 @@ class Attention(nn.Module):
 
     def forward(self, z):
         n, tokens, D = z.shape
-        d_h = D // self.h
-        qkv = self.qkv(z).reshape(n, tokens, 3, self.h, d_h)  # (n, N+1, 3, h, d_h)
+        qkv = self.qkv(z).reshape(n, tokens, 3, self.h, D // self.h)  # (n, N+1, 3, h, d_h)
         if self.training and self.p2 > 0:
             qkv = qkv * msad_keep_mask(n, tokens, self.h, self.p2, self.mode)
         _, heads = attend(qkv)  # (n, h, N+1, d_h)
@@ -312,8 +289,7 @@ for mode in ("head", "token"):
     ours = Block(D, h, p2, mode, config.mlp_ratio, config.layer_norm_eps)
     ours.load_state_dict(lib_block.state_dict())  # strict: every name and shape matches
     with torch.no_grad():
-        torch.testing.assert_close(ours.eval()(z), lib_block.eval()(z)[0],
-                                   atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(ours.eval()(z), lib_block.eval()(z)[0], atol=1e-5, rtol=1e-4)
         torch.manual_seed(3)
         lib_train = lib_block.train()(z)[0]
         torch.manual_seed(3)
@@ -326,16 +302,14 @@ for mode in ("head", "token"):
     changed = (our_train - our_eval).abs().flatten(1).amax(1) > 1e-6
     print(f"mode {mode!r}: eval and train outputs equal the library's; samples hit "
           f"{hit.nonzero().flatten().tolist()}, and only those changed")
-    # MSAD did act, and only on the samples it hit
-    assert hit.any() and torch.equal(changed, hit)
-block = lib_block
+    assert hit.any() and torch.equal(changed, hit)  # MSAD acted, only on the samples it hit
 
 # %% [markdown]
 # A block's parameters: $3D^2$ for $W^{qkv}$ (no bias), $D^2 + D$ for the projection,
 # $3D^2 + 3D$ and $3D^2 + D$ for the MLP, and $2D$ for each LayerNorm: $10D^2 + 9D$ in all.
 
 # %%
-per_block = count_parameters(block)
+per_block = count_parameters(lib_block)
 print(f"one block: {per_block:,} = 10 D^2 + 9 D parameters ({per_block / 1e6:.2f} M); "
       f"L = {config.depth} blocks: {config.depth * per_block / 1e6:.1f} M")
 assert per_block == 10 * D**2 + 9 * D
@@ -354,28 +328,23 @@ model = build_model("transfer", size="paper").eval()
 face = Image.fromarray(render_face("Fear", seed=11))
 xf = eval_transform(config)(face)[None]
 with torch.no_grad():
-    details = model.forward_with_details(xf)
-attentions = details.attentions
-grid = config.token_grid
-cls_rows = attentions[0][0, :, 0, 1:].reshape(h, grid, grid)  # (h, H, W)
-fig = viz.show_grid(list(cls_rows), titles=[f"head {j + 1}" for j in range(h)],
-                    cmap="viridis", ncols=8, size=1.2,
-                    suptitle="block 1, cls token -> 196 positions "
-                    "(random initialisation, synthetic face)")
+    attentions = model.forward_with_details(xf).attentions
+cls_rows = attentions[0][0, :, 0, 1:].reshape(h, config.token_grid, -1)  # (h, G, G)
+viz.show_grid(list(cls_rows), [f"head {j + 1}" for j in range(h)], cmap="viridis", size=1.2,
+              suptitle="block 1, cls token -> 196 positions (random weights, synthetic face)")
 plt.show()
-print(len(attentions), "blocks, each", tuple(attentions[0].shape))
 row = attentions[0][0, :, 0, :]  # (h, N+1): the cls token's weights in block 1
 entropy = -(row * row.log()).sum(-1) / math.log(N + 1)  # 1 = perfectly uniform
-print("entropy of the cls row per head, as a share of the uniform's:",
-      [round(e, 3) for e in entropy.tolist()])
 assert len(attentions) == config.depth and attentions[0].shape == (1, h, N + 1, N + 1)
 assert (entropy > 0.98).all()
 
 # %% [markdown]
 # At initialisation the queries and keys are small, the weights stay close to $1/197$ (the
-# entropy of each row is over 98 % of the uniform distribution's), and the attention means
-# "average everything". That is one reason TransFER does not train its
-# transformer from scratch (see the last section).
+# entropy of each row is over 98 % of the uniform distribution's, as the cell checks), and the
+# attention means "average everything". A transformer must learn from there where to look,
+# which may be one reason the authors start it from pretrained weights (the last section); the
+# paper does not say, and comparing runs with and without those weights at one budget would
+# test it.
 #
 # ## The two modes side by side
 #
@@ -386,23 +355,14 @@ assert (entropy > 0.98).all()
 # samples (the same random draws: only the dimension they index differs):
 
 # %%
-head_msad = MultiHeadSelfAttentionDropping(p=p2, mode="head").train()
-token_msad = MultiHeadSelfAttentionDropping(p=p2, mode="token").train()
-torch.manual_seed(2)
-head_out = head_msad(ones)
-torch.manual_seed(2)
-token_out = token_msad(ones)
-head_zeroed = (head_out == 0).all(dim=(1, 2, 4))  # (n, h): head zeroed in every token
-token_zeroed = (token_out == 0).all(dim=(2, 3, 4))  # (n, N+1): zeroed in every head
-# a whole head or nothing
-assert torch.equal((head_out == 0).any(dim=(1, 2, 4)), head_zeroed)
-fig, axes = plt.subplots(1, 2, figsize=(9, 2.8), gridspec_kw={"width_ratios": [h, 20]})
-viz.plot_mask(~head_zeroed.T, title='mode="head" (the paper): one head of a sample',
-              xlabel="sample", ylabel="head", ax=axes[0])
-viz.plot_mask(~token_zeroed.T, title='mode="token" (authors\' code): one of tokens 0-7',
-              xlabel="sample", ylabel="token (0 = cls)", ax=axes[1])
-axes[1].axhline(h - 0.5, color="0.4", lw=0.8, ls="--")
-fig.tight_layout()
+zeroed = {}
+for mode in ("head", "token"):
+    torch.manual_seed(2)
+    zeroed[mode] = MultiHeadSelfAttentionDropping(p=p2, mode=mode).train()(ones) == 0
+head_zeroed = zeroed["head"].all(dim=(1, 2, 4))  # (n, h): head zeroed in every token
+token_zeroed = zeroed["token"].all(dim=(2, 3, 4))  # (n, N+1): token zeroed in every head
+assert torch.equal(zeroed["head"].any(dim=(1, 2, 4)), head_zeroed)  # a whole head or nothing
+viz.plot_msad_modes(head_zeroed, token_zeroed)
 plt.show()
 print("samples hit:", head_zeroed.any(dim=1).nonzero().flatten().tolist())
 assert torch.equal(head_zeroed.any(1), token_zeroed.any(1))  # the same coins
@@ -413,16 +373,11 @@ assert not token_zeroed[:, h:].any()  # only the first h tokens can be hit
 # Statistically both hit a sample with probability $p_2$ and never more than one head or token:
 
 # %%
-big = torch.ones(50_000, 16, 3, h, 1)
-rows = []
-for mode in ("head", "token"):
-    m = MultiHeadSelfAttentionDropping(p2, mode).train()
-    keep = m.keep_mask(big)
-    hit = (keep == 0).flatten(1).any(dim=1).float().mean().item()
-    rows.append(dict(mode=mode, mask_shape=tuple(keep.shape[1:]),
-                     samples_hit=round(hit, 3)))
-display(pd.DataFrame(rows).set_index("mode"))
-assert all(abs(r["samples_hit"] - p2) < 0.01 for r in rows)
+big = torch.ones(50_000, 16, 3, h, 1)  # (n, N+1, 3, h, d_h)
+hit_rate = {mode: (MultiHeadSelfAttentionDropping(p2, mode).train().keep_mask(big) == 0)
+            .flatten(1).any(dim=1).float().mean().item() for mode in ("head", "token")}
+print(f"samples hit, of {len(big):,}:", {k: round(v, 4) for k, v in hit_rate.items()})
+assert all(abs(v - p2) < 0.01 for v in hit_rate.values())
 
 # %% [markdown]
 # ## Starting from ViT-Small
@@ -445,28 +400,29 @@ assert math.isclose(attn.scale, d_h ** -0.5)
 assert math.isclose(MSADAttention(D, h, qk_scale=D ** -0.5).scale, D ** -0.5)
 vit_path = viz.find_weights("vit_small_p16_224-15ec54c9.pth", "TRANSFER_VIT")
 if vit_path is None:
-    print("vit_small_p16_224-15ec54c9.pth not found: "
-          "the transformer stays randomly initialised")
+    print("vit_small_p16_224-15ec54c9.pth not found: the transformer stays randomly initialised")
 else:
     report = load_vit_small(model.transformer, vit_path)
     assert model.transformer.pos_embed.shape == (1, N + 1, D)
 
 # %% [markdown]
 # ## Summary
-#
-# * Multi-head self-attention {eq}`eq-msad-attention`, {eq}`eq-msad-mhsa` lets each of the
-#   $N+1$ tokens take a weighted mean of the others' values, in $h$ heads of $d_h = D/h$.
-# * MSAD {eq}`eq-msad-head` zeroes the queries, keys and values of one head of a hit sample
-#   (probability $p_2$, per sample and per block, training only, no rescaling); by
-#   {eq}`eq-msad-zero` that removes the head's output exactly.
-# * The authors' code indexes the token axis instead {eq}`eq-msad-token`: it zeroes one of the
-#   first $h$ tokens in every head, whose output becomes the mean of the values rather than
-#   zero. The library has both (`msad_mode`), the paper's by default.
-# * Our block {eq}`eq-msad-block`, written here in 30 lines, equals the library's `MSADBlock`
-#   with the same weights, and its MSAD masks equal the library's with the same seed.
-# * A block has $10D^2 + 9D$ parameters (5.9 M at $D = 768$); TransFER's transformer starts from
-#   ViT-Small, with a logit scale $\sqrt h$ times larger than ViT-Small was trained with.
-#
+
+# %% tags=["hide-input"]
+display(Markdown(f"""
+* Attention written from {{eq}}`eq-msad-attention` and {{eq}}`eq-msad-mhsa` gave the library's
+  outputs. At initialisation the cls token's weights in block 1 were close to uniform: their
+  entropy was at least {entropy.min():.1%} of the uniform distribution's in every head.
+* MSAD {{eq}}`eq-msad-head` hit {hit_rate["head"]:.1%} of {len(big):,} samples
+  ($p_2 = {p2}$), one head each, and zeroing a head's queries, keys and values zeroed its output
+  exactly {{eq}}`eq-msad-zero`. The authors' token mode {{eq}}`eq-msad-token` hit
+  {hit_rate["token"]:.1%}, but a hit token's output became the mean of the values, not zero.
+* The block {{eq}}`eq-msad-block`, written out, gave `MSADBlock`'s outputs, with the same masks
+  from the same seed. It has {per_block:,} = $10D^2 + 9D$ parameters at $D = {D}$, and
+  TransFER's logit scale is {attn.scale / D ** -0.5:.2f} ($\\sqrt h$) times ViT-Small's.
+"""))
+
+# %% [markdown]
 # ## Exercises
 #
 # 1. In the small demo of {eq}`eq-msad-zero`, zero only the keys of head 2
@@ -481,8 +437,8 @@ else:
 # 4. Check $10D^2 + 9D$ at the tiny size: `python -m transfer_lib summary --size tiny`
 #    prints the transformer's parameters; subtract the cls token, the position embedding and
 #    the final LayerNorm, and divide by the number of blocks. (Mind the tiny size's mlp_ratio.)
-# 5. Small experiment (about 12 minutes a run on two CPU cores): train TransFER with the
-#    authors' token mode at the `cpu` profile,
+# 5. Small experiment (a run takes as long as chapter 6's, which it prints): train TransFER
+#    with the authors' token mode at the `cpu` profile,
 #    `python -m transfer_lib train --profile cpu --msad-mode token --out runs/msad-token`,
 #    and compare its `summary.json` with chapter 6's run (the head mode). One seed of each:
 #    is the difference larger than the seed-to-seed spread of chapter 7's `transfer` row?
