@@ -64,17 +64,18 @@ display(pd.DataFrame([(r.name, r.description) for r in ROWS.values()],
                      columns=["row", "what"]).set_index("row"))
 
 # %% [markdown]
-# Seed $s$ fixes the initial weights, the order of the training images and their augmentation,
+# A seed fixes the initial weights, the order of the training images and their augmentation,
 # and it is the same for every row. So the natural comparison of a later row with an earlier one
-# is *paired*: with $b_s$ and $a_s$ their test accuracies at seed $s$, over the $k$ seeds both
-# ran,
+# is *paired*: with $\mathrm{acc}'$ and $\mathrm{acc}$ their test accuracies at one seed, over
+# the $k$ seeds both ran,
 #
 # $$
-# d_s = b_s - a_s, \qquad \bar d = \frac{1}{k} \sum_s d_s, \qquad
-# \bar d \pm t_{0.975,\,k-1} \, \frac{s_d}{\sqrt k}
+# \Delta = \mathrm{acc}' - \mathrm{acc} \ \text{at each seed}, \qquad
+# \bar\Delta \pm t_{0.975,\,k-1} \, \frac{\mathrm{sd}(\Delta)}{\sqrt k}
 # $$ (eq-paired-difference)
 #
-# where $s_d$ is the sample standard deviation of the $d_s$ and $t_{0.975, k-1}$ the Student-t
+# where $\bar\Delta$ and $\mathrm{sd}(\Delta)$ are the mean and the sample standard deviation
+# of the $k$ differences and $t_{0.975, k-1}$ the Student-t
 # quantile (2.78 for $k = 5$). An interval entirely above 0 says the later row beats the earlier
 # one at this budget beyond what changing the seed does; an interval that straddles 0 says the
 # seeds cannot tell them apart. `transfer_lib.ablate.paired_difference` computes
@@ -686,7 +687,7 @@ else:
 # %% [markdown]
 # ## Summary
 #
-# * The ablation is one trainer and one switch per row; seed $s$ is shared by every row, so rows
+# * The ablation is one trainer and one switch per row; a seed is shared by every row, so rows
 #   are compared seed by seed with {eq}`eq-paired-difference`, a 95 % Student-t interval.
 # * A plain CNN on the same stem is the baseline that TransFER's extra parts must beat.
 # * Not every run learns at this budget: the count under the first figure says how many end

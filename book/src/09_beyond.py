@@ -95,7 +95,7 @@ assert occl["accuracy"].between(0, 100).all()
 # %% [markdown]
 # This test set is balanced (every class equally often), so chance is 1/7 = 14 %, not the
 # 39 % of the most frequent class. Where the bar of a part drops furthest, the model leaned on
-# that part; in the synthetic set, the mouth and brows carry most classes' cues (chapter 2). At
+# that part; exercise 2 compares the order of the bars with the cues of chapter 2. At
 # the `smoke` profile the model has learnt nothing and the bars mean nothing.
 #
 # ## Occlusion across the ablation's rows
@@ -177,8 +177,9 @@ assert len(steps) == 2 and len(drops) == 2 * len(parts)
 # below zero; the sentence above counts where they do. Read the drops beside the first table: a
 # row near chance loses little when a part is hidden because it has little to lose, so a smaller
 # drop is evidence of robustness only between rows of similar accuracy with nothing hidden. The
-# synthetic faces were built so that every class has cues on several parts (chapter 2), which
-# is the condition under which MAD's argument can work at all. Where an interval includes 0, the
+# synthetic faces were built so that every class but Neutral has cues on at least three parts
+# (chapter 2 checks it), which is the condition under which MAD's argument can work at all.
+# Where an interval includes 0, the
 # test could not tell the rows apart with these seeds; random initialisation (the paper starts
 # from pretrained weights) and the tiny model are the other differences from the paper's setting
 # that could explain it, and none of them was tested on its own here.
@@ -238,11 +239,12 @@ assert crop.shape == (100, 100, 3) and abs(sum(probs.values()) - 1) < 1e-5
 # * **POSTER++** {cite:p}`mao2023posterv2` simplifies POSTER: one direction of cross-attention
 #   (landmarks to image), window attention, and multi-scale features taken straight from the
 #   backbones, for fewer parameters and less computation. Its README gives 43.7 M parameters
-#   and 8.4 GFLOPs; that 8.4 G counts multiply-adds, the convention of the comparison tables in
-#   this line of work, which list TransFER at about half of this book's count (29.6 GFLOPs
-#   without the attention matmuls, 30.6 G with them, as a GPU counts). The
-#   [engineering appendix](10_engineering.ipynb) explains the factor of two
-#   ({eq}`eq-flops-macs`); the cell below puts both models in multiply-adds.
+#   and "8.4G floating point operations (FLOPs)" without saying how they were counted: many
+#   counters report multiply-adds under that name, half the count of FLOPs
+#   ({eq}`eq-flops-macs`, the [engineering appendix](10_engineering.ipynb)). The cell below
+#   reads the 8.4 G as multiply-adds, the reading that makes POSTER++ the more costly; if they
+#   are FLOPs, TransFER costs twice the ratio it prints. Counting POSTER++ with this book's
+#   counter would settle it; the book has not.
 
 # %% tags=["hide-input"]
 later = pd.DataFrame([
@@ -289,7 +291,8 @@ assert round(macs / 1e9, 1) == 15.3 and ratio > 1
 # ## Exercises
 #
 # 1. Rerun the occlusion cell with `per_class = 50`. How much do the bars move? Compare with
-#    the binomial standard error $\sqrt{a(1 - a)/n}$ of an accuracy $a$ measured on $n$ faces.
+#    the binomial standard error $\sqrt{\mathrm{acc}(1 - \mathrm{acc})/|\mathcal{D}|}$ of an
+#    accuracy $\mathrm{acc}$ measured on a test set $\mathcal{D}$.
 # 2. From `per_row`, which part does the CNN baseline `ir50` lose most without, and which does
 #    `transfer`? Does the answer fit the cues of chapter 2's `EXPRESSION_CUES`?
 # 3. Train the row without MAD at the `cpu` profile and test it under occlusion (minutes):
