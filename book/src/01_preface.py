@@ -19,10 +19,13 @@
 # the end of this chapter) and says which data the chapter would use.
 
 # %%
+import json
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from IPython.display import Markdown
 
 from transfer_lib import build_model, viz
 from transfer_lib.data.synth import render_face
@@ -101,8 +104,9 @@ assert within > 3 * between
 #    112 x 112 face into a 256 x 14 x 14 feature map (chapter 3);
 # 2. a **local CNN**: $B$ *local attention networks* (LANets) each produce an attention map
 #    that picks out a region; *Multi-Attention Dropping* (MAD) sometimes drops one of the maps
-#    during training, so the others are pushed to find other regions; the maps are fused by an
-#    element-wise max and weight the feature map (chapter 4);
+#    during training, which, the paper argues, pushes the others to find other regions (chapter
+#    8 measures whether it does); the maps are fused by an element-wise max and weight the
+#    feature map (chapter 4);
 # 3. a **transformer** {cite:p}`vaswani2017attention,dosovitskiy2021vit` over the 196 positions
 #    of the map, which models the relations between the regions; *Multi-head Self-Attention
 #    Dropping* (MSAD) drops one attention head now and then, for the same reason MAD drops a map
@@ -120,9 +124,8 @@ plt.show()
 # with 90.91 % on RAF-DB, 90.83 % on FERPlus and 66.23 % on AffectNet (7 classes).
 #
 # Those figures need RAF-DB and a GPU (chapter 6 and the [claims ledger](11_claims.ipynb) say
-# what can be checked where). What we *can* check here is the model's size: built as the
-# authors' code builds it, the paper-size model has about 65.2 M parameters, 17.6 M of them in
-# the stem. Building it takes a second; a forward pass on one face a fraction of one.
+# what can be checked where). What can be checked here is the model's size, built as the
+# authors' code builds it:
 
 # %%
 model = build_model("transfer", size="paper").eval()
@@ -138,34 +141,44 @@ assert logits.shape == (1, len(RAFDB_CLASSES))
 # %% [markdown]
 # ## Notation
 #
-# One letter, one meaning, in every chapter. Sizes are the paper's unless a chapter says
-# otherwise; a single image's tensors are written without the batch dimension $n$.
+# One letter, one meaning, in every chapter: `tests/test_notation.py` checks every formula of the
+# book against this table. Sizes are the paper's unless a chapter says otherwise; a single
+# image's tensors are written without the batch dimension $n$.
 #
 # | symbol | meaning |
 # | --- | --- |
 # | $n$ | batch size (images in a mini-batch) |
+# | $x$, $y$, $\hat y$, $c$ | an input image and its label; the 7 logits; a class |
+# | $\mathcal{D}$ | the test set; $\mathcal{D}_c$ its images of class $c$ |
 # | $S$ | input image side in pixels (112 in the paper; 48 in the cpu profile) |
-# | $C$ | channels of the stem's feature map (256 in the paper) |
-# | $H, W$ | height and width of the stem's feature map (14 x 14 in the paper) |
-# | $F \in \mathbb{R}^{C\times H\times W}$ | the stem's feature map of one image |
-# | $B$ | number of LANet branches (2 in the paper) |
+# | $C$ | channels of a feature map (256 for $F$); $C_{\text{in}}$, $C_{\text{out}}$ a layer's input and output channels |
+# | $G$, $G'$ | side of a square feature map, in positions (14 for $F$); the side after a strided unit |
+# | $u$, $v$ | row and column of a position on the $G \times G$ grid |
+# | $F$, $\tilde F$ | the stem's feature map of one image, $C \times G \times G$; the same weighted by $\bar A$ |
+# | $X$, $s$, $\alpha$ | a map entering a stem unit; a convolution's stride; PReLU's slope per channel (chapter 3) |
+# | $W$, $b$ | a learned weight matrix and bias: $W_{i,1}$, $W_{i,2}$ of LANet $i$; $W^{qkv}$, $W^o$, $b^o$ of attention; $W_p$, $b_p$ of the projection; $W_y$, $b_y$ of the head |
+# | $B$, $i$, $i'$ | number of LANet branches (2 in the paper); a branch, $i = 1..B$; another branch |
 # | $r$ | LANet channel reduction ratio (16), hidden width $C/r$ |
-# | $A_i \in [0,1]^{H\times W}$ | attention map of LANet branch $i = 1..B$ |
-# | $m_i \in \{0,1\}$ | MAD's keep-mask for branch $i$ (one sample) |
-# | $p_1$ | MAD's probability of dropping one map of a sample (0.6) |
-# | $\bar A \in [0,1]^{H\times W}$ | the fused map $\bar A = \max_i m_i A_i$ (the authors' `M_out`) |
+# | $A_i$ | attention map of branch $i$, in $[0,1]^{G\times G}$; $A_{(1)} \ge A_{(2)}$ the two largest maps at a position |
+# | $\bar A$ | the fused map $\bar A = \max_i m_i A_i$ (the authors' `M_out`) |
+# | $p$ | a regulariser's drop probability; $p_1$ MAD's (0.6), $p_2$ MSAD's (0.3) |
+# | $\delta$, $i^\star$, $j^\star$ | a regulariser's coin for one sample (1: drop); the branch MAD drops; the head MSAD drops |
+# | $m_i$, $g_j$ | MAD's keep-mask for branch $i$; MSAD's keep-mask for head $j$ (one sample, one block) |
 # | $D$ | token (embedding) dimension (768 in the paper) |
-# | $N = HW$ | number of patch tokens; $N+1$ with the class token |
-# | $L$ | number of transformer blocks (8 in the paper) |
-# | $h$ | number of attention heads (8); $d_h = D/h$ the head dimension |
-# | $Q, K, V \in \mathbb{R}^{(N+1)\times d_h}$ | queries, keys, values of one head |
-# | $g_j \in \{0,1\}$ | MSAD's keep-mask for head $j = 1..h$ (one sample, one block) |
-# | $p_2$ | MSAD's probability of dropping one head of a sample in a block (0.3) |
-# | $x$, $y$ | an input image and its label; $\hat{y}$ the logits, 7 classes |
+# | $N$ | number of patch tokens, $N = G^2$; $N+1$ with the cls token |
+# | $Z$, $Z_\ell$, $Z'_\ell$ | the $(N+1) \times D$ tokens of one image, one per row; after block $\ell$; inside block $\ell$ |
+# | $T$, $z_{\mathrm{cls}}$, $E_{\mathrm{pos}}$ | the $N \times D$ patch tokens; the learned cls token; the position embedding (chapter 6) |
+# | $L$, $\ell$ | number of transformer blocks (8 in the paper); a block, $\ell = 1..L$ |
+# | $h$, $j$, $d_h$ | number of attention heads (8); a head, $j = 1..h$; the head dimension $D/h$ |
+# | $Q$, $K$, $V$ | queries, keys, values of one head, $(N+1) \times d_h$ |
+# | $\tau$ | a token, by its row (0: the cls token; chapter 5) |
+# | $\mathcal{L}$, $\varepsilon$ | a loss; label smoothing's share of the target spread over the classes (chapter 6) |
+# | $\eta$, $e$ | the learning rate; the fractional epoch (chapter 6) |
 # | $\odot$, $\sigma$ | element-wise product; the logistic sigmoid |
-# | $P^{(l)}_j$, $R$ | attention weights of head $j$ in block $l$; their rollout over the blocks (chapter 8) |
-# | $\kappa$, $u$, $\mathcal{T}_i$ | share of positions called a map's top region, their count $u = \mathrm{round}(\kappa N)$, the top region of $A_i$ (chapter 8) |
+# | $P^{(\ell)}_j$, $\tilde P^{(\ell)}$, $I$, $R$ | attention weights of head $j$ in block $\ell$; their head mean mixed with the identity $I$; the rollout (chapter 8) |
+# | $\kappa$, $M$, $\mathcal{T}_i$, $q$ | share of positions in a map's top region; their count $M$; the top region of $A_i$; positions two top regions share (chapter 8) |
 # | $\rho$, $\mu_i$ | correlation of two maps over the $N$ positions; the mean of $A_i$ (chapter 8) |
+# | $k$, $\Delta$, $\bar\Delta$, $t$ | seeds two rows share; the paired difference of their accuracies at one seed; its mean; Student's t quantile (chapter 7) |
 #
 # So $B$ never counts images and $N$ never counts a batch; $K$ only ever means keys; a
 # transformer's blocks are counted by $L$. Displayed equations are numbered and cited by number.
@@ -174,7 +187,7 @@ assert logits.shape == (1, len(RAFDB_CLASSES))
 # %%
 paper, tiny = make_config(size="paper"), get_profile("cpu")
 notation = pd.Series({
-    "S": paper.input_size, "C": paper.stem_channels, "H = W": paper.token_grid,
+    "S": paper.input_size, "C": paper.stem_channels, "G": paper.token_grid,
     "B": paper.num_branches, "r": paper.lanet_reduction, "C / r": paper.stem_channels
     // paper.lanet_reduction, "p1": paper.mad_p, "D": paper.embed_dim,
     "N": paper.num_tokens, "L": paper.depth, "h": paper.num_heads,
@@ -196,7 +209,7 @@ assert paper.msad_p == 0.3 and paper.num_classes == 7 and tiny.input_size == 48
 # does, that a regulariser drops what it should and nothing at evaluation, that a committed
 # result still reproduces, and that every sentence stating an outcome matches the number it was
 # formatted from. They do **not** check the paper's claims about accuracy: those are measured
-# in chapter 7, at a laptop's scale, and every claim is listed with its evidence in the
+# in chapter 7, at a CPU's scale, and every claim is listed with its evidence in the
 # [claims ledger](11_claims.ipynb). Run a chapter top to bottom; every chapter stands on its own.
 #
 # How much a chapter computes is set by one switch, the **profile**, read from the environment
@@ -213,14 +226,27 @@ display(table)
 assert set(table.index) == set(PROFILE_NAMES)
 
 # %% [markdown]
-# * `smoke`: seconds per chapter; it checks that the code runs, not that anything learns. The
-#   book's automatic build uses it.
+# * `smoke`: the least work per chapter; it checks that the code runs, not that anything
+#   learns. The book's automatic build uses it.
 # * `cpu`: the default on a machine without a GPU. A *tiny* TransFER (same architecture, fewer
-#   channels and blocks) is trained on the synthetic faces in minutes on a laptop.
+#   channels and blocks) is trained on the synthetic faces; the cell below says how long that
+#   took on the CPU that made the book's committed runs.
 # * `paper`: the authors' recipe, the default on a CUDA machine where RAF-DB is found. Open a
 #   chapter on Colab with the rocket button at the top of the page, choose a GPU runtime, and put
 #   RAF-DB in your Google Drive at `MyDrive/RAF-DB` (or set `TRANSFER_RAFDB`).
-#
+
+# %%
+committed = json.loads((viz.project_root() / "book/results/ablation-cpu-30ep.json").read_text())
+machine = committed["provenance"]["machine"]
+runs = next(r for r in committed["rows"] if r["row"] == "transfer")["runs"]
+minutes = [run["wall_seconds"] / 60 for run in runs]
+cpu_time = (f"{min(minutes):.0f}-{max(minutes):.0f} minutes a run on a "
+            f"{machine['cpu_count']}-core {machine['cpu']}")
+print(f"the cpu profile's TransFER, {get_profile('cpu').epochs} epochs: {cpu_time} "
+      f"({len(runs)} committed runs of chapter 7, book/results/ablation-cpu-30ep.json)")
+assert not committed["provenance"]["train_overrides"]  # the cpu recipe as it is
+
+# %% [markdown]
 # Anything that does not depend on training (shapes, parameter counts, FLOPs, what a regulariser
 # does to a tensor) is shown at the paper's size in every profile, because it is cheap.
 #
@@ -254,19 +280,23 @@ assert (rafdb is None) == (needs.loc["RAF-DB", "found here"] == "no")
 
 # %% [markdown]
 # ## Summary
-#
-# * Expressions are hard to tell apart because classes share local cues and one class looks
-#   different on every face; on the synthetic faces the difference within Happiness is
-#   several times the difference between classes on one face.
-# * TransFER answers with local attention maps ($B$ LANets, fused by a max, regularised by MAD)
-#   and a transformer that relates the $N = HW$ positions (regularised by MSAD).
-# * The paper-size model has 65.2 M parameters, 17.6 M of them in the stem.
-# * One profile switch (`smoke`, `cpu`, `paper`) sets how much every chapter computes; without
-#   RAF-DB the synthetic set stands in, and its numbers say whether the code learns, not how
-#   well TransFER does on real faces.
-# * The `assert`s check the code; the paper's claims are measured in chapter 7 and listed in
-#   the claims ledger.
-#
+
+# %% tags=["hide-input"]
+display(Markdown(f"""
+* On the synthetic faces, the mean pixel difference within Happiness ({within:.3f}) is
+  {within / between:.1f} times the difference between classes on one face ({between:.3f}):
+  classes share local cues, and one class looks different on every face.
+* TransFER answers with $B = {paper.num_branches}$ LANet maps, fused by a max and regularised
+  by MAD, and a transformer over the $N = {paper.num_tokens}$ positions, regularised by MSAD.
+* Built as the authors' code builds it, the paper-size model has
+  {count_parameters(model) / 1e6:.1f} M parameters, {parts["stem"] / 1e6:.1f} M of them in the
+  stem.
+* One profile switch (`smoke`, `cpu`, `paper`) sets how much every chapter computes; at `cpu`,
+  training TransFER took {cpu_time}. Without RAF-DB the synthetic set stands in: its numbers say
+  whether the code learns, not how well TransFER does on real faces.
+"""))
+
+# %% [markdown]
 # ## Exercises
 #
 # 1. With `mean_abs_diff`, compare Surprise and Fear on the same face (classes 0 and 1 of the
@@ -281,6 +311,7 @@ assert (rafdb is None) == (needs.loc["RAF-DB", "found here"] == "no")
 # 4. Using the notation table, write down the shapes of $F$, $A_i$, $\bar A$ and the tokens
 #    entering the transformer for one image at the `cpu` profile ($S = 48$, tiny size), then
 #    check them with `build_model("transfer", size="tiny", input_size=48)` and forward hooks.
-# 5. Train the `cpu` profile's TransFER (a few minutes):
-#    `python -m transfer_lib train --profile cpu --out runs/ex1`. Compare its final test
-#    accuracy (`runs/ex1/summary.json`) with the 39 % of always answering Happiness.
+# 5. Train the `cpu` profile's TransFER (the cell under the profile table says how long that
+#    took, and on which CPU): `python -m transfer_lib train --profile cpu --out runs/ex1`. Compare
+#    its final test accuracy (`runs/ex1/summary.json`) with the accuracy of always answering
+#    Happiness (chapter 2).
