@@ -86,7 +86,7 @@ assert dict(shapes) == {
 # the stem (chapter 3) gives the feature map
 #
 # $$
-# F = \mathrm{stem}(x) \in \mathbb{R}^{C \times H \times W}, \qquad C = 256,\; H = W = S/8 = 14 .
+# F = \mathrm{stem}(x) \in \mathbb{R}^{C \times G \times G}, \qquad C = 256,\; G = S/8 = 14 .
 # $$ (eq-forward-stem)
 #
 # Each of the $B = 2$ LANets (chapter 4) turns it into one attention map, with 1 x 1
@@ -95,7 +95,7 @@ assert dict(shapes) == {
 #
 # $$
 # A_i = \sigma\Big(\mathrm{BN}\big(W_{i,2}\,\mathrm{ReLU}(\mathrm{BN}(W_{i,1} F))\big)\Big)
-# \in [0,1]^{H\times W}, \qquad i = 1..B .
+# \in [0,1]^{G\times G}, \qquad i = 1..B .
 # $$ (eq-forward-lanet)
 #
 # MAD's keep-masks $m_i$ (training only; all ones at evaluation) and the element-wise max fuse
@@ -106,7 +106,7 @@ assert dict(shapes) == {
 # \quad (\bar A \text{ broadcast over the } C \text{ channels}).
 # $$ (eq-forward-fuse)
 #
-# A 1 x 1 convolution $W_p$ projects each of the $N = HW = 196$ positions to $D = 768$
+# A 1 x 1 convolution $W_p$ projects each of the $N = G^2 = 196$ positions to $D = 768$
 # numbers; the positions, read row by row, are the rows of the token matrix $T$, and a learned
 # cls token $z_{\mathrm{cls}}$ and position embedding $E_{\mathrm{pos}}$ complete the
 # transformer's input:
@@ -750,7 +750,7 @@ else:
 #    give identical logits; then do the same in training mode. Which two parts make the
 #    difference?
 # 2. Count by hand, from {eq}`eq-forward-tokens`, the projection's multiply-adds at the paper
-#    size ($C \cdot D \cdot HW$), then check with
+#    size ($C \cdot D \cdot G^2$), then check with
 #    `FlopCounterMode` around `model.projection(torch.zeros(1, 256, 14, 14))` (it reports
 #    FLOPs: twice your count).
 # 3. Use the formulas of this chapter to predict the parameters of a TransFER with timm's later
