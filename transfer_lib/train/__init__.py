@@ -150,7 +150,8 @@ def train(config: TrainConfig | dict | None = None, *, callbacks: Iterable | Non
     (:mod:`transfer_lib.train.callbacks`), called on every rank.
 
     Raises TransferError (DataError, CheckpointError) for problems the user can fix, and when the
-    loss stops being finite (the last good checkpoint is kept).
+    loss stops being finite (the last good checkpoint is kept); an OSError of the disk (full:
+    ENOSPC) as it came, the previous ``last.pt`` intact.
     """
     hooks = as_callbacks(callbacks)
     cfg = _as_config(config, kwargs)

@@ -461,6 +461,18 @@ def evaluate_epoch(run: Run, parts: Parts, epoch_log: dict) -> dict | None:
     return metrics
 
 
+def _save(run: Run, obj: dict, path: Path) -> None:
+    """``save_atomic``; an OSError (a full disk: ENOSPC, EDQUOT) goes through unwrapped, so that
+    the CLI prints it as one ``error:`` line, with the file's name added where Python gave none.
+    The file it would have replaced is intact and its temporary is gone (save_atomic)."""
+    try:
+        save_atomic(obj, path)
+    except OSError as err:
+        if err.filename is None:  # a full disk shows at flush or fsync, where no file is named
+            err.filename = str(path)
+        raise
+
+
 def save_epoch(run: Run, parts: Parts, optimiser, scaler, progress: Progress, epoch_log: dict,
                improved: bool, wall: float) -> None:
     """Every rank's RNG states gathered; rank 0 writes ``best.pt`` (when the validation accuracy
@@ -477,15 +489,17 @@ def save_epoch(run: Run, parts: Parts, optimiser, scaler, progress: Progress, ep
         "best_selected_on": run_files.BEST_SELECTED_ON, "wall_seconds": wall, "train_config": run_files._plain(run.cfg.to_dict()),
         "profile": run_files._plain(run.prof.to_dict()), "pipeline": run.pipeline,
     }
+    # best.pt first: a failure between the two (a full disk) leaves last.pt at the epoch
+    # before, and the resume redoes this epoch, writing the same best.pt again
     if improved:
-        save_atomic({"model": state["model"], "config": state["config"], "epoch": epoch,
-                     "accuracy": epoch_log["test_accuracy"],
-                     "mean_class_accuracy": epoch_log["mean_class_accuracy"],
-                     "val_accuracy": epoch_log["val_accuracy"],
-                     "val_mean_class_accuracy": epoch_log["val_mean_class_accuracy"],
-                     "selected_on": run_files.BEST_SELECTED_ON,
-                     "val_source": parts.val_source}, run.best_path)
-    save_atomic(state, run.last_path)
+        _save(run, {"model": state["model"], "config": state["config"], "epoch": epoch,
+                    "accuracy": epoch_log["test_accuracy"],
+                    "mean_class_accuracy": epoch_log["mean_class_accuracy"],
+                    "val_accuracy": epoch_log["val_accuracy"],
+                    "val_mean_class_accuracy": epoch_log["val_mean_class_accuracy"],
+                    "selected_on": run_files.BEST_SELECTED_ON,
+                    "val_source": parts.val_source}, run.best_path)
+    _save(run, state, run.last_path)
     epoch_log["wall_seconds"] = wall
     run_files.append_metrics(run.run_dir, epoch_log)
     if run.cfg.progress:

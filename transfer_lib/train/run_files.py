@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from transfer_lib.atomic import atomic_write_text
 from transfer_lib.checkpoint import load_checkpoint
 from transfer_lib.train.config import PROFILE_OVERRIDES, TrainConfig
 
@@ -100,8 +101,8 @@ def _saved_model_config(saved) -> dict | None:
 
 
 def write_config(run_dir: Path, record: dict) -> None:
-    """``config.json``: everything the run was started with, resolved."""
-    (run_dir / "config.json").write_text(json.dumps(record, indent=1, default=str))
+    """``config.json``: everything the run was started with, resolved (written atomically)."""
+    atomic_write_text(run_dir / "config.json", json.dumps(record, indent=1, default=str))
 
 
 def keep_metrics_until(run_dir: Path, start_epoch: int) -> None:
@@ -115,7 +116,7 @@ def keep_metrics_until(run_dir: Path, start_epoch: int) -> None:
                     kept.append(line)
             except (ValueError, KeyError):
                 continue
-    metrics_path.write_text("".join(k + "\n" for k in kept))
+    atomic_write_text(metrics_path, "".join(k + "\n" for k in kept))
 
 
 def append_metrics(run_dir: Path, epoch_log: dict) -> None:
@@ -220,5 +221,5 @@ def _write_summary(cfg, prof, mc, ctx, run_dir, model, test_loader, metrics, bes
         "run_dir": str(run_dir),
         "provenance": provenance(),
     }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
     return summary
