@@ -5,8 +5,10 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
+import torch
 
 from transfer_lib.cli import main
 from transfer_lib.errors import TransferError
@@ -137,3 +139,100 @@ def test_a_summary_that_is_not_a_dict_is_rebuilt_from_last_pt(run, capsys):
     summary = run_or_load(run, profile="smoke", epochs=1, max_steps=1, progress=False)
     assert summary["complete"] and json.loads((run / "summary.json").read_text()) == summary
     assert "not a run summary" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["gone", "not json", "a list"])
+def test_resume_checks_the_recipe_in_last_pt_when_config_json_is_gone(run, damage, capsys):
+    """last.pt records the recipe (train_config, profile): without a readable config.json a
+    changed recipe is refused as with one, listing the changes."""
+    last = torch.load(run / "last.pt", weights_only=True)
+    config = json.loads((run / "config.json").read_text())
+    assert last["train_config"] == config["train"] and last["profile"] == config["profile"]
+    if damage == "gone":
+        (run / "config.json").unlink()
+    else:
+        (run / "config.json").write_text("{\"train\": " if damage == "not json" else "[1, 2]")
+    before = _files(run)
+    assert main([*BASE, "--out", str(run), "--resume", "--lr", "0.05"]) == 2
+    err = capsys.readouterr().err
+    assert "another recipe (lr: saved 0.001, asked 0.05)" in err and "--new-recipe" in err
+    assert "config.json is missing or damaged; last.pt records them" in err
+    assert _files(run) == before
+
+
+def test_new_recipe_without_config_json_keeps_last_pts_recipe_in_history(run):
+    (run / "config.json").unlink()
+    argv = [a if a != "1" else "2" for a in BASE]  # --epochs 2 --max-steps 2
+    assert main([*argv, "--out", str(run), "--resume", "--new-recipe"]) == 0
+    config = json.loads((run / "config.json").read_text())
+    [old] = config["history"]
+    assert old["recovered_from"] == "last.pt" and old["until_epoch"] == 1
+    assert old["profile"]["epochs"] == 1 and old["train"]["epochs"] == 1
+    assert any(c.startswith("epochs: saved 1, asked 2") for c in old["changed"])
+
+
+def test_resume_under_the_same_recipe_without_config_json(run):
+    (run / "config.json").unlink()
+    (run / "summary.json").unlink()
+    assert main([*BASE, "--out", str(run), "--resume"]) == 0
+    assert json.loads((run / "config.json").read_text())["train"]["resume"] is True
+    assert json.loads((run / "summary.json").read_text())["complete"]
+
+
+@pytest.mark.parametrize("exists", [False, True])
+def test_resume_with_nothing_to_resume_is_refused(tmp_path, exists, capsys):
+    out = tmp_path / "empty"
+    if exists:
+        out.mkdir()
+    assert main([*BASE, "--out", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: nothing to resume in {out}: no last.pt; drop --resume to start a fresh run" \
+        in err
+    assert out.exists() == exists  # a folder made for the lock goes again
+    if exists:
+        assert {p.name for p in out.iterdir()} <= {LOCK_NAME}
+
+
+def test_resume_with_config_json_but_no_last_pt_starts_over(run, capsys):
+    """Killed before its first checkpoint: nothing was learnt, the run starts over and says so."""
+    for name in ("last.pt", "best.pt", "summary.json", "metrics.jsonl"):
+        (run / name).unlink()
+    assert main([*BASE, "--out", str(run), "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert "config.json but no last.pt" in err and "starting it over from epoch 1" in err
+    assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 1
+
+
+def test_run_or_load_starts_a_run_without_last_pt(run):
+    """The book's path: run_or_load resumes only where last.pt exists, so a folder with only a
+    config.json (killed before the first checkpoint) trains without the resume's refusal."""
+    for name in ("last.pt", "best.pt", "summary.json", "metrics.jsonl"):
+        (run / name).unlink()
+    summary = run_or_load(run, profile="smoke", epochs=1, max_steps=1, progress=False)
+    assert summary["complete"] and (run / "last.pt").is_file()
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_stale_temporaries_are_removed_at_the_start(run, capsys):
+    dead, alive = _dead_pid(), os.getppid()
+    stale = [run / f".last.pt.{dead}.0123abcd.tmp", run / f".config.json.{dead}.89abcdef.tmp",
+             run / ".best.pt.x_7kq2ab.tmp"]  # the last: an earlier version's mkstemp name
+    kept = [run / f".last.pt.{alive}.0123abcd.tmp",  # a process still running
+            run / ".last.pt.y_8kq2ab.tmp",  # an earlier version's, but recent
+            run / f".notes.txt.{dead}.0123abcd.tmp",  # not a file the trainer writes
+            run / f"last.pt.{dead}.0123abcd.tmp"]  # not a temporary's name
+    for p in stale + kept:
+        p.write_bytes(b"half a checkpoint")
+    two_hours_ago = time.time() - 7200
+    os.utime(stale[2], (two_hours_ago, two_hours_ago))
+    assert main([*BASE, "--out", str(run), "--resume"]) == 0
+    err = capsys.readouterr().err
+    for p in stale:
+        assert not p.exists() and f"removed {p}: the temporary of an interrupted write" in err
+    assert f"process {dead} is gone" in err and "2.0 hours old" in err
+    assert all(p.exists() for p in kept)

@@ -27,6 +27,19 @@ every rank. So a run killed at any moment and resumed with ``--resume`` restarts
 the last finished epoch and, on a CPU, ends with bitwise the same weights as a run never
 interrupted (``tests/test_train_resume.py`` checks it with SIGKILL).
 
+What a resume checks. ``--resume`` (``resume=True``) continues the run only as it began: a
+changed recipe is refused, listing the changes (``new_recipe=True`` goes on), against the
+recipe in ``config.json`` or, where that file is gone or damaged, the one ``last.pt`` records
+(``train_config``, ``profile``). A folder with neither ``last.pt`` nor ``config.json`` is
+refused (nothing to resume); one with ``config.json`` but no ``last.pt`` (stopped before the
+first checkpoint) starts over, saying so. Every file is written atomically (``last.pt`` and
+``best.pt`` by :func:`~transfer_lib.checkpoint.save_atomic`, ``config.json``,
+``summary.json`` and the trimmed ``metrics.jsonl`` by :mod:`transfer_lib.atomic`;
+``metrics.jsonl`` lines are appended), so a crash or a full disk (an ``OSError`` ENOSPC, let
+through to the caller: the CLI prints it in one line) leaves the previous ``last.pt`` intact;
+the temporaries a killed run left are removed when the next run starts in the folder
+(:func:`transfer_lib.rundir.remove_stale_temporaries`).
+
 Callbacks. ``train(..., callbacks=[...])`` calls your objects' ``on_step_end(run, step)``
 after every optimiser step and ``on_train_end(run, model)`` at the end
 (:mod:`~transfer_lib.train.callbacks`: :class:`Callback`, :class:`StepInfo`); they are not part

@@ -32,6 +32,7 @@ from transfer_lib.distributed import (
 )
 from transfer_lib.errors import CheckpointError, DataError, TransferError
 from transfer_lib.profiles import Profile
+from transfer_lib.rundir import remove_stale_temporaries
 from transfer_lib.train import run_files
 from transfer_lib.train.callbacks import StepInfo, call
 from transfer_lib.train.config import AMP_DTYPES, CUDA_GRAPH_MODES, TrainConfig
@@ -154,27 +155,48 @@ def settle(cfg: TrainConfig, ctx: DistContext, callbacks: tuple = ()) -> Run:
 # ---------------------------------------------------------------------------------------------
 # Phase 2: the run directory
 # ---------------------------------------------------------------------------------------------
-def check_run_dir(run: Run) -> list[str]:
-    """Refuse to overwrite a run, or to resume one under another recipe without --new-recipe.
-    Returns the recipe changes a --new-recipe resume goes on under (recorded in config.json)."""
+def check_run_dir(run: Run) -> tuple[list[str], tuple[dict, str] | None]:
+    """Rank 0 removes the temporaries a killed run left in the run directory, then refuses to
+    overwrite a run, to resume where there is nothing to resume, or to resume under another
+    recipe without --new-recipe. The recipe a resume is checked against is the one in
+    ``config.json`` or, where that is gone or damaged, the one ``last.pt`` records. Returns the
+    recipe changes a --new-recipe resume goes on under (recorded in config.json) and the saved
+    recipe they were found against."""
     cfg, run_dir, last_path = run.cfg, run.run_dir, run.last_path
-    if run.ctx.is_main and last_path.exists() and not cfg.resume:
-        raise TransferError(
-            f"{run_dir} already holds a run ({last_path} exists). Pass --resume to continue "
-            f"it, or choose another --out."
-        )
-    # (resume with config.json but no last.pt: killed before the first checkpoint; start over)
     changed: list[str] = []
-    if run.ctx.is_main and cfg.resume and last_path.exists():
-        changed = run_files._recipe_differences(run_dir, cfg)
-        if changed and not cfg.new_recipe:
+    saved = None
+    if run.ctx.is_main:
+        remove_stale_temporaries(run_dir)
+        if last_path.exists() and not cfg.resume:
             raise TransferError(
-                f"{run_dir} was trained with another recipe ({'; '.join(changed)}). --resume "
-                f"continues a run as it began: repeat its options (its config.json lists them), "
-                f"pass --new-recipe (new_recipe=True) to go on under the new recipe (config.json "
-                f"then keeps the old one under 'history'), or choose another --out.")
+                f"{run_dir} already holds a run ({last_path} exists). Pass --resume to continue "
+                f"it, or choose another --out.")
+        config_path = run_dir / "config.json"
+        if cfg.resume and not last_path.exists():
+            if not config_path.exists():
+                raise TransferError(
+                    f"nothing to resume in {run_dir}: no last.pt; drop --resume to start a "
+                    f"fresh run")
+            # killed before the first checkpoint: nothing was learnt, so start over
+            print(f"{run_dir} holds {config_path.name} but no last.pt (the run stopped before "
+                  f"its first checkpoint): starting it over from epoch 1", file=sys.stderr)
+        if cfg.resume and last_path.exists():
+            saved = run_files.saved_recipe(run_dir)
+            changed = run_files._recipe_differences(run_dir, cfg, saved) if saved else []
+            if saved is None:
+                print(f"warning: {run_dir} has no readable config.json and {last_path.name} "
+                      f"records no recipe (written by an older version): the recipe of this "
+                      f"resume cannot be checked against the run's", file=sys.stderr)
+            if changed and not cfg.new_recipe:
+                where = ("its config.json lists them" if saved[1] == "config.json" else
+                         f"its config.json is missing or damaged; {last_path.name} records them")
+                raise TransferError(
+                    f"{run_dir} was trained with another recipe ({'; '.join(changed)}). --resume "
+                    f"continues a run as it began: repeat its options ({where}), pass "
+                    f"--new-recipe (new_recipe=True) to go on under the new recipe (config.json "
+                    f"then keeps the old one under 'history'), or choose another --out.")
     barrier(run.ctx)
-    return changed
+    return changed, saved
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,13 +315,14 @@ def restore(run: Run, parts: Parts, optimiser, scaler) -> Progress:
     return progress
 
 
-def record_start(run: Run, parts: Parts, changed: list[str], start_epoch: int) -> None:
+def record_start(run: Run, parts: Parts, changed: list[str], start_epoch: int,
+                 saved: tuple[dict, str] | None = None) -> None:
     """Rank 0 writes ``config.json`` and trims ``metrics.jsonl`` to the epochs kept."""
     if not run.ctx.is_main:
         return
     run.run_dir.mkdir(parents=True, exist_ok=True)
-    history = run_files._recipe_history(run.run_dir, changed, start_epoch) if run.cfg.resume \
-        else []
+    history = run_files._recipe_history(run.run_dir, changed, start_epoch, saved) \
+        if run.cfg.resume else []
     run_files.write_config(run.run_dir, {
         "train": run.cfg.to_dict(), "profile": run.prof.to_dict(), "model": parts.mc.to_dict(),
         "data_root": str(parts.root), "val_source": parts.val_source,
@@ -515,13 +538,13 @@ def run_training(cfg: TrainConfig, ctx: DistContext, callbacks: tuple = ()) -> d
     """One run from its config to its summary (``train`` holds the lock and the process group);
     ``callbacks`` as :func:`~transfer_lib.train.train` takes them."""
     run = settle(cfg, ctx, callbacks)
-    changed = check_run_dir(run)
+    changed, saved = check_run_dir(run)
     parts = build_parts(run)
     optimiser = build_optimiser(parts.model, run.prof)
     scaler = torch.amp.GradScaler(run.device.type,
                                   enabled=run.use_amp and cfg.amp_dtype == "fp16")
     progress = restore(run, parts, optimiser, scaler)
-    record_start(run, parts, changed, progress.start_epoch)
+    record_start(run, parts, changed, progress.start_epoch, saved)
     step = make_step(run, parts.model)
 
     started = time.perf_counter()

@@ -37,14 +37,47 @@ def _read_summary(run_dir: Path) -> dict | None:
     return summary if summary.get("complete") else None
 
 
-def _recipe_differences(run_dir: Path, cfg: TrainConfig) -> list[str]:
-    """What differs between the recipe saved in ``run_dir/config.json`` and ``cfg``'s."""
+def _read_config(run_dir: Path) -> dict | None:
+    """``run_dir/config.json`` as a dict, or None where it is missing or damaged."""
     try:
         saved = json.loads((run_dir / "config.json").read_text())
     except (OSError, ValueError):
+        return None
+    return saved if isinstance(saved, dict) and isinstance(saved.get("train"), dict) \
+        and isinstance(saved.get("profile"), dict) else None
+
+
+def saved_recipe(run_dir: Path) -> tuple[dict, str] | None:
+    """The recipe a run in ``run_dir`` was trained with, ``({"train": ..., "profile": ...},
+    source)``: from ``config.json`` (source ``"config.json"``), or, where that file is missing
+    or damaged, from ``last.pt``, which records the same two dicts (``train_config``,
+    ``profile``; source ``"last.pt"``). None where neither holds one (a damaged last.pt, or one
+    written before checkpoints recorded their recipe)."""
+    saved = _read_config(run_dir)
+    if saved is not None:
+        return saved, "config.json"
+    last = run_dir / "last.pt"
+    if not last.is_file():
+        return None
+    try:  # memory-mapped: only the two small dicts are read, not the weights
+        ckpt = torch.load(last, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - a damaged last.pt: the resume itself says so
+        return None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("train_config"), dict) \
+            or not isinstance(ckpt.get("profile"), dict):
+        return None
+    return {"train": ckpt["train_config"], "profile": ckpt["profile"]}, "last.pt"
+
+
+def _recipe_differences(run_dir: Path, cfg: TrainConfig,
+                        saved: tuple[dict, str] | None = None) -> list[str]:
+    """What differs between the recipe a run in ``run_dir`` was trained with
+    (:func:`saved_recipe`: its config.json, else its last.pt; or ``saved``, as that returns
+    it) and ``cfg``'s."""
+    saved = saved_recipe(run_dir) if saved is None else saved
+    if saved is None:
         return []  # an older or foreign run directory: nothing to compare against
-    if not isinstance(saved, dict):
-        return []
+    saved = saved[0]
     wanted_train = _plain(cfg.to_dict())
     wanted_profile = _plain(cfg.profile_obj().to_dict())
     diffs = []
@@ -61,16 +94,18 @@ def _recipe_differences(run_dir: Path, cfg: TrainConfig) -> list[str]:
     return diffs
 
 
-def _recipe_history(run_dir: Path, changed: list[str], start_epoch: int) -> list[dict]:
+def _recipe_history(run_dir: Path, changed: list[str], start_epoch: int,
+                    saved: tuple[dict, str] | None = None) -> list[dict]:
     """``config.json``'s ``history``: the recipes this run had before its current one (each the
     whole earlier ``config.json`` plus ``until_epoch``, when the next took over, and ``changed``),
-    oldest first. A resume under the same recipe keeps it as it was."""
-    try:
-        saved = json.loads((run_dir / "config.json").read_text())
-    except (OSError, ValueError):
-        return []
-    if not isinstance(saved, dict):
-        return []
+    oldest first. A resume under the same recipe keeps it as it was. Where config.json is gone,
+    the recipe ``saved`` in last.pt (:func:`saved_recipe`) stands for it."""
+    saved_config = _read_config(run_dir)
+    if saved_config is None:
+        if not changed or saved is None or saved[1] != "last.pt":
+            return []
+        saved_config = {**saved[0], "recovered_from": "last.pt"}
+    saved = saved_config
     history = list(saved.get("history") or [])
     if changed:
         history.append({**{k: v for k, v in saved.items() if k != "history"},
