@@ -43,7 +43,7 @@ print(f"synthetic set at {root}: {len(train)} training images")
 # into a uint8 array on disk, `FastLoader` loads whole batches from it, and `BatchAugment`
 # augments a batch on its device with the same distribution as `train_transform`. Here is its
 # speed against the standard `DataLoader` with the per-image transform, for a few seconds per
-# path on this machine, in one process (`python -m transfer_lib bench data` measures the same
+# path on your machine, in one process (`python -m transfer_lib bench data` measures the same
 # with worker processes, on the full synthetic set or RAF-DB).
 
 # %%
@@ -82,18 +82,18 @@ assert (speed > 0).all()
 # `--json`; the file names its machine and load) is:
 
 # %%
-bench = json.loads((viz.project_root() / "benchmarks" / "data_bench.json").read_text())
-standard_ips, fast_ips = bench["standard_images_per_s"], bench["fast_images_per_s"]
-print(f"{bench['machine']}, torch {bench['torch']}, {bench['workers']} workers, batch "
-      f"{bench['batch_size']}, {bench['input_size']} px, {bench['images']} "
-      f"{bench['dataset']} images: standard {standard_ips:.0f} images/s, fast "
-      f"{fast_ips:.0f} images/s ({bench['ratio']:.2f} x)")
-assert abs(fast_ips / standard_ips - bench["ratio"]) < 0.01
+data_bench = json.loads((viz.project_root() / "benchmarks" / "data_bench.json").read_text())
+standard_ips, fast_ips = data_bench["standard_images_per_s"], data_bench["fast_images_per_s"]
+b = data_bench
+print(f"{b['machine']}, torch {b['torch']}, {b['workers']} workers, batch {b['batch_size']}, "
+      f"{b['input_size']} px, {b['images']} {b['dataset']} images: standard "
+      f"{standard_ips:.0f} images/s, fast {fast_ips:.0f} images/s ({b['ratio']:.2f} x)")
+assert abs(fast_ips / standard_ips - data_bench["ratio"]) < 0.01
 
 # %% [markdown]
 # ## Counting the cost: FLOPs and multiply-adds
 #
-# A linear layer from $D_\text{in}$ to $D_\text{out}$ features does $D_\text{in} D_\text{out}$
+# A linear layer from $C_\text{in}$ to $C_\text{out}$ features does $C_\text{in} C_\text{out}$
 # multiply-adds (MACs) per token. Two conventions turn that into one number:
 #
 # $$
@@ -102,9 +102,9 @@ assert abs(fast_ips / standard_ips - bench["ratio"]) < 0.01
 #
 # counts the multiplication and the addition separately; this is what torch's
 # `FlopCounterMode`, and so `transfer_lib.summary.forward_flops`, reports. Counters such as
-# fvcore and thop report MACs and often call them "FLOPs". Comparison tables in later FER
-# papers list TransFER at about half of our count, which is this halving, not a different
-# model. So compare figures only in one convention:
+# fvcore and thop report MACs and often call them "FLOPs", so a figure printed as "FLOPs" may be
+# either: compare figures only in one convention, and only once you know which one a figure
+# uses:
 
 # %%
 model = build_model("transfer", size="paper").eval()
@@ -187,25 +187,43 @@ display(Markdown("\n".join(lines)))
 assert all(2.5 < t < 3.5 for t in train_over_forward)
 
 # %% [markdown]
-# On two CPU cores the tiny model of the `cpu` profile trains at tens to a hundred images a
-# second (chapter 6 prints its own speed in every run), which is why that profile uses it.
-#
+# On a CPU the `cpu` profile trains the tiny model instead; the committed measurement of its
+# trainer (chapter 6 prints the speed of its own run too):
+
+# %%
+options = json.loads((viz.project_root() / "benchmarks" / "results"
+                      / "cpu_speed_options_epyc_2026-11-28.json").read_text())
+eager = next(t for t in options["trainer"] if t["option"].startswith("(none"))
+cpu_speed = (f"{min(eager['epoch_images_per_second']):.0f}-"
+             f"{max(eager['epoch_images_per_second']):.0f} images/s on a "
+             f"{options['machine']['cores']}-core {options['machine']['cpu']}")
+print(f"the cpu profile's trainer, eager fp32, {len(eager['epoch_seconds'])} epochs: "
+      f"{cpu_speed}, torch {options['torch']}, {options['date']}")
+
+# %% [markdown]
 # ## Summary
-#
-# * The fast pipeline decodes once into a uint8 cache and augments whole batches on the
-#   training device, so the CPU only gathers rows; `python -m transfer_lib bench data`
-#   compares it with the per-image `DataLoader` on any machine.
-# * FLOPs count a multiply-add as two operations ({eq}`eq-flops-macs`); our 29.6 GFLOPs for
-#   TransFER is about 15 G multiply-adds, the unit later papers' tables use. Compare like with
-#   like.
-# * `python -m transfer_lib bench train` measures images/s and MFU for fp32, bf16 and
-#   `torch.compile`; the saved results name the device they ran on.
-# * A training step costs about three forward passes per image.
-#
+
+# %% tags=["hide-input"]
+display(Markdown(f"""
+* The fast pipeline decodes once into a uint8 cache and augments whole batches on the training
+  device; in the committed measurement ({b['machine']}, {b['workers']} workers) it drew
+  {fast_ips:.0f} images/s against the per-image `DataLoader`'s {standard_ips:.0f}
+  ({b['ratio']:.2f} x). `python -m transfer_lib bench data` measures it on your machine.
+* FLOPs count a multiply-add as two operations ({{eq}}`eq-flops-macs`): TransFER's
+  {flops / 1e9:.1f} GFLOPs as a CPU counter sees them are {flops / 2e9:.1f} G multiply-adds
+  ({(flops + attention_matmuls) / 2e9:.1f} G with the attention matmuls).
+* `python -m transfer_lib bench train` measures images/s and MFU; the fastest saved row trains
+  at {top['images/s']:,} images/s ({top['device']}, `{top['config']}`), and the `cpu`
+  profile's trainer ran at {cpu_speed}.
+* A training step costs {min(train_over_forward):.1f} to {max(train_over_forward):.1f} forward
+  passes per image in the saved results.
+"""))
+
+# %% [markdown]
 # ## Exercises
 #
 # 1. Compute the MACs of one LANet at the paper's size by hand ($C \to C/r \to 1$, two 1 x 1
-#    convolutions over $H \times W$ positions) and check with `FlopCounterMode` on
+#    convolutions over $G \times G$ positions) and check with `FlopCounterMode` on
 #    `build_model("transfer", size="paper").local_cnn` (divide by 2:
 #    {eq}`eq-flops-macs`).
 # 2. How many multiply-adds do the attention matmuls of one block add, as a function of $N$ and
