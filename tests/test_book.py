@@ -30,8 +30,9 @@ def _setup_cells(nb):
 
 
 def test_the_chapters_are_numbered_without_gaps():
-    """Nine chapters and two appendices (10: engineering, 11: the claims ledger)."""
-    assert [p.name[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(1, 12)]
+    """Nine chapters and three appendices (10: engineering, 11: the claims ledger, 12: how the
+    results were made)."""
+    assert [p.name[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(1, 13)]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
