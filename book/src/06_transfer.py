@@ -169,10 +169,10 @@ print(f"both sizes equal the library's TransFER; {params:.1f} M parameters; "
       f"({with_attention / 2:.1f} G multiply-adds)")
 
 # %% [markdown]
-# Later FER papers list TransFER at about 15.3 G "FLOPs" (the figure we recall from POSTER's
-# table {cite:p}`zheng2023poster`): the multiply-adds with the attention products. POSTER++
-# reports 8.4 G {cite:p}`mao2023posterv2`, which we read as multiply-adds too, since it compares
-# itself with those tables: like with like, 8.4 against the 15.3 printed above.
+# Later FER papers list TransFER at about 15.3 G "FLOPs" (POSTER's table
+# {cite:p}`zheng2023poster`, not re-checked here): the multiply-adds with the attention
+# products. POSTER++ reports 8.4 G {cite:p}`mao2023posterv2`, read as multiply-adds too, since
+# it compares itself with those tables: like with like, 8.4 against the 15.3 printed above.
 #
 # ## The loss
 #
