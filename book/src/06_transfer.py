@@ -435,7 +435,7 @@ if profile.name == "cpu" and synthetic:  # the same recipe as the committed abla
 # class-balanced sampling, no label smoothing), so which change lifted them is not known.
 
 # %% tags=["hide-input"]
-viz.plot_errors(summary["confusion_matrix"], names, title=f"confusion (%), {data_name}")
+viz.plot_errors(summary["confusion_matrix"], names, title=f"confusion (%); {made_on}")
 plt.show()
 by_share, seen = viz.recall_by_share(summary["confusion_matrix"], names)
 display(by_share.round(1))
