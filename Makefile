@@ -80,8 +80,10 @@ test-device-script: setup
 nbval: setup
 	TRANSFER_PROFILE=smoke $(PY) -m pytest -q --nbval-lax book
 
+## the fast tier (about a minute on two cores): model, data, statistics, recipes, CLI errors;
+## no notebooks, book, browser, training runs or device script (chosen in tests/conftest.py)
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow and not browser"
+	$(PY) -m pytest -q -m fast
 
 lint: setup
 	$(PY) -m ruff check transfer_lib tests
