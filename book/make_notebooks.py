@@ -63,7 +63,7 @@ import transfer_lib  # noqa: E402,F401'''
 
 # Chapters that use neither RAF-DB nor a pretrained file: their setup cell does not mount Drive,
 # which asks the reader for authorisation every time.
-WITHOUT_DRIVE = ("01_preface", "04_local_cnn")
+WITHOUT_DRIVE = ("01_preface", "04_local_cnn", "12_how_results_were_made")
 DRIVE_WHY = {
     True: "RAF-DB and weights are looked for in /content/drive/MyDrive",
     False: "this chapter needs neither RAF-DB nor pretrained weights",

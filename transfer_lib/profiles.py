@@ -23,25 +23,26 @@ schedule, evaluation cadence and, for the synthetic data set, how many images to
   the paper profile without them unless ``--from-scratch`` says so (SGD at 1e-4 from random
   weights does not learn).
 * ``cpu``: the tiny model (at 48 x 48 input) on the synthetic set, from random weights, on two
-  CPU cores. Chapter 6 ("Why the cpu recipe is not the paper's") shows the evidence for each
+  CPU cores. Appendix 12 ("Why the cpu recipe is not the paper's") shows the evidence for each
   change; in short:
 
   - AdamW at 1e-3 with a cosine decay instead of SGD at 1e-4: SGD at 1e-4 only fine-tunes
     *pretrained* weights;
-  - class-balanced sampling (``balance="sampler"``) and label smoothing 0.1: without them the
-    three rarest classes stayed at 0 % (the previous recipe: 74.1 % accuracy, 47.3 % mean class
-    accuracy, README);
-  - gradient clipping at norm 1 and a 3-epoch warmup: without them the rows with a transformer
-    stalled at chance for whole runs on some seeds (3 of 22 runs at lr 1e-3, 5 of 9 at 2e-3 in
-    ``benchmarks/results/recipe_sweep_h200.jsonl``); with them none did (0 of 3,
-    ``recipe_sweep_2_h200.jsonl``);
+  - class-balanced sampling (``balance="sampler"``) and label smoothing 0.1: the previous
+    recipe, which differed in several ways at once, left the three rarest classes at 0 % (74.1 %
+    accuracy, 47.3 % mean class accuracy; ``book/results.md``); balancing was never varied alone;
+  - gradient clipping at norm 1 and a 3-epoch warmup, chosen as a guard against stalls (3 of 22
+    unclipped runs at lr 1e-3 stalled at chance in ``benchmarks/results/recipe_sweep_h200.jsonl``,
+    0 of 3 clipped ones in ``recipe_sweep_2_h200.jsonl``: too few to call it a cure, and 2 of the
+    43 committed 30-epoch runs still stall). The stall study (``book/results/stall-study.md``)
+    points at the zero-initialised head instead (``head_init``);
   - 30 epochs: the transformer converges far more slowly than the CNN (32 epochs: 90.6 % mean
     class accuracy over 2 seeds at 64 px in the same sweep; 16 epochs: 70.9 %);
   - 48 x 48 input instead of the tiny size's 64: 126 against 81-92 images/s for a training step
     on this project's 2-core AVX2 CPU (``benchmarks/cpu_step_speed.py``);
   - the fast input pipeline (``cpu_fast``) and fp32 (``cpu_amp=False``): bf16 pays only on CPUs
-    with native bf16, and fp32 gives the same numbers on every CPU, which the committed ablation
-    (``book/results/ablation-cpu.json``) relies on to be reproducible.
+    with native bf16; fp32 with the pinned kernels (``transfer_lib.kernels``) gives the same
+    numbers on every x86 CPU, which the committed ablations rely on to be reproducible.
 
   The identity-pretrained stem (``python -m transfer_lib pretrain``) is *not* used by default:
   in the sweep, fine-tuning from its first version stalled more often than from random weights;
@@ -50,7 +51,7 @@ schedule, evaluation cadence and, for the synthetic data set, how many images to
   (``book/results/ablation-cpu-pretrained.json``) and at this full recipe for TransFER (-19.1
   points; one of its three runs ended below the most-frequent-class line, none from random
   weights did; ``book/results/ablation-cpu-30ep-pretrained.json`` against
-  ``ablation-cpu-30ep.json``). No interval lay above 0 (chapter 6). Over seeds 0-4 this recipe
+  ``ablation-cpu-30ep.json``). No interval lay above 0 (appendix 12). Over seeds 0-4 this recipe
   from random weights ends at 86.4, 86.9, 92.0, 86.1 and 90.9 % accuracy (mean class accuracy
   85.4, 85.9, 92.0, 86.3 and 88.7 %); seed 2 meets the aim of >= 90 % mean class accuracy and
   >= 80 % on every class, the others do not (weakest class: Sadness 76.1 and 73.5 %, Neutral

@@ -234,7 +234,7 @@ assert not np.array_equal(top[0], top[PARTS.index("mouth") + 1])
 #
 # The authors train with RandomResizedCrop (scale 0.08-1), horizontal flips, RandAugment with
 # 2 operations at magnitude 5 {cite:p}`cubuk2020randaugment` in PaddleClas's version (14 ops, no
-# identity, grey fill; chapter 6 lists its magnitudes) and ImageNet normalisation; evaluation only
+# identity, grey fill; appendix 12 lists its magnitudes) and ImageNet normalisation; evaluation only
 # resizes and centre-crops to 112. Their config adds Random Erasing (p 0.5)
 # {cite:p}`zhong2020erasing`, but their pipeline hands it the image in HWC order while it is
 # written for CHW, so it erases a few values of the top row at most (the cell checks it on 200
