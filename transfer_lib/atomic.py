@@ -16,6 +16,20 @@ import secrets
 from pathlib import Path
 
 
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (this one counts): a temporary file named after a process
+    that is gone was left by a run that was killed."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, owned by another user
+        return True
+    return True
+
+
 def temporary_name(path: Path) -> Path:
     """A fresh ``.NAME.PID.XXXXXXXX.tmp`` path beside ``path``."""
     return path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"

@@ -42,6 +42,7 @@ from pathlib import Path
 
 import torch
 
+from transfer_lib.atomic import process_alive
 from transfer_lib.errors import TransferError
 
 #: The ONNX operator set: 17 has every op the models use (LayerNorm, GELU) and is widely run.
@@ -88,16 +89,6 @@ def check_opset(opset: int) -> None:
             f"onnx {_require('onnx').__version__} both write")
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # EPERM: another user's process, alive
-        return True
-    return True
 
 
 def remove_stale_temporaries(folder: str | os.PathLike, target: str | None = None) -> list[Path]:
@@ -116,7 +107,7 @@ def remove_stale_temporaries(folder: str | os.PathLike, target: str | None = Non
     for entry in entries:
         match = TEMP_NAME.match(entry.name)
         if match:
-            stale = not _pid_alive(int(match["pid"]))
+            stale = not process_alive(int(match["pid"]))
         elif legacy is not None and legacy.match(entry.name):
             try:
                 stale = time.time() - entry.lstat().st_mtime > LEGACY_TEMP_AGE

@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from transfer_lib.atomic import process_alive
 from transfer_lib.errors import TransferError
 
 try:
@@ -38,16 +39,6 @@ LEGACY_TEMP = re.compile(r"^\.(?P<target>last\.pt|best\.pt)\.[a-z0-9_]{8}\.tmp$"
 LEGACY_TEMP_AGE = 3600
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # EPERM: another user's process, alive
-        return True
-    return True
 
 
 def remove_stale_temporaries(run_dir: str | os.PathLike, quiet: bool = False) -> list[Path]:
@@ -66,7 +57,7 @@ def remove_stale_temporaries(run_dir: str | os.PathLike, quiet: bool = False) ->
         match = TEMP_NAME.match(entry.name)
         try:
             if match and match["target"] in RUN_FILES:
-                stale, why = not _pid_alive(int(match["pid"])), f"process {match['pid']} is gone"
+                stale, why = not process_alive(int(match["pid"])), f"process {match['pid']} is gone"
             elif LEGACY_TEMP.match(entry.name):
                 age = time.time() - entry.lstat().st_mtime
                 stale, why = age > LEGACY_TEMP_AGE, f"{age / 3600:.1f} hours old"

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from transfer_lib.atomic import process_alive  # noqa: F401  (re-exported: data.fast, synth)
 from transfer_lib.errors import DataError
 
 README_HINT = "See data/README.md for how to obtain the data set and where to put it."
@@ -119,18 +120,6 @@ def open_text(path: Path) -> Iterator[IO[str]]:
             raise _not_text(path, err) from None
 
 
-def process_alive(pid: int) -> bool:
-    """Whether process ``pid`` runs (this one counts): a temporary file named after a process
-    that is gone was left by a run that was killed."""
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # it exists, owned by another user
-        return True
-    return True
 
 
 class FolderListing:
