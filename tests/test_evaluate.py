@@ -133,3 +133,28 @@ def test_eval_cli_missing_data(checkpoint, tmp_path, capsys):
     ckpt, _ = checkpoint
     assert main(["eval", "--data", str(tmp_path / "none"), "--checkpoint", str(ckpt)]) == 2
     assert "data set folder not found" in capsys.readouterr().err
+
+
+def test_eval_json_on_a_full_disk_keeps_the_old_report(checkpoint, tmp_path, capsys, monkeypatch):
+    import errno
+
+    import transfer_lib.atomic as atomic
+    from transfer_lib.profiles import PROFILES
+
+    ckpt, _ = checkpoint
+    data = str(__import__("transfer_lib.data.synth", fromlist=["x"]).ensure_synthetic(
+        PROFILES["smoke"].synthetic_root, train=48, test=21))
+    js = tmp_path / "m.json"
+    assert main(["eval", "--data", data, "--checkpoint", str(ckpt), "--json", str(js)]) == 0
+    old = js.read_bytes()
+    assert json.loads(old)["provenance"]["kernels"] in ("pinned", "native")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "fsync", full)
+    assert main(["eval", "--data", data, "--checkpoint", str(ckpt), "--json", str(js)]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "disk is full" in err and "Traceback" not in err
+    assert js.read_bytes() == old  # the previous report, whole
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]  # no temporary left

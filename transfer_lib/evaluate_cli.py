@@ -139,10 +139,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_json(path: str | None, result: dict) -> None:
-    """``result`` as JSON at ``path`` (``--json``), if one was given."""
+    """``result`` as JSON at ``path`` (``--json``), if one was given, with the provenance of
+    the machine that computed it; written atomically (a full disk leaves the old file whole)."""
     if path:
+        from transfer_lib.atomic import atomic_write_text
+        from transfer_lib.kernels import provenance
+
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(result, indent=1))
+        atomic_write_text(path, json.dumps({**result, "provenance": provenance()}, indent=1))
         print(f"wrote {path}")
 
 

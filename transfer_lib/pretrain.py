@@ -407,6 +407,9 @@ def ensure_pretrained(root: str | os.PathLike = DEFAULT_ROOT, workers: int | Non
         return weights
     t0 = time.perf_counter()
     net, record = pretrain(cfg, workers=workers, progress=progress, threads=threads)
+    from transfer_lib.atomic import atomic_write_text
+    from transfer_lib.kernels import provenance
+
     state = net.backbone_state_dict()
     save_atomic(state, weights)
     record = dict(
@@ -422,10 +425,9 @@ def ensure_pretrained(root: str | os.PathLike = DEFAULT_ROOT, workers: int | Non
         cpu_capability=torch.backends.cpu.get_cpu_capability(),
         machine=platform.machine(),
         load_average=[round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+        provenance=provenance(),
     )
-    tmp = record_path.with_name(f".{record_path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    os.replace(tmp, record_path)
+    atomic_write_text(record_path, json.dumps(record, indent=1) + "\n")
     if progress:
         print(f"identification accuracy on {record['held_out_images']} held-out images of "
               f"{cfg.identities} people: {_pct(record['identification_accuracy'])}; "
