@@ -26,6 +26,7 @@ def _seed():
 # subprocess). A new file joins the tier by being listed here.
 # ---------------------------------------------------------------------------------------------
 FAST_FILES: dict[str, tuple[str, ...]] = {
+    "tests/models/test_config_bounds.py": (),
     "tests/models/test_model.py": (
         "test_output_shape_every_variant_and_size[ir50-small]",
         "test_output_shape_every_variant_and_size[ir50-paper]",

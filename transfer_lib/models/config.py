@@ -93,6 +93,26 @@ class TransFERConfig:
         check("map_regulariser", self.map_regulariser, MAP_REGULARISERS)
         check("proj_init", self.proj_init, PROJ_INITS)
         check("head_init", self.head_init, HEAD_INITS)
+        # a config can come from an untrusted checkpoint: types and sizes are checked before
+        # anything is allocated (an embed_dim of 2**22 or a depth of 10**9 would exhaust memory
+        # or hang); the bounds are far above every size this package builds
+        for name, low, high in (("num_classes", 1, 100_000), ("input_size", 8, 4096),
+                                ("num_branches", 1, 64), ("lanet_reduction", 1, 4096),
+                                ("embed_dim", 1, 8192), ("depth", 1, 256), ("num_heads", 1, 256),
+                                ("dropblock_size", 1, 64), ("mad_num_drop", 1, 64),
+                                ("msad_num_drop", 1, 256)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"{name}={value!r} must be an integer in {low}..{high}")
+        if not (isinstance(self.mlp_ratio, (int, float)) and 0 < self.mlp_ratio <= 64):
+            raise ValueError(f"mlp_ratio={self.mlp_ratio!r} must be a number in (0, 64]")
+        if len(self.stem_widths) > 8 or any(
+                isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 8192
+                for v in (*self.stem_widths, *self.stem_depths)) or \
+                any(d > 256 for d in self.stem_depths):
+            raise ValueError(f"stem_widths={self.stem_widths!r} / stem_depths="
+                             f"{self.stem_depths!r} must be up to 8 stages of integers in "
+                             f"1..8192 (depths 1..256)")
         if len(self.stem_widths) != len(self.stem_depths):
             raise ValueError("stem_widths and stem_depths must have the same length")
         if self.embed_dim % self.num_heads:
