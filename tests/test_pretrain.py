@@ -192,7 +192,7 @@ def test_cli_pretrain(tmp_path, capsys):
     assert (tmp_path / "ir50-tiny-identity.pth").is_file()
     assert (tmp_path / "ir50-tiny-identity.json").is_file()
     assert main(args[:-1] + ["--identities", "1"]) == 2  # TransferError: at least 2 people
-    assert "identities >= 2" in capsys.readouterr().err
+    assert "--identities 1: expected an integer, 2 or more" in capsys.readouterr().err
 
 
 def test_augment_grayscale_share():
