@@ -248,8 +248,10 @@ display(Markdown(
 # a pretrained IR-50 (face recognition) and an ImageNet ViT, while every row here starts from
 # random weights: the rows with a transformer then need many more epochs than the CNN (and at
 # this budget many of their runs stall, see below), and 3 epochs is a tenth of
-# the recipe chapter 6 trains with. MAD and MSAD are regularisers, and a regulariser pays when a
-# model overfits, which a model this far from convergence does not yet do. And effects of a
+# the recipe chapter 6 trains with. MAD and MSAD are regularisers; the usual expectation, not
+# tested here, is that a regulariser pays when a model overfits, which a model this far from
+# convergence does not yet do (a run that fits its training set far better than its validation
+# set would test it). And effects of a
 # point or two (the size of the gaps between the models in chapter 9's table) need far more
 # seeds to resolve than effects of ten. A run that ends at or below the most-frequent-class
 # line (counted above) has not started to learn, and its row's differences from other rows say

@@ -319,8 +319,9 @@ assert set(counts.index) <= {"supported", "not supported", "not testable here"}
 
 # %% [markdown]
 # How to use the ledger. A row that is **not supported** at `cpu` says that a laptop-sized run
-# on synthetic faces does not show the effect; the reasons chapter 7 gives (random
-# initialisation, a short budget, few seeds) apply to every such row. Running the ablation at
+# on synthetic faces does not show the effect. Chapter 7's reasons differ by budget: random
+# initialisation, synthetic faces and few seeds apply to every row; the short budget applies only
+# to rows judged at 3 or 6 epochs, not to those judged at the whole 30-epoch recipe. Running the ablation at
 # `paper` on a GPU with RAF-DB and writing it with
 # `python -m transfer_lib ablate --profile paper --data RAF-DB --results
 # book/results/ablation-paper` fills the `paper` column and moves each verdict to that profile.
