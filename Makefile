@@ -4,6 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # The torch build pip installs; override on another machine, e.g. TORCH_SPEC="torch torchvision".
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+# Where pip takes torch from; on a machine without a GPU, PyTorch's CPU-only wheels avoid the
+# multi-gigabyte CUDA build: make run TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 
 .PHONY: chromium chromium-early setup run serve summary train book test test-browser test-fast test-device-script nbval lint clean
 
@@ -14,9 +17,11 @@ PIP_QUIET := --quiet --progress-bar off --disable-pip-version-check --no-input
 
 $(VENV)/.installed: pyproject.toml
 	@echo "setting up $(VENV) (torch, then transfer_lib[test,book]): a few minutes the first time"
-	$(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); echo "error: '$(PYTHON) -m venv' failed: \
+	on Debian or Ubuntu install the venv module first (sudo apt-get install python3-venv), \
+	or set PYTHON=/path/to/python3.10+"; exit 2; }
 	@$(PY) -m pip install $(PIP_QUIET) --upgrade pip
-	@$(PY) -m pip install $(PIP_QUIET) $(TORCH_SPEC)
+	@$(PY) -m pip install $(PIP_QUIET) $(TORCH_SPEC) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	@$(PY) -m pip install $(PIP_QUIET) -e ".[test,book]"
 	@touch $@
 
