@@ -213,6 +213,9 @@ def test_eval_json_at_a_folder_or_under_a_file(tmp_path, rafdb, ckpt, capsys):
 def test_full_disk(rafdb, ckpt, capsys):
     assert main(["eval", "--data", str(rafdb), "--checkpoint", str(ckpt), "--json", "/dev/full"]) == 2
     assert "No space left on device" in _error(capsys)
+    import stat
+
+    assert stat.S_ISCHR(os.stat("/dev/full").st_mode)  # written to, never replaced by a file
 
 
 @pytest.mark.skipif(sys.platform != "linux" or os.access("/sys", os.W_OK) and os.geteuid() != 0,

@@ -122,3 +122,14 @@ def test_atomic_write_text_replaces_whole_or_not_at_all(tmp_path, monkeypatch):
     assert info.value.errno == errno.ENOSPC and info.value.filename == str(target)
     assert target.read_text() == '{"a": 1}'
     assert [p.name for p in tmp_path.iterdir()] == ["config.json"]
+
+
+def test_atomic_write_follows_a_link_and_keeps_it(tmp_path):
+    from transfer_lib.atomic import atomic_write_text
+
+    real = tmp_path / "real.json"
+    real.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    atomic_write_text(link, "new")
+    assert link.is_symlink() and real.read_text() == "new"

@@ -36,8 +36,19 @@ def temporary_name(path: Path) -> Path:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically; returns ``path``. The folder must exist."""
+    """Write ``data`` to ``path`` atomically; returns ``path``. The folder must exist.
+
+    Only a regular file (or a new one) is replaced: a link is followed to the file it names, and
+    an existing device or pipe (``/dev/stdout``, ``/dev/full``) is written in place, never
+    replaced by a file. Errors name ``path``, not the temporary."""
     path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    if path.exists() and not path.is_file() and not path.is_dir():
+        with open(path, "wb") as f:  # a device or a pipe: nothing to replace atomically
+            f.write(data)
+            f.flush()
+        return path
     while True:
         tmp = temporary_name(path)
         try:
@@ -45,6 +56,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             break
         except FileExistsError:  # another 32 random bits: try again
             continue
+        except OSError as err:  # a folder one may not write to: say so of the file asked for
+            raise OSError(err.errno, err.strerror, str(path)) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
