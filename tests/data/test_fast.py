@@ -51,6 +51,27 @@ def test_cache_rebuilt_when_a_source_file_changes(tmp_path):
     assert not [p for p in (tmp_path / "cache").iterdir() if ".tmp" in p.name]
 
 
+@pytest.mark.parametrize("damage", ["truncated json", "missing labels", "short images"])
+def test_a_damaged_cache_is_rebuilt_with_a_warning(tmp_path, capsys, damage):
+    root = write_rafdb(tmp_path / "r")
+    ds = build_dataset("rafdb", root, "train")
+    good = build_cache(ds, tmp_path / "cache")
+    expected = np.array(good.images)
+    meta = good.path.with_name(good.path.name[:-len(".npy")] + ".json")
+    del good
+    if damage == "truncated json":
+        meta.write_text(meta.read_text()[:20])
+    elif damage == "missing labels":
+        next((tmp_path / "cache").glob("*-labels.npy")).unlink()
+    else:
+        img = next(p for p in (tmp_path / "cache").glob("*.npy") if "labels" not in p.name)
+        np.save(img, np.zeros((1, 100, 100, 3), np.uint8))
+    again = build_cache(ds, tmp_path / "cache")
+    err = capsys.readouterr().err
+    assert "is damaged" in err and "rebuilding it" in err
+    assert (np.array(again.images) == expected).all() and again.labels.tolist() == ds.targets
+
+
 @pytest.mark.parametrize("size", [112, 64])
 def test_eval_path_matches_per_image_within_one_grey_level(faces, cache, size):
     config = TransFERConfig(input_size=size)

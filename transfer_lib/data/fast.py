@@ -76,6 +76,7 @@ import json
 import math
 import os
 import queue
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -180,7 +181,8 @@ def build_cache(dataset, cache_dir: str | os.PathLike = "data/cache", store_size
     stem = cache_dir / f"{prefix}{key[:16]}"
     meta_path, img_path, lab_path = (Path(f"{stem}{s}") for s in (".json", ".npy", "-labels.npy"))
     remove_stale_temporaries(cache_dir)
-    if not meta_path.exists():
+    cached = _read_cache(meta_path, img_path, lab_path, key, size)
+    if cached is None:
         n = len(dataset)
         tmp = f"{TMP_TAG}{os.getpid()}-{threading.get_ident()}.npy"
         written = [Path(f"{p}{tmp}") for p in (img_path, lab_path, meta_path)]
@@ -210,13 +212,35 @@ def build_cache(dataset, cache_dir: str | os.PathLike = "data/cache", store_size
         for old in cache_dir.glob(f"{prefix}*"):  # stale caches of this data set and split
             if not old.name.startswith(stem.name) and ".tmp" not in old.name:
                 old.unlink(missing_ok=True)
-    meta = json.loads(meta_path.read_text())
+        cached = _read_cache(meta_path, img_path, lab_path, key, size)
+        if cached is None:
+            raise DataError(f"the cache {img_path} could not be read back just after it was "
+                            f"written; check the disk, or give another --cache-dir")
+    images, labels, classes = cached
+    return ImageCache(images, labels, classes, img_path)
+
+
+def _read_cache(meta_path: Path, img_path: Path, lab_path: Path, key: str, size: int):
+    """(images, labels, classes) of a complete cache, or None when there is none. A damaged one
+    (unreadable or truncated JSON, arrays missing or of the wrong shape) is removed with a
+    warning, so that the caller builds it again."""
+    if not meta_path.exists():
+        return None
     try:
+        meta = json.loads(meta_path.read_text())
         images = np.load(img_path, mmap_mode="r")
         labels = torch.from_numpy(np.load(lab_path))
-    except (OSError, ValueError) as err:
-        raise DataError(f"the cache {img_path} is damaged ({err}); delete {stem}* to rebuild") from None
-    return ImageCache(images, labels, tuple(meta["classes"]), img_path)
+        n = int(meta["n"])
+        if meta["key"] != key or images.shape != (n, size, size, 3) or labels.shape != (n,):
+            raise ValueError(f"{n} images of {size} px expected, found {images.shape} and "
+                             f"{tuple(labels.shape)} labels")
+        return images, labels, tuple(meta["classes"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        print(f"warning: the cache {meta_path.with_suffix('')}* is damaged ({err}); rebuilding it",
+              file=sys.stderr, flush=True)
+        for f in (meta_path, img_path, lab_path):
+            f.unlink(missing_ok=True)
+        return None
 
 
 # --------------------------------------------------------------------------------------------
