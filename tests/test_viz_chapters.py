@@ -3,8 +3,6 @@ they compute and draw what the chapters once did inline, on the Agg backend, wit
 
 from __future__ import annotations
 
-import warnings
-
 import matplotlib  # noqa: E402  (the viz extra; installed by make setup)
 import pandas as pd
 import pytest
@@ -24,12 +22,7 @@ from transfer_lib.models import local_cnn  # noqa: E402
 COMMITTED = viz.project_root() / "book" / "results" / "attention-cpu"
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a figure helper must not warn
-        yield
-    plt.close("all")
+from tests.test_viz import _close_figures  # noqa: E402,F401  (autouse: no warning, figures closed)
 
 
 @pytest.fixture(scope="module")

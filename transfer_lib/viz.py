@@ -382,17 +382,7 @@ def plot_curves(metrics: Sequence[dict], chance: float | None = None, title: str
     tested = [m for m in metrics if "test_accuracy" in m]
     b.plot([m["epoch"] for m in tested], [100 * m["test_accuracy"] for m in tested], "s-", ms=3,
            label="test")
-    if chance is not None:
-        b.axhline(100 * chance, color="0.5", ls="--", lw=0.8, label="most frequent class")
-    b.set_xlabel("epoch")
-    b.set_ylabel("accuracy (%)")
-    b.legend(frameon=False, fontsize=7)
-    for ax in (a, b):
-        ax.xaxis.get_major_locator().set_params(integer=True)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return fig
+    return _finish_curves(fig, a, b, chance, title)
 
 
 def plot_confusion(confusion: Sequence[Sequence[int]], class_names: Sequence[str],
@@ -540,17 +530,7 @@ def plot_run_curves(metrics: Sequence[dict], chance: float | None = None, title:
         if scored:
             b.plot([m["epoch"] for m in scored], [100 * m[key] for m in scored], marker, ms=3,
                    label=label)
-    if chance is not None:
-        b.axhline(100 * chance, color="0.5", ls="--", lw=0.8, label="most frequent class")
-    b.set_xlabel("epoch")
-    b.set_ylabel("accuracy (%)")
-    b.legend(frameon=False, fontsize=7)
-    for ax in (a, b):
-        ax.xaxis.get_major_locator().set_params(integer=True)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return fig
+    return _finish_curves(fig, a, b, chance, title)
 
 
 def plot_errors(confusion: Sequence[Sequence[int]], class_names: Sequence[str], title: str = ""):
@@ -944,3 +924,18 @@ def run_machine(summary: dict) -> str:
         return "cpu"
     kernels = prov.get("kernels")
     return prov.get("cpu_model", "cpu") + (f", {kernels} kernels" if kernels else "")
+
+
+def _finish_curves(fig, a, b, chance, title):
+    """The shared end of the curve plots: the most-frequent-class line, labels, integer epochs."""
+    if chance is not None:
+        b.axhline(100 * chance, color="0.5", ls="--", lw=0.8, label="most frequent class")
+    b.set_xlabel("epoch")
+    b.set_ylabel("accuracy (%)")
+    b.legend(frameon=False, fontsize=7)
+    for ax in (a, b):
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
