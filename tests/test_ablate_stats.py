@@ -196,3 +196,20 @@ def test_check_rerun_is_exact_when_pinned_and_a_draw_otherwise():
                               committed_provenance={"kernels": "pinned",
                                                     "versions": {"torch": "2.9.1"}})
     assert other_torch["mode"] == "distribution"
+
+
+def test_paired_results_pairs_by_seed():
+    from transfer_lib.ablate import paired_results
+
+    def result(values):
+        return {"rows": [{"row": "transfer", "runs": [
+            {"seed": s, "metrics": {"accuracy": v, "mean_class_accuracy": v}}
+            for s, v in values.items()]}]}
+
+    a, b = result({0: 90.0, 1: 80.0, 2: 70.0}), result({1: 70.0, 2: 65.0, 3: 10.0})
+    lines = paired_results({"30 epochs": (a, b, ("transfer",))}, names=("pt", "scratch"),
+                           metrics=("accuracy",))
+    (line,) = lines
+    assert line["seeds"] == 2 and line["pt"] == 75.0 and line["scratch"] == 67.5
+    assert line["difference"] == 7.5  # (10 + 5) / 2, seeds 1 and 2 only
+    assert line["verdict"] == "interval includes 0"  # two pairs, sd 3.5: a wide interval

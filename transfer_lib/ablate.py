@@ -811,6 +811,28 @@ def seed_values(result: dict, row: str, metric: str = "accuracy") -> dict[int, f
     return values
 
 
+def paired_results(pairs: dict, names: tuple[str, str] = ("with", "without"),
+                   metrics: Sequence[str] = ("accuracy", "mean_class_accuracy")) -> list[dict]:
+    """Two ablation results compared run for run: ``pairs`` maps a label (e.g. a budget) to
+    ``(result_a, result_b, rows)``; one record per label, row and metric with the seeds both ran,
+    each side's mean (keys ``names``), the paired difference a - b, its 95 % interval and
+    :func:`verdict`. Appendix 12 compares pretrained with from-scratch runs this way."""
+    out = []
+    for label, (res_a, res_b, rows) in pairs.items():
+        for row in rows:
+            for metric in metrics:
+                a, b = seed_values(res_a, row, metric), seed_values(res_b, row, metric)
+                seeds = sorted(set(a) & set(b))
+                d = paired_difference([a[s] for s in seeds], [b[s] for s in seeds])
+                out.append({"budget": label, "row": row, "metric": metric, "seeds": len(seeds),
+                            names[0]: sum(a[s] for s in seeds) / len(seeds),
+                            names[1]: sum(b[s] for s in seeds) / len(seeds),
+                            "difference": d["mean"],
+                            "95 % interval": f"[{d['low']:+.1f}, {d['high']:+.1f}]",
+                            "verdict": verdict(d)})
+    return out
+
+
 def find_comparison(result: dict, before: str, to: str) -> dict | None:
     """The paired comparison ``to`` minus ``before`` of the ablation ``result`` (an entry of its
     ``comparisons``), or None when a row of the pair was not run there."""

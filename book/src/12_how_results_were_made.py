@@ -12,25 +12,17 @@
 # %% [setup]
 
 # %%
-import json
 
 import pandas as pd
 import torch
 from IPython.display import Markdown
 
-from transfer_lib import build_model, viz
-from transfer_lib.ablate import (
-    describe_provenance,
-    load_ablation,
-    paired_difference,
-    seed_values,
-    verdict,
-)
+from transfer_lib import viz
+from transfer_lib.ablate import describe_provenance, load_ablation, paired_results, seed_values
 from transfer_lib.data.synth import most_frequent_class_accuracy
 from transfer_lib.data.transforms import PADDLE_OPS, paddle_levels
 from transfer_lib.models.transfer import init_projection_as_paddle
 from transfer_lib.profiles import get_profile
-from transfer_lib.summary import forward_flops
 
 viz.use_book_style()
 root = viz.project_root()
@@ -100,58 +92,8 @@ assert (paper.optimiser, paper.lr, paper.momentum, paper.epochs) == ("sgd", 1e-4
 # measured one.
 
 # %%
-sweep_files = sorted(bench.glob("recipe_sweep*_h200.jsonl"))
-runs = pd.DataFrame([json.loads(line) for path in sweep_files
-                     for line in path.read_text().splitlines() if line.strip()])
-runs["config"] = runs["name"].str.replace(r"-s\d+$", "", regex=True)
-# every override of every run, model overrides (the input size) included
-overrides = pd.DataFrame([{**{k: v for k, v in o.items() if k != "model_overrides"},
-                           **o.get("model_overrides", {})} for o in runs["overrides"]])
-
-
-def values_tried(*keys):
-    """The values the sweep runs gave these override keys; absent: the profile's own."""
-    found = {str(v) for k in keys if k in overrides for v in overrides[k].dropna()}
-    absent = any(k not in overrides or overrides[k].isna().any() for k in keys)
-    return sorted(found) + (["the profile's"] if absent else [])
-
-
-def varied(*keys):
-    return "yes" if len(values_tried(*keys)) > 1 else "no: " + ", ".join(values_tried(*keys))
-
-
-gflops = {s: forward_flops(build_model("transfer", size="tiny", input_size=s)) / 1e9
-          for s in (48, 64)}
-paper_gflops = forward_flops(build_model("transfer", size="paper")) / 1e9
-seed0 = json.loads((bench / "cpu_profile_seed0_epyc_2026-11-28.json").read_text())
-quiet = [m["train_seconds"] for m in seed0["metrics"][:3]]  # epochs 1-3 ran alone on the CPU
-recipe = [
-    ("tiny size (stem widths 16/32/64, 2 blocks of width 96) at 48 x 48 input",
-     f"{gflops[48]:.2f} GFLOPs a face instead of {paper_gflops:.1f} ({gflops[64]:.2f} at the "
-     f"tiny size's own 64 x 64): an epoch of 3,000 faces in {min(quiet):.0f}-{max(quiet):.0f} s "
-     f"({seed0['machine'].split(',')[0].split(' (')[0]}, the quiet epochs of "
-     f"`cpu_profile_seed0_epyc_2026-11-28.json`)", varied("input_size")),
-    (f"AdamW, lr {cpu.lr:g}, weight decay {cpu.weight_decay:g}, cosine decay",
-     "SGD at 1e-4 is the paper's rate for fine-tuning pretrained weights; training from "
-     "random weights is given a larger, adaptive step",
-     f"optimiser: {varied('optimiser')} in every run; lr: {varied('lr')}"),
-    ("class-balanced sampling", "the synthetic set copies RAF-DB's imbalance; balancing came "
-     "in with other changes after an earlier recipe left the rarest classes at 0 %",
-     varied("balance")),
-    (f"label smoothing {cpu.label_smoothing:g}", "a usual companion of balanced sampling, "
-     "which shows the rare classes' few images many times", varied("label_smoothing")),
-    (f"gradient clipping at norm {cpu.grad_clip:g}, {cpu.warmup_epochs:g} warmup epochs",
-     "runs of the rows with a transformer stalled at chance in the first sweep (next section)",
-     varied("grad_clip", "warmup_epochs") + " (both at once)"),
-    (f"{cpu.epochs} epochs, evaluated every {cpu.eval_every}",
-     "the transformer converges more slowly than the CNN (next section)", varied("epochs")),
-    ("the fast input pipeline, fp32", "images decoded once into a uint8 cache, augmented a "
-     "batch at a time; fp32 so that every x86 CPU gives the same numbers",
-     "no: fp32 (`amp` False) in every run" if varied("amp") == "no: False" else "yes"),
-]
-rule = "|" + " :-- |" * 3  # the table's rule row, built so that the code shows no table
-display(Markdown("| change | why | varied in the sweeps? |\n" + rule + "\n" + "\n".join(
-    f"| {change} | {why} | {tried} |" for change, why, tried in recipe)))
+runs, overrides, varied, values_tried, table = viz.cpu_recipe_evidence(bench, cpu)
+display(Markdown(table))
 assert (cpu.optimiser, cpu.balance, cpu.input_size, cpu.size) == ("adamw", "sampler", 48, "tiny")
 assert values_tried("balance") == ["sampler"] and values_tried("label_smoothing") == ["0.1"]
 assert values_tried("amp") == ["False"] and values_tried("optimiser") == ["the profile's"]
@@ -188,7 +130,8 @@ evidence = runs.groupby("config", sort=False).agg(
 display(evidence.round(1))
 devices = sorted(runs["device"].unique())
 print(f"{len(runs)} runs in {len(evidence)} configurations, in "
-      + viz.word_list(f"`{p.name}`" for p in sweep_files) + "; made on " + viz.word_list(devices))
+      + viz.word_list(f"`{p.name}`" for p in sorted(bench.glob("recipe_sweep*_h200.jsonl")))
+      + "; made on " + viz.word_list(devices))
 assert len(runs) == 48 and runs["name"].is_unique
 assert devices == ["cuda:0 (NVIDIA H200)"]
 e16, e32 = evidence.loc["t64-e16-lr0.001-b32"], evidence.loc["t64-e32-lr0.001-b32"]
@@ -286,21 +229,11 @@ for budget, (scratch_res, pt_res, _) in loaded.items():
 assert set(full_scratch["provenance"]["train_overrides"] or {}) == set()
 assert set(full_pt["provenance"]["train_overrides"]) == {"ir50"}
 
-lines, pretraining_helps = [], {}
-for budget, (scratch_res, with_pt, rows) in loaded.items():
-    for row in rows:
-        for metric in ("accuracy", "mean_class_accuracy"):
-            a, b = seed_values(with_pt, row, metric), seed_values(scratch_res, row, metric)
-            seeds = sorted(set(a) & set(b))
-            d = paired_difference([a[s] for s in seeds], [b[s] for s in seeds])
-            pretraining_helps[budget, row, metric] = d["low"] is not None and d["low"] > 0
-            lines.append({"budget": budget, "row": row, "metric": metric,
-                          "seeds": len(seeds),
-                          "pretrained": sum(a[s] for s in seeds) / len(seeds),
-                          "from scratch": sum(b[s] for s in seeds) / len(seeds),
-                          "difference": d["mean"],
-                          "95 % interval": f"[{d['low']:+.1f}, {d['high']:+.1f}]",
-                          "verdict": verdict(d)})
+# per budget, row and metric: pretrained minus from random weights, paired by seed
+lines = paired_results({b: (pt, scratch, rows) for b, (scratch, pt, rows) in loaded.items()},
+                       names=("pretrained", "from scratch"))
+pretraining_helps = {(r["budget"], r["row"], r["metric"]): r["verdict"] == "interval above 0"
+                     for r in lines}
 comparison = pd.DataFrame(lines).set_index(["budget", "row", "metric"])
 display(comparison.round(1))
 helped = [f"{row} ({metric.replace('_', ' ')}, {budget})"
@@ -334,8 +267,8 @@ for kind, res in (("from random weights", full_scratch), ("pretrained", full_pt)
     accs = seed_values(res, "transfer")
     low = failed[kind] = {s: a for s, a in accs.items() if a <= most_frequent}
     print(f"{kind}: {len(low)} of {len(accs)} runs at or below the most frequent class "
-          f"({most_frequent:.1f} %)" + (": " + ", ".join(f"seed {s} {a:.1f} %"
-                                                       for s, a in low.items()) if low else ""))
+          f"({most_frequent:.1f} %)"
+          + (": " + ", ".join(f"seed {s} {a:.1f} %" for s, a in low.items()) if low else ""))
 full_helps = any(h for (budget, _, _), h in pretraining_helps.items() if budget == FULL)
 print("So at this number of seeds the measurement "
       + ("shows that pretraining helps: the cpu profile should start from it." if full_helps
@@ -376,11 +309,11 @@ for kind, res in (("from random weights", full_scratch), ("pretrained", full_pt)
     for run in next(r for r in res["rows"] if r["row"] == "transfer")["runs"]:
         classes = {c: 100 * a for c, a in run["per_class_accuracy"].items() if a is not None}
         weakest = min(classes, key=classes.get)
-        aims.append({"start": kind, "seed": run["seed"],
-                     "accuracy": run["metrics"]["accuracy"],
-                     "mean class accuracy": run["metrics"]["mean_class_accuracy"],
+        m = run["metrics"]
+        aims.append({"start": kind, "seed": run["seed"], "accuracy": m["accuracy"],
+                     "mean class accuracy": m["mean_class_accuracy"],
                      "weakest class": f"{weakest} {classes[weakest]:.1f}",
-                     "aim met": run["metrics"]["mean_class_accuracy"] >= AIM_MCA
+                     "aim met": m["mean_class_accuracy"] >= AIM_MCA
                      and classes[weakest] >= AIM_CLASS})
 aims = pd.DataFrame(aims).set_index(["start", "seed"])
 display(aims.round(1))
