@@ -399,26 +399,27 @@ assert stalled6 > 0  # the paragraph below is about these stalled runs
 # from a small normal (`model_overrides={"head_init": "normal"}`) and nothing else changed.
 
 # %%
-STALL_AT = 30.0  # mean class accuracy (%) at or below which a run stalled: fixed before the study
-study = [json.loads(line) for line in
-         (viz.project_root() / "book" / "results" / "stall-study.jsonl").read_text().splitlines()]
-zero_head = [run["metrics"]["mean_class_accuracy"] for r in result["rows"] for run in r["runs"]
-             if run["seed"] in (0, 1, 2)]
-normal_head = [line["mean_class_accuracy"] for line in study if line["arm"] == "head_normal"]
-still = [f"`{line['row']}` seed {line['seed']}" for line in study
-         if line["arm"] == "head_normal" and line["stalled"]]
+STALL_AT = 30.0  # mean class accuracy (%) at or below which a run stalled (set in advance)
+study_file = viz.project_root() / "book" / "results" / "stall-study.jsonl"
+study = [json.loads(line) for line in study_file.read_text().splitlines()]
+after_arm = [line for line in study if line["arm"] == "head_normal"]
+zero_head = [run["metrics"]["mean_class_accuracy"] for r in result["rows"]
+             for run in r["runs"] if run["seed"] in (0, 1, 2)]
+normal_head = [line["mean_class_accuracy"] for line in after_arm]
+still = [f"`{line['row']}` seed {line['seed']}" for line in after_arm if line["stalled"]]
 before, after = sum(v <= STALL_AT for v in zero_head), len(still)
+mean = lambda values: sum(values) / len(values)  # noqa: E731
 display(Markdown(
-    f"With the zero head {before} of these {len(zero_head)} runs stall; with the normal head "
-    f"{after} of {len(normal_head)}"
+    f"With the zero head {before} of these {len(zero_head)} runs stall; with the normal "
+    f"head {after} of {len(normal_head)}"
     + (f" ({viz.word_list(still)})" if still else "")
-    + f". Mean class accuracy over those runs: {sum(zero_head) / len(zero_head):.1f} % "
-      f"against {sum(normal_head) / len(normal_head):.1f} %. "
-    + ("So the zero head, not too short a warmup, is what stalls these runs; the committed "
-       "ablations keep the authors' zero head, so their stalled runs stay in them."
-       if after == 0 and before > 0 else
-       "So the normal head does not stop every stall here: the zero head is one cause, not the "
-       "only one.")))
+    + f". Mean class accuracy over those runs: {mean(zero_head):.1f} % against "
+      f"{mean(normal_head):.1f} %. "
+    + ("So the zero head, not too short a warmup, is what stalls these runs; the "
+       "committed ablations keep the authors' zero head, so their stalled runs stay in "
+       "them." if after == 0 and before > 0 else
+       "So the normal head does not stop every stall here: the zero head is one cause, "
+       "not the only one.")))
 assert sum(v <= STALL_AT for v in normal_head) == after
 
 # %% [markdown]
