@@ -420,8 +420,8 @@ if profile.name == "cpu" and synthetic:  # the same recipe as the committed abla
     full_scratch = load_ablation(viz.project_root() / "book/results/ablation-cpu-30ep")
     check = check_rerun(100 * acc, seed_values(full_scratch, "transfer"), 0,
                         summary.get("provenance"))
-    print(f"{check['why']}.\nAgainst the committed full-recipe runs ({check['mode']} check): "
-          f"{check['message']}")
+    print(f"{check['why']}.\nAgainst the committed full-recipe runs "
+          f"({check['mode']} check): {check['message']}")
     assert check["ok"], f"this run does not match the committed runs: {check['message']}"
 
 # %% [markdown]
