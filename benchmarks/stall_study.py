@@ -28,6 +28,9 @@ BUDGET = Path(__file__).resolve().parents[1] / "book" / "results" / "ablation-cp
 ARMS: dict[str, dict] = {
     "current": {},
     "head_normal": {"model_overrides": {"head_init": "normal"}},
+    # amendment 1: and MAD / the map regulariser / MSAD off during the 1-epoch warmup
+    "head_normal_late_drop": {"model_overrides": {"head_init": "normal"},
+                              "regularise_from_epoch": 1},
 }
 
 

@@ -229,3 +229,42 @@ def test_huge_lr_stops_with_a_clear_message(tmp_path, capsys):
     assert "error: --lr 1e30: expected" in err and "Traceback" not in err
     with pytest.raises(TransferError, match=r"not finite.*Lower --lr"):
         train(out=str(tmp_path / "lr"), lr=1e30, epochs=1, **SMOKE)
+
+
+class _DroppingModes:
+    """Records, per epoch, whether each dropping module was in training mode during its steps."""
+
+    def __init__(self):
+        self.modes = {}
+
+    def on_step_end(self, run, step):
+        from transfer_lib.models import regularisers
+        self.modes.setdefault(step.epoch, set()).update(m.training for m in regularisers(step.model))
+
+
+@pytest.mark.parametrize("start, expected", [(0, {1: {True}, 2: {True}}),
+                                             (1, {1: {False}, 2: {True}})])
+def test_regularise_from_epoch_keeps_the_dropping_off_until_then(tmp_path, start, expected):
+    seen = _DroppingModes()
+    summary = train(out=str(tmp_path / "r"), max_steps=2, regularise_from_epoch=start,
+                    callbacks=[seen], **SMOKE)
+    assert seen.modes == expected
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert saved["profile"]["regularise_from_epoch"] == start and summary["complete"]
+
+
+def test_regularisers_are_the_map_regulariser_and_the_msad_droppings():
+    from transfer_lib.models import (
+        MultiAttentionDropping,
+        MultiHeadSelfAttentionDropping,
+        build_model,
+        regularisers,
+    )
+    kinds = lambda variant, **kw: sorted(type(m).__name__ for m in regularisers(  # noqa: E731
+        build_model(variant=variant, size="tiny", **kw)))
+    assert kinds("ir50") == [] and kinds("vit_fer") == [] and kinds("local") == []
+    assert kinds("local_mad") == [MultiAttentionDropping.__name__]
+    depth = build_model(variant="transfer", size="tiny").config.depth
+    assert kinds("transfer") == [MultiAttentionDropping.__name__] + \
+        [MultiHeadSelfAttentionDropping.__name__] * depth
+    assert kinds("local_mad", map_regulariser="spatial") == ["Dropout2d"]

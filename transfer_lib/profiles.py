@@ -117,6 +117,9 @@ class Profile:
     min_lr_ratio: float = 0.0  # cosine floor, as a fraction of lr
     label_smoothing: float = 0.0
     grad_clip: float = 0.0  # clip the gradient's global norm to this (0: off, the paper's)
+    # MAD (or the map regulariser in its place) and MSAD stay off before this epoch (0-based):
+    # 0, the authors', drops from the first step; 1 with a 1-epoch warmup drops after it
+    regularise_from_epoch: int = 0
     # data
     proj_init: str = "paddle"  # the projection's init: paddle (the authors') | torch (PyTorch's)
     augment: str = "paper"  # paper: the authors' train transform; light: crop + flip only

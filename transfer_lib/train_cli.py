@@ -75,6 +75,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="epochs of the step schedule, in increasing order, e.g. 15,30")
     g.add_argument("--warmup-epochs", type=T.EPOCHS_FLOAT, metavar="E",
                    help="linear warmup, in epochs")
+    g.add_argument("--regularise-from-epoch", type=T.nonnegative_int(T.MAX_EPOCHS),
+                   metavar="E", help="MAD (or the map regulariser in its place) and MSAD drop "
+                                     "from this epoch on, 0-based (default 0: from the first "
+                                     "step, as the authors; 1 after a 1-epoch warmup)")
     g.add_argument("--label-smoothing", type=T.PROBABILITY, metavar="EPS",
                    help="0 to 1; 0: plain cross-entropy")
     g.add_argument("--randaugment", choices=RANDAUGMENTS,
@@ -149,7 +153,8 @@ def config_from_args(args: argparse.Namespace):
         variant=args.variant, size=args.size, epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, optimiser=args.optimiser, weight_decay=args.weight_decay,
         schedule=args.schedule, milestones=milestones, eval_every=args.eval_every,
-        warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
+        warmup_epochs=args.warmup_epochs,
+        regularise_from_epoch=args.regularise_from_epoch, label_smoothing=args.label_smoothing,
         balance=args.balance, grad_clip=args.grad_clip, randaugment=args.randaugment,
         erasing=args.erasing, proj_init=args.proj_init, from_scratch=args.from_scratch,
         workers=args.workers, msad_mode=args.msad_mode, map_regulariser=args.map_regulariser,

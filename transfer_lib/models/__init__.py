@@ -7,7 +7,7 @@ from transfer_lib.models.config import (
     TransFERConfig,
     make_config,
 )
-from transfer_lib.models.local_cnn import LANet, LocalCNN, MultiAttentionDropping
+from transfer_lib.models.local_cnn import LANet, LocalCNN, MultiAttentionDropping, regularisers
 from transfer_lib.models.msad import (
     MSADAttention,
     MSADBlock,
@@ -28,4 +28,5 @@ __all__ = [
     "LANet", "LocalCNN", "MultiAttentionDropping", "MSADAttention", "MSADBlock",
     "MSADTransformer", "MultiHeadSelfAttentionDropping", "BottleneckIR", "IR50Stem",
     "IR50Classifier", "TransFER", "TransFEROutput", "build_model", "model_from_config",
+    "regularisers",
 ]

@@ -132,3 +132,20 @@ class LocalCNN(nn.Module):
         maps = self.regulariser(maps)
         fused = maps.amax(dim=1, keepdim=True)  # (N, 1, H, W)
         return x * fused, maps, fused
+
+
+def regularisers(model: nn.Module) -> list[nn.Module]:
+    """The dropping modules of ``model``: each LocalCNN's map regulariser (MAD, or Dropout,
+    DropBlock or Spatial Dropout in its place) and each MSAD block's head dropping, where their
+    probability is above 0. A trainer
+    that puts them in eval mode (``m.eval()`` after ``model.train()``) trains without dropping
+    and leaves everything else as it was; see ``Profile.regularise_from_epoch``."""
+    from transfer_lib.models.msad import MultiHeadSelfAttentionDropping
+
+    found = []
+    for m in model.modules():
+        if isinstance(m, LocalCNN) and not isinstance(m.regulariser, nn.Identity):
+            found.append(m.regulariser)
+        elif isinstance(m, MultiHeadSelfAttentionDropping):
+            found.append(m)
+    return [m for m in found if m.p > 0]

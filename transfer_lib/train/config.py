@@ -23,6 +23,7 @@ PROFILE_OVERRIDES: tuple[str, ...] = (
     "variant", "size", "epochs", "batch_size", "optimiser", "lr", "momentum", "weight_decay",
     "input_size", "schedule", "milestones", "gamma", "warmup_epochs", "label_smoothing", "augment",
     "balance", "grad_clip", "eval_every", "workers", "randaugment", "erasing", "proj_init",
+    "regularise_from_epoch",
 )
 
 
@@ -55,6 +56,7 @@ class TrainConfig:
     proj_init: str | None = None  # paddle | torch: the projection's initialisation
     balance: str | None = None
     grad_clip: float | None = None
+    regularise_from_epoch: int | None = None  # MAD / map regulariser / MSAD off before it
     eval_every: int | None = None
     workers: int | None = None
     # model settings beyond the variant (TransFERConfig fields)
@@ -114,6 +116,9 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise TransferError(f"{name}={v} must be at least 1")
+        if self.regularise_from_epoch is not None and self.regularise_from_epoch < 0:
+            raise TransferError(f"regularise_from_epoch={self.regularise_from_epoch} must be 0 "
+                                "(drop from the first step, the authors') or more")
         if self.workers is not None and self.workers < 0:
             raise TransferError(f"workers={self.workers} must be 0 (load in this process) or more")
         if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):

@@ -31,6 +31,7 @@ from transfer_lib.distributed import (
     broadcast_object,
 )
 from transfer_lib.errors import CheckpointError, DataError, TransferError
+from transfer_lib.models.local_cnn import regularisers
 from transfer_lib.profiles import Profile
 from transfer_lib.rundir import remove_stale_temporaries
 from transfer_lib.train import run_files
@@ -382,6 +383,9 @@ def train_epoch(run: Run, parts: Parts, step: Step, optimiser, scaler, progress:
         parts.sampler.set_epoch(epoch)
         parts.loader_gen.manual_seed(cfg.seed * 1_000_003 + epoch * 131 + ctx.rank)
     model.train()
+    if epoch < prof.regularise_from_epoch:  # MAD / map regulariser / MSAD not yet dropping
+        for m in regularisers(model):
+            m.eval()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.int64)
     seen = 0
