@@ -215,7 +215,8 @@ def render_test_face(marker: dict, split: str, index: int, label: int,
     from transfer_lib.data.synth import _image_seed, render_sample
 
     img, quality = render_sample(label, _image_seed(marker["seed"], split, index),
-                                 marker["occlusion"], occlude_part=part)
+                                 marker["occlusion"], occlude_part=part,
+                                 task=marker.get("task", "additive"))
     return jpeg_bytes(img, quality)
 
 

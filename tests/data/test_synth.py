@@ -170,7 +170,8 @@ def test_synth_cli_writes_the_marker_and_replaces_its_own_set(tmp_path):
     marker = json.loads((out / "synthetic.json").read_text())
     assert marker == {"version": synth.GENERATOR_VERSION, "train": 7, "test": 7, "val": 7,
                       "seed": 0, "occlusion": synth.DEFAULT_OCCLUSION, "balance": "rafdb",
-                      "splits": ["train", "test", "val"], "state": "complete"}
+                      "splits": ["train", "test", "val"], "task": "additive",
+                      "part_occlusion": 0.0, "state": "complete"}
     # its own set (by the marker) is replaced without --force; no temporary folder is left
     assert main(["synth", "--out", str(out), "--train", "14", "--test", "7", "--seed", "1",
                  "--workers", "1"]) == 0

@@ -77,6 +77,12 @@ RAFDB_TRAIN_COUNTS: tuple[int, ...] = (1290, 281, 717, 4772, 1982, 705, 2524)
 BALANCES = ("rafdb", "uniform")
 #: Parts that :func:`render_face` can hide with ``occlude_part=``.
 PARTS = ("brows", "eyes", "nose", "cheeks", "mouth")
+#: What a class is (``synth --task``): ``additive``, the default, classes are sums of local cues
+#: (:data:`EXPRESSION_CUES`); ``relational``, four classes with the same cues on every part that
+#: differ only in how three parts agree (:data:`RELATIONAL_CLASSES`); ``occlusion-shift``, the
+#: additive classes with no occluder in train and val, so that the per-part occluded test
+#: (:mod:`transfer_lib.occlusion`) shows an occlusion training never did.
+TASKS = ("additive", "relational", "occlusion-shift")
 #: Kinds of natural occluder, and what they hide.
 OCCLUDERS = ("glasses", "hat", "mask", "hand", "patch")
 MARKER = "synthetic.json"
@@ -144,6 +150,20 @@ CUE_PART = dict(brow_raise="brows", brow_tilt="brows", brow_arch="brows", eye_op
                 lid_droop="eyes", mouth_open="mouth", mouth_width="mouth", mouth_curve="mouth",
                 lip_press="mouth", upper_lip="mouth", teeth="mouth", nose_wrinkle="nose",
                 cheek_raise="cheeks")
+#: The relational task. Each of brows, eyes and mouth shows one of two states (0 or 1, below); a
+#: face draws the brows' state at random and the class says which part, if any, disagrees with the
+#: other two. So every part shows each state in half the faces of every class: a part on its own
+#: says nothing about the class, and a sum of per-part scores, :func:`relational_cap`, is right
+#: on at most 5 of the 8 state combinations (62.5 %; chance is 25 %).
+RELATIONAL_CLASSES: tuple[str, ...] = ("all agree", "mouth odd", "eyes odd", "brows odd")
+RELATIONAL_ODD: tuple[str | None, ...] = (None, "mouth", "eyes", "brows")
+RELATIONAL_PARTS: tuple[str, ...] = ("brows", "eyes", "mouth")
+#: Displacement from REST at full intensity of each relational part's state 0 and state 1.
+RELATIONAL_CUES: dict[str, tuple[dict[str, float], dict[str, float]]] = {
+    "brows": (dict(brow_raise=-0.9), dict(brow_raise=1.0)),  # lowered | raised
+    "eyes": (dict(eye_open=-0.5), dict(eye_open=0.6)),  # narrowed | wide
+    "mouth": (dict(mouth_curve=-0.9), dict(mouth_curve=1.0)),  # corners down | up
+}
 _JITTER = dict(brow_raise=0.15, brow_tilt=0.15, brow_arch=0.15, eye_open=0.1, lid_droop=0.1,
                mouth_open=0.06, mouth_width=0.07, mouth_curve=0.15, lip_press=0.1,
                upper_lip=0.1, teeth=0.0, nose_wrinkle=0.1, cheek_raise=0.12)
@@ -203,26 +223,79 @@ def sample_identity(rng: np.random.Generator) -> dict:
     )
 
 
+def relational_states(label: int, brows: int) -> dict[str, int]:
+    """The states (0 or 1) of brows, eyes and mouth in a relational face of class ``label``
+    (0-based index into :data:`RELATIONAL_CLASSES`) whose brows show ``brows``."""
+    states = dict.fromkeys(RELATIONAL_PARTS, int(brows))
+    odd = RELATIONAL_ODD[label]
+    if odd is not None:
+        states[odd] = 1 - int(brows)
+    return states
+
+
+def relational_cap() -> dict[str, float]:
+    """The best accuracy on the relational task (noise-free states, classes equally frequent) of a
+    model that sees one part (``one_part``), two parts (``two_parts``) or all three parts but
+    scores each on its own and sums the scores (``per_part_sum``), with ``chance``; as fractions.
+
+    ``per_part_sum``, the bound: with two states a part, any per-part score is affine in the
+    states' signs, so class k's score on a state combination x and on its mirror image (every part
+    flipped) sums to the same constant c_k for every x. A class's two combinations are mirror
+    images. If both are answered k, then c_k > c_j for every other class j, which holds for one
+    class at most; so at most 2 + 1 + 1 + 1 = 5 of the 8 equally likely combinations are answered
+    right. 5 is reached (tests check a construction), so the cap is 5 / 8. ``one_part`` and
+    ``two_parts`` are counted exactly over the combinations here.
+    """
+    combos = [(k, b) for k in range(len(RELATIONAL_CLASSES)) for b in (0, 1)]
+
+    def best(parts: tuple[str, ...]) -> float:
+        seen: dict[tuple, list[int]] = {}
+        for k, b in combos:
+            s = relational_states(k, b)
+            seen.setdefault(tuple(s[p] for p in parts), []).append(k)
+        return sum(max(ks.count(k) for k in set(ks)) for ks in seen.values()) / len(combos)
+
+    return dict(chance=1 / len(RELATIONAL_CLASSES), one_part=best(("brows",)),
+                two_parts=best(("brows", "eyes")), per_part_sum=5 / 8)
+
+
 def sample_face(label: int | str, rng: np.random.Generator, occlusion: float = DEFAULT_OCCLUSION,
-                intensity: float | None = None, identity: dict | None = None) -> FaceSpec:
+                intensity: float | None = None, identity: dict | None = None,
+                task: str = "additive") -> FaceSpec:
     """Draw a face of class ``label`` (0-based or a name). The draw order is fixed, so the same
     ``rng`` state gives the same identity whatever is asked of the occluder afterwards.
 
     ``identity`` (a :func:`sample_identity` dict) fixes who the face is; ``rng`` then draws no
     identity, only expression, pose, photometry and occluder (see :func:`identity_face`).
+    ``task="relational"``: ``label`` is a :data:`RELATIONAL_CLASSES` index and the cues are its
+    parts' states (:data:`RELATIONAL_CUES`); the rest is drawn as for the additive task.
     """
-    k = _label_index(label)
+    if task not in TASKS:
+        raise ValueError(f"task={task!r} is not one of {', '.join(TASKS)}")
+    relational = task == "relational"
+    if relational:
+        k = int(label)
+        if not 0 <= k < len(RELATIONAL_CLASSES):
+            raise ValueError(f"label {label}: the relational task has classes 0..3")
+    else:
+        k = _label_index(label)
     u = rng.uniform
     t = float(u(*INTENSITY_RANGE)) if intensity is None else float(intensity)
+    if relational:
+        displacement: dict[str, float] = {}
+        for part, state in relational_states(k, int(rng.integers(2))).items():
+            displacement.update(RELATIONAL_CUES[part][state])
+    else:
+        displacement = EXPRESSION_CUES[RAFDB_CLASSES[k]]
     cues = {}
     for name, rest in REST.items():
-        d = EXPRESSION_CUES[RAFDB_CLASSES[k]].get(name, 0.0)
+        d = displacement.get(name, 0.0)
         cues[name] = rest + t * d + float(rng.normal(0.0, JITTER_SCALE * _JITTER[name]))
     # some expressions vary in how they use the mouth
-    if RAFDB_CLASSES[k] == "Happiness" and u() < 0.4:
+    if not relational and RAFDB_CLASSES[k] == "Happiness" and u() < 0.4:
         cues["mouth_open"] = 0.0  # closed smile
         cues["teeth"] = 0.0
-    if RAFDB_CLASSES[k] == "Anger" and u() < 0.35:
+    if not relational and RAFDB_CLASSES[k] == "Anger" and u() < 0.35:
         cues["mouth_open"] = 0.25 * t  # bared, clenched teeth instead of pressed lips
         cues["teeth"] = 1.0
         cues["lip_press"] = 0.3
@@ -546,9 +619,10 @@ def render_face(label: int | str, seed: int = 0, occlusion: str | None = None,
 
 
 def render_sample(label: int, seed_seq: np.random.SeedSequence, occlusion: float,
-                  occlude_part: str | None = None) -> np.ndarray:
-    """The image of one data-set sample (what :func:`generate` writes, before JPEG)."""
-    spec = sample_face(label, np.random.default_rng(seed_seq), occlusion=occlusion)
+                  occlude_part: str | None = None, task: str = "additive") -> np.ndarray:
+    """The image of one data-set sample (what :func:`generate` writes, before JPEG) and its JPEG
+    quality."""
+    spec = sample_face(label, np.random.default_rng(seed_seq), occlusion=occlusion, task=task)
     return _finish(spec, _draw_face(spec, occlude_part), IMAGE_SIZE), spec.photo["quality"]
 
 
@@ -594,11 +668,15 @@ def identity_face(identity: int, image: int, seed: int = 0, occlusion: float = D
 # --------------------------------------------------------------------------------------------
 # Writing the data set
 # --------------------------------------------------------------------------------------------
-def class_counts(n: int, balance: str = "rafdb") -> list[int]:
-    """How many of ``n`` images each class gets (largest remainder, so they sum to ``n``)."""
+def class_counts(n: int, balance: str = "rafdb", task: str = "additive") -> list[int]:
+    """How many of ``n`` images each of the 7 labels gets (largest remainder, so they sum to
+    ``n``). The relational task uses labels 0-3 only, equally often, whatever ``balance``."""
     if balance not in BALANCES:
         raise ValueError(f"balance={balance!r} is not one of {BALANCES}")
-    weights = np.array(RAFDB_TRAIN_COUNTS if balance == "rafdb" else [1] * 7, float)
+    if task == "relational":
+        weights = np.array([1.0] * len(RELATIONAL_CLASSES) + [0.0] * 3)
+    else:
+        weights = np.array(RAFDB_TRAIN_COUNTS if balance == "rafdb" else [1] * 7, float)
     share = weights / weights.sum() * n
     counts = np.floor(share).astype(int)
     for k in np.argsort(-(share - counts), kind="stable")[: n - counts.sum()]:
@@ -617,9 +695,10 @@ def most_frequent_class_accuracy(n: int, balance: str = "rafdb") -> float:
     return 100.0 * max(class_counts(n, balance)) / n
 
 
-def split_labels(n: int, split: str, seed: int, balance: str = "rafdb") -> np.ndarray:
+def split_labels(n: int, split: str, seed: int, balance: str = "rafdb",
+                 task: str = "additive") -> np.ndarray:
     """The 0-based labels of a split, in file order (a seeded shuffle of exact class counts)."""
-    labels = np.repeat(np.arange(7), class_counts(n, balance))
+    labels = np.repeat(np.arange(7), class_counts(n, balance, task))
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_SPLIT_CODE[split], 2**20)))
     return rng.permutation(labels)
 
@@ -628,19 +707,34 @@ def _image_seed(seed: int, split: str, index: int) -> np.random.SeedSequence:
     return np.random.SeedSequence(seed, spawn_key=(_SPLIT_CODE[split], index))
 
 
+def hidden_part(seed: int, split: str, index: int, share: float) -> str | None:
+    """The part under a grey box in training or validation image ``index`` of a set written with
+    ``part_occlusion=share`` (None: none; test images never have one). Drawn from its own seed,
+    so the image's face is the one the set without part occlusion holds."""
+    if share <= 0.0 or split == "test":
+        return None
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_SPLIT_CODE[split], index,
+                                                                         2**21)))
+    return PARTS[int(rng.integers(len(PARTS)))] if rng.uniform() < share else None
+
+
 def _write_chunk(job: tuple) -> int:
-    folder, split, seed, occlusion, items = job
+    folder, split, params, items = job
+    seed, occlusion, task = params["seed"], params["occlusion"], params["task"]
     for index, label in items:
-        img, quality = render_sample(label, _image_seed(seed, split, index), occlusion)
+        part = hidden_part(seed, split, index, params["part_occlusion"])
+        img, quality = render_sample(label, _image_seed(seed, split, index), occlusion,
+                                     occlude_part=part, task=task)
         Image.fromarray(img).save(os.path.join(folder, f"{split}_{index + 1:05d}_aligned.jpg"),
                                   quality=quality)
     return len(items)
 
 
 def generate(out: str | os.PathLike, train: int = DEFAULT_TRAIN, test: int = DEFAULT_TEST,
-             seed: int = 0, occlusion: float = DEFAULT_OCCLUSION, balance: str = "rafdb",
+             seed: int = 0, occlusion: float | None = None, balance: str = "rafdb",
              workers: int | None = None, progress: bool = False, force: bool = False,
-             val: int | None = DEFAULT_VAL) -> Path:
+             val: int | None = DEFAULT_VAL, task: str = "additive",
+             part_occlusion: float = 0.0) -> Path:
     """Write the synthetic set under ``out`` in RAF-DB's layout and return ``out``.
 
     ``out/basic/EmoLabel/list_patition_label.txt`` lists ``train_00001.jpg 5`` (labels 1..7),
@@ -648,7 +742,10 @@ def generate(out: str | os.PathLike, train: int = DEFAULT_TRAIN, test: int = DEF
     holds the 100 x 100 image and ``out/synthetic.json`` (:data:`MARKER`) the generation
     parameters. ``val`` (None: as many as ``test``) images are drawn like the training images
     (same class balance) from their own seeds. Same arguments, same bytes, whatever ``workers``
-    is.
+    is. ``task`` (:data:`TASKS`) says what a class is; ``occlusion-shift`` needs ``occlusion=0``.
+    ``part_occlusion`` hides a random part under a grey box (the occlusion test's) in that share
+    of the train and val images (:func:`hidden_part`): the planted control of the
+    occlusion-shift task.
 
     Nothing is lost or mixed: ``out`` must be missing, empty or a synthetic set written here (its
     marker) holding nothing else; files the set would not hold are refused (DataError), or with
@@ -656,7 +753,7 @@ def generate(out: str | os.PathLike, train: int = DEFAULT_TRAIN, test: int = DEF
     is drawn in a temporary sibling folder and swapped in for ``out`` at the end, so an
     interrupted run leaves the old set (or nothing) at ``out``, never a mixture.
     """
-    params = _params(train, test, seed, occlusion, balance, workers, val)
+    params = _params(train, test, seed, occlusion, balance, workers, val, task, part_occlusion)
     out = Path(out)
     check_target(out, force=force)
     tmp = _fresh_tmp(out)
@@ -670,14 +767,17 @@ def generate(out: str | os.PathLike, train: int = DEFAULT_TRAIN, test: int = DEF
     return out
 
 
-def _params(train: int, test: int, seed: int, occlusion: float, balance: str,
-            workers: int | None, val: int | None = DEFAULT_VAL) -> dict:
+def _params(train: int, test: int, seed: int, occlusion: float | None, balance: str,
+            workers: int | None, val: int | None = DEFAULT_VAL, task: str = "additive",
+            part_occlusion: float = 0.0) -> dict:
     """The marker's generation parameters, checked (TransferError names the bad one). ``val``
     None is ``test``; ``splits`` names the splits the set holds (a marker without it, or without
     ``val``, was written before the validation split: :func:`ensure_synthetic` completes it)."""
     from transfer_lib.errors import TransferError
 
     val = test if val is None else val
+    if occlusion is None:  # the task's own: occluders in the additive task only
+        occlusion = DEFAULT_OCCLUSION if task == "additive" else 0.0
     for name, n in (("train", train), ("test", test), ("val", val)):
         if n < 0:
             raise TransferError(f"--{name} {n}: the number of {name} images must be 0 or more")
@@ -688,11 +788,22 @@ def _params(train: int, test: int, seed: int, occlusion: float, balance: str,
                             f"[0, 1] (e.g. 0.3)")
     if balance not in BALANCES:
         raise TransferError(f"--balance {balance!r} is not one of {', '.join(BALANCES)}")
+    if task not in TASKS:
+        raise TransferError(f"--task {task!r} is not one of {', '.join(TASKS)}")
+    if task == "occlusion-shift" and occlusion != 0.0:
+        raise TransferError(f"--task occlusion-shift --occlusion {occlusion}: this task's training "
+                            f"images have no occluder; leave --occlusion out (0)")
+    if not 0.0 <= part_occlusion <= 1.0:
+        raise TransferError(f"--part-occlusion {part_occlusion}: the share of images with a part "
+                            f"hidden must lie in [0, 1] (e.g. 0.3)")
+    if task == "relational":
+        balance = "uniform"  # four classes, equally often
     if workers is not None and workers < 1:
         raise TransferError(f"--workers {workers}: the number of processes must be 1 or more "
                             f"(leave it out for {min(2, os.cpu_count() or 1)})")
     return dict(version=GENERATOR_VERSION, train=train, test=test, val=val, seed=seed,
-                occlusion=occlusion, balance=balance, splits=list(SPLITS))
+                occlusion=occlusion, balance=balance, splits=list(SPLITS), task=task,
+                part_occlusion=part_occlusion)
 
 
 def read_marker(root: str | os.PathLike) -> dict | None:
@@ -705,7 +816,9 @@ def read_marker(root: str | os.PathLike) -> dict | None:
         return None
     if not isinstance(marker, dict):
         return None
-    return {**marker, "state": marker.get("state", "complete")}
+    # markers written before the task variants describe additive sets without part occlusion
+    return {"task": "additive", "part_occlusion": 0.0, **marker,
+            "state": marker.get("state", "complete")}
 
 
 #: The names a set written here holds, folder by folder (anything else in ``out`` is foreign).
@@ -800,7 +913,8 @@ def _label_lines(params: dict, splits: tuple[str, ...] = SPLITS) -> list[str]:
     lines = []
     for split in SPLITS:
         if split in splits:
-            labels = split_labels(params[split], split, params["seed"], params["balance"])
+            labels = split_labels(params[split], split, params["seed"], params["balance"],
+                                  params.get("task", "additive"))
             lines += [f"{split}_{i + 1:05d}.jpg {int(k) + 1}" for i, k in enumerate(labels)]
     return lines
 
@@ -810,7 +924,7 @@ def _write_set(out: Path, params: dict, workers: int | None, progress: bool,
     """Draw the splits ``draw`` of the set described by ``params`` into ``out`` and write the
     label file of every split (its marker says ``incomplete`` until the label file is written).
     A split left out of ``draw`` must already be in ``out`` (:func:`_complete_set`)."""
-    seed, occlusion, balance = params["seed"], params["occlusion"], params["balance"]
+    seed, balance = params["seed"], params["balance"]
     folder = out / "basic" / "Image" / "aligned"
     folder.mkdir(parents=True, exist_ok=True)
     (out / "basic" / "EmoLabel").mkdir(parents=True, exist_ok=True)
@@ -819,10 +933,10 @@ def _write_set(out: Path, params: dict, workers: int | None, progress: bool,
     workers = workers or min(2, os.cpu_count() or 1)
     total = sum(params[split] for split in draw)
     for split in draw:
-        labels = split_labels(params[split], split, seed, balance)
+        labels = split_labels(params[split], split, seed, balance, params["task"])
         items = list(enumerate(labels.tolist()))
         step = max(1, min(200, math.ceil(len(items) / (4 * workers))))
-        jobs += [(str(folder), split, seed, occlusion, items[i:i + step])
+        jobs += [(str(folder), split, params, items[i:i + step])
                  for i in range(0, len(items), step)]
     t0 = time.perf_counter()
     if workers > 1 and len(jobs) > 1:
@@ -902,9 +1016,10 @@ def _swap_in(tmp: Path, root: Path) -> None:
 
 
 def ensure_synthetic(root: str | os.PathLike = "data/synthetic", train: int = DEFAULT_TRAIN,
-                     test: int = DEFAULT_TEST, seed: int = 0, occlusion: float = DEFAULT_OCCLUSION,
+                     test: int = DEFAULT_TEST, seed: int = 0, occlusion: float | None = None,
                      balance: str = "rafdb", workers: int | None = None,
-                     val: int | None = DEFAULT_VAL) -> Path:
+                     val: int | None = DEFAULT_VAL, task: str = "additive",
+                     part_occlusion: float = 0.0) -> Path:
     """The synthetic set at ``root``, generated on first use and reused afterwards.
 
     A relative ``root`` is taken from the project root (the folder with ``pyproject.toml``), so
@@ -921,7 +1036,7 @@ def ensure_synthetic(root: str | os.PathLike = "data/synthetic", train: int = DE
     root = Path(root)
     if not root.is_absolute():
         root = project_root() / root
-    params = _params(train, test, seed, occlusion, balance, workers, val)
+    params = _params(train, test, seed, occlusion, balance, workers, val, task, part_occlusion)
 
     def ready() -> bool:
         marker = read_marker(root)

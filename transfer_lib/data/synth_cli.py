@@ -4,6 +4,13 @@ Examples:
   python -m transfer_lib synth --out data/synthetic                  # the default embedded set
   python -m transfer_lib synth --out data/synth10k --train 8000 --test 2000 --balance uniform
   python -m transfer_lib synth --out data/s --train 3000 --test 700 --val 300
+  python -m transfer_lib synth --out data/rel --task relational        # classes are relations
+
+--task says what a class is: additive (the default: each expression a sum of local cues, with
+occluders on 30 % of the images), relational (four classes with the same cues, told apart only by
+which of brows, eyes and mouth disagrees with the other two; no occluders) or occlusion-shift (the
+additive classes, no occluder in any image, so that `eval --occlusion` shows each part hidden
+for the first time). The task is recorded in the set's synthetic.json.
 
 The set has three splits: train, test and val (validation: drawn like train, with its own seeds,
 by default as many images as test; the trainer picks best.pt on it). Adding val changed no train
@@ -34,8 +41,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="validation images, drawn like the training images (default: as "
                              "many as --test; 0: none, the loader then carves val from train)")
     parser.add_argument("--seed", type=T.SEED, default=0)
-    parser.add_argument("--occlusion", type=T.PROBABILITY, default=synth.DEFAULT_OCCLUSION,
-                        help="share of images with an occluder (0..1)")
+    parser.add_argument("--task", choices=synth.TASKS, default="additive",
+                        help="what a class is (see above; default additive)")
+    parser.add_argument("--occlusion", type=T.PROBABILITY, default=None,
+                        help="share of images with an occluder (0..1; default 0.3 for the "
+                             "additive task, 0 for the others)")
+    parser.add_argument("--part-occlusion", type=T.PROBABILITY, default=0.0,
+                        help="share of train and val images with a random part under the "
+                             "occlusion test's grey box (default 0)")
     parser.add_argument("--balance", choices=synth.BALANCES, default="rafdb",
                         help="class balance: RAF-DB's own imbalance or uniform")
     parser.add_argument("--workers", type=T.PROCESSES, default=None, help="processes (default: 2 or cores)")
@@ -47,5 +60,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     synth.generate(args.out, train=args.train, test=args.test, val=args.val, seed=args.seed,
                    occlusion=args.occlusion, balance=args.balance, workers=args.workers,
-                   progress=True, force=args.force)
+                   progress=True, force=args.force, task=args.task,
+                   part_occlusion=args.part_occlusion)
     return 0
