@@ -158,3 +158,33 @@ def test_num_drop_reaches_the_model_and_is_checked():
     assert all(b.attn.msad.num_drop == 2 for b in model.transformer.blocks)
     with pytest.raises(ValueError, match="mad_num_drop"):
         build_model("transfer", "tiny", mad_num_drop=3)
+
+
+@pytest.mark.parametrize("name, per_map", [("dropout", False), ("spatial", True),
+                                           ("dropblock", False)])
+def test_map_rescale_false_keeps_values_as_mad_does(name, per_map):
+    """With map_rescale=False the comparators zero about p of the maps' values (whole maps for
+    Spatial Dropout) and leave the rest exactly as they were; True (the default) rescales."""
+    from transfer_lib.models.local_cnn import make_map_regulariser
+
+    torch.manual_seed(0)
+    maps = torch.rand(4000, 2, 6, 6) + 0.1
+    out = make_map_regulariser(name, 0.4, rescale=False).train()(maps)
+    kept = out != 0
+    assert torch.equal(out[kept], maps[kept])  # nothing rescaled
+    share = 1 - kept.float().mean().item()
+    # DropBlock's seed rate aims at p; overlapping blocks on a 6 x 6 map overshoot (0.52)
+    assert abs(share - 0.4) < (0.15 if name == "dropblock" else 0.01), share
+    if per_map:  # a map is dropped whole or not at all
+        whole = kept.flatten(2)
+        assert torch.equal(whole.all(-1), whole.any(-1))
+    scaled = make_map_regulariser(name, 0.4, rescale=True).train()(maps)
+    assert scaled[scaled != 0].sum() > maps[scaled != 0].sum()  # the default rescales
+    assert torch.equal(make_map_regulariser(name, 0.4, rescale=False).eval()(maps), maps)
+
+
+def test_map_rescale_reaches_the_model_and_is_checked():
+    m = build_model(variant="local_mad", size="tiny", map_regulariser="dropout", map_rescale=False)
+    assert "rescale=False" in repr(m)
+    with pytest.raises(ValueError, match="map_rescale"):
+        build_model(variant="local_mad", size="tiny", map_rescale="no")

@@ -64,6 +64,9 @@ class TransFERConfig:
     mad_p: float = 0.6
     mad_num_drop: int = 1  # maps zeroed in a hit sample (the paper: more than one gains nothing)
     dropblock_size: int = 3
+    # whether Dropout, DropBlock and Spatial Dropout rescale what they keep (their own
+    # definitions, True) or, like MAD, do not (False: the same rule as MAD, for a fair comparison)
+    map_rescale: bool = True
     # projection 1x1 conv to embed_dim, trained from scratch in every recipe. "paddle": as
     # Paddle initialises a Conv2D (the authors'), Kaiming-normal over fan-in (std sqrt(2 / C)),
     # bias 0; "torch": PyTorch's default (uniform, std sqrt(1 / (3 C)), 2.4x smaller; the bias
@@ -121,6 +124,8 @@ class TransFERConfig:
             raise ValueError(f"mad_num_drop={self.mad_num_drop} must lie in 1..num_branches={self.num_branches}")
         if not 1 <= self.msad_num_drop <= self.num_heads:
             raise ValueError(f"msad_num_drop={self.msad_num_drop} must lie in 1..num_heads={self.num_heads}")
+        if not isinstance(self.map_rescale, bool):
+            raise ValueError(f"map_rescale={self.map_rescale!r} must be True or False")
         for name in ("mad_p", "msad_p"):
             p = getattr(self, name)
             if not 0.0 <= p <= 1.0:

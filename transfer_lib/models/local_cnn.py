@@ -77,10 +77,11 @@ def _chosen(n: int, size: int, k: int, device: torch.device) -> torch.Tensor:
 class DropBlock2d(nn.Module):
     """DropBlock (Ghiasi et al., 2018) on (N, C, H, W): zero square blocks, rescale the rest."""
 
-    def __init__(self, p: float = 0.1, block_size: int = 3) -> None:
+    def __init__(self, p: float = 0.1, block_size: int = 3, rescale: bool = True) -> None:
         super().__init__()
         self.p = p
         self.block_size = block_size
+        self.rescale = rescale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
@@ -92,24 +93,48 @@ class DropBlock2d(nn.Module):
         seeds = (torch.rand_like(x) < gamma).to(x.dtype)
         blocks = F.max_pool2d(seeds, k, stride=1, padding=k // 2)[..., :h, :w]
         keep = 1.0 - blocks
+        if not self.rescale:
+            return x * keep
         return x * keep * keep.numel() / keep.sum().clamp(min=1.0)
 
     def extra_repr(self) -> str:
-        return f"p={self.p}, block_size={self.block_size}"
+        return f"p={self.p}, block_size={self.block_size}, rescale={self.rescale}"
 
 
-def make_map_regulariser(name: str, p: float, block_size: int = 3, num_drop: int = 1) -> nn.Module:
-    """The regulariser applied to the (N, B, H, W) stack of LANet maps in training."""
+class UnscaledDropout(nn.Module):
+    """Dropout (``spatial=False``: each value) or Spatial Dropout (``spatial=True``: each whole
+    map) that zeroes with probability ``p`` and, like MAD, does not rescale what it keeps."""
+
+    def __init__(self, p: float, spatial: bool) -> None:
+        super().__init__()
+        self.p = p
+        self.spatial = spatial
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        shape = (*x.shape[:2], 1, 1) if self.spatial else x.shape
+        keep = (torch.rand(shape, device=x.device) >= self.p).to(x.dtype)
+        return x * keep
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, spatial={self.spatial}, rescale=False"
+
+
+def make_map_regulariser(name: str, p: float, block_size: int = 3, num_drop: int = 1,
+                         rescale: bool = True) -> nn.Module:
+    """The regulariser applied to the (N, B, H, W) stack of LANet maps in training. ``rescale``
+    False: Dropout, Spatial Dropout and DropBlock keep values as they are, as MAD does."""
     if name == "mad":
         return MultiAttentionDropping(p, num_drop)
     if name == "none":
         return nn.Identity()
-    if name == "dropout":
-        return nn.Dropout(p)  # element-wise, rescaled by 1 / (1 - p)
-    if name == "spatial":
-        return nn.Dropout2d(p)  # whole maps, independently per branch, rescaled
+    if name == "dropout":  # element-wise, rescaled by 1 / (1 - p)
+        return nn.Dropout(p) if rescale else UnscaledDropout(p, spatial=False)
+    if name == "spatial":  # whole maps, independently per branch, rescaled
+        return nn.Dropout2d(p) if rescale else UnscaledDropout(p, spatial=True)
     if name == "dropblock":
-        return DropBlock2d(p, block_size)
+        return DropBlock2d(p, block_size, rescale)
     raise ValueError(f"unknown map regulariser {name!r}: use mad, none, dropout, dropblock or spatial")
 
 
@@ -122,10 +147,10 @@ class LocalCNN(nn.Module):
 
     def __init__(self, channels: int, num_branches: int = 2, reduction: int = 16,
                  regulariser: str = "mad", p: float = 0.6, block_size: int = 3,
-                 num_drop: int = 1) -> None:
+                 num_drop: int = 1, rescale: bool = True) -> None:
         super().__init__()
         self.lanets = nn.ModuleList(LANet(channels, reduction) for _ in range(num_branches))
-        self.regulariser = make_map_regulariser(regulariser, p, block_size, num_drop)
+        self.regulariser = make_map_regulariser(regulariser, p, block_size, num_drop, rescale)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         maps = torch.cat([lanet(x) for lanet in self.lanets], dim=1)  # (N, B, H, W)

@@ -57,7 +57,7 @@ class TransFER(nn.Module):
         self.stem = IR50Stem(c.stem_widths, c.stem_depths)
         self.local_cnn = (
             LocalCNN(c.stem_channels, c.num_branches, c.lanet_reduction, c.map_regulariser,
-                     c.mad_p, c.dropblock_size, c.mad_num_drop)
+                     c.mad_p, c.dropblock_size, c.mad_num_drop, c.map_rescale)
             if c.use_lanet else None
         )
         self.projection = nn.Conv2d(c.stem_channels, c.embed_dim, 1)
