@@ -1,0 +1,86 @@
+"""The pre-registered suite: its design, the statistics of its decision rule, the negative
+control's shuffled labels (the runs themselves are made by ``python -m transfer_lib.suite``)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from transfer_lib import suite
+from transfer_lib.ablate import t_quantile
+
+
+def test_main_design_has_controls_unique_keys_and_five_seeds_per_compared_row():
+    tune = [dict(row=row, model_overrides={"mad_p": p}, val_mca=50 + 10 * p + (row == "local_mad"))
+            for row in suite.REGULARISERS for p in suite.DROP_RATES]
+    specs = suite.design("main", tune)
+    keys = [s.key for s in specs]
+    assert len(keys) == len(set(keys)) and len(specs) >= 50
+    assert {s.control for s in specs} == {None, "positive", "negative"}
+    hyps = suite.HYPOTHESES + suite._h4(suite.chosen_rates(tune))
+    prefixes = {k.rsplit("/seed", 1)[0] for k in keys}
+    for h in hyps:  # every compared row exists with the confirmatory seeds
+        for side in (h.a, h.b):
+            assert side in prefixes, side
+            assert sorted(s.seed for s in specs if s.key.startswith(side + "/seed")) == \
+                list(suite.SEEDS)
+    # without every tuning run the comparators' rows are not planned yet
+    assert not any(s.group == "H4" for s in suite.design("main", tune[:-1]))
+    assert all(s.seed not in suite.SEEDS for s in suite.design("pilot"))
+
+
+def test_chosen_rates_take_the_best_validation_and_the_smaller_rate_on_ties():
+    tune = [dict(row=row, model_overrides={"mad_p": p}, val_mca={0.2: 60, 0.4: 70, 0.6: 70}[p])
+            for row in suite.REGULARISERS for p in suite.DROP_RATES]
+    assert suite.chosen_rates(tune) == dict.fromkeys(suite.REGULARISERS, 0.4)
+    arm = suite._rate_arm("local_dropout", 0.4)
+    assert arm["model_overrides"] == {"mad_p": 0.4, "map_rescale": False}
+    assert suite._rate_arm("local_mad", 0.4)["model_overrides"] == {"mad_p": 0.4}
+
+
+def test_holm_adjusts_step_down():
+    adj = suite.holm({"a": 0.01, "b": 0.04, "c": 0.03})
+    assert adj == pytest.approx({"a": 0.03, "c": 0.06, "b": 0.06})
+
+
+def test_t_p_value_matches_the_quantile():
+    assert suite.t_two_sided_p(t_quantile(0.975, 4), 4) == pytest.approx(0.05, abs=1e-9)
+
+
+def _runs(prefix, values):
+    return [dict(key=f"{prefix}/seed{s}", seed=s, test_mca=v) for s, v in enumerate(values)]
+
+
+def test_verdicts_follow_the_registered_rule():
+    h = [suite.Hypothesis("big", "", "x/a", "x/b", "test_mca", 2.0),
+         suite.Hypothesis("none", "", "y/a", "y/b", "test_mca", 2.0),
+         suite.Hypothesis("noisy", "", "z/a", "z/b", "test_mca", 2.0)]
+    runs = (_runs("x/a", [80, 81, 82, 80, 81]) + _runs("x/b", [70, 70.5, 71, 69.5, 70])
+            + _runs("y/a", [70, 70.2, 69.9, 70.1, 70]) + _runs("y/b", [70, 70, 70, 70, 70.1])
+            + _runs("z/a", [80, 60, 75, 65, 72]) + _runs("z/b", [70, 70, 70, 70, 70]))
+    res = {r["id"]: r for r in suite.analyse(runs, h)}
+    assert res["big"]["verdict"] == "supported" and res["big"]["estimate"] == pytest.approx(10.6)
+    assert res["none"]["verdict"] == "not supported"  # interval below the smallest effect
+    assert res["noisy"]["verdict"] == "inconclusive"
+    # the interval is at the family's Bonferroni level
+    d = res["big"]["differences"]
+    half = t_quantile(1 - 0.05 / 6, 4) * np.std(d, ddof=1) / math.sqrt(5)
+    assert res["big"]["high"] - res["big"]["estimate"] == pytest.approx(half)
+
+
+def test_shuffled_copy_permutes_train_and_val_labels_only(tmp_path):
+    from transfer_lib.data.synth import generate
+
+    src = generate(tmp_path / "rel", train=40, test=8, val=8, seed=0, workers=1,
+                   task="relational")
+    dst = suite.shuffled_copy(src, tmp_path / "shuf")
+    read = lambda r: dict(line.split() for line in  # noqa: E731
+                          (r / "basic/EmoLabel/list_patition_label.txt").read_text().splitlines())
+    a, b = read(src), read(dst)
+    assert a.keys() == b.keys()
+    for split in ("train", "val", "test"):
+        sa = [a[k] for k in a if k.startswith(split)]
+        sb = [b[k] for k in b if k.startswith(split)]
+        assert sorted(sa) == sorted(sb)  # the same labels, permuted
+        assert (sa == sb) == (split == "test")
+    assert suite.shuffled_copy(src, tmp_path / "shuf") == dst  # reused

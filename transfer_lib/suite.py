@@ -1,0 +1,430 @@
+"""The pre-registered suite: task variants with controls, the paper's regime, fair comparators.
+
+The design, the hypotheses and the decision rule are fixed in
+``book/results/preregistration.md``, committed before any run of the suite; this module holds
+that design as data (:data:`SETS`, :data:`REGIME`, :func:`design`, :data:`HYPOTHESES`,
+:data:`CONTROLS`), runs it run by run and analyses what it produced.
+
+    python -m transfer_lib.suite --stage pilot      # the pilot (its own seeds, its own file)
+    python -m transfer_lib.suite --stage tune       # drop rates of MAD and the comparators
+    python -m transfer_lib.suite --stage main       # the confirmatory runs
+    python -m transfer_lib.suite --analyse          # book/results/suite.json from the runs
+
+Every finished run is appended to its JSONL file at once (``book/results/suite-<stage>.jsonl``)
+and a rerun of the command skips the runs already there, so the suite is made in chunks of any
+length. Kernels are pinned (:mod:`transfer_lib.kernels`): every figure repeats on any x86 CPU
+with AVX2. ``--runs N`` stops after N runs; ``--only PATTERN`` runs the keys that contain it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import transfer_lib  # noqa: F401  (pins the kernels before torch loads)
+
+PREREGISTRATION = "book/results/preregistration.md"
+RESULTS = "book/results/suite.json"
+#: The data sets: one draw each (seed DATA_SEED), uniform classes, the trainer's seeds vary.
+DATA_SEED = 11
+SIZES = dict(train=700, val=350, test=700)
+SETS: dict[str, dict] = {
+    "additive": dict(task="additive"),  # today's task, occluders on 30 % of the images
+    "relational": dict(task="relational"),
+    "occlusion-shift": dict(task="occlusion-shift"),
+    # the planted positive control: the test's grey box on a random part of 30 % of the train
+    # and val images (same faces as occlusion-shift otherwise)
+    "occlusion-planted": dict(task="occlusion-shift", part_occlusion=0.3),
+}
+#: The recipe of every run: the cpu profile, shortened, from the identity-pretrained stem, with
+#: the head drawn from a truncated normal and dropping off during the warmup (the stall study).
+REGIME: dict = dict(profile="cpu", epochs=20, warmup_epochs=1.0, eval_every=20,
+                    regularise_from_epoch=1, model_overrides={"head_init": "normal"})
+PRETRAINED_ROOT = "data/pretrained/ir50-tiny-identity"
+SEEDS = (0, 1, 2, 3, 4)  # confirmatory seeds of every compared row
+PILOT_SEEDS = (900, 901, 902)
+TUNE_SEED = 100
+DROP_RATES = (0.2, 0.4, 0.6)
+REGULARISERS = ("local_mad", "local_dropout", "local_dropblock", "local_spatial")
+STALL_MARGIN = 15.7  # a run stalls at <= chance + this (30 % with 7 classes, 40.7 % with 4)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of the suite."""
+
+    stage: str  # pilot | tune | main
+    group: str  # the hypothesis or control it serves (H1, C2, tune, ...)
+    set: str  # a key of SETS (or "relational-shuffled")
+    row: str  # an ablation row (transfer_lib.ablate.ROWS): variant and map regulariser
+    seed: int
+    control: str | None = None  # None | "positive" | "negative"
+    arm: str = ""  # a name for the overrides below ("" for none)
+    model_overrides: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        arm = f"+{self.arm}" if self.arm else ""
+        return f"{self.set}/{self.row}{arm}/seed{self.seed}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The design
+# ---------------------------------------------------------------------------------------------
+NO_MSAD = dict(arm="no_msad", model_overrides={"msad_p": 0.0})
+
+
+def _rate_arm(row: str, p: float) -> dict:
+    """The overrides of a map regulariser at drop rate ``p``; the comparators keep values
+    unscaled, as MAD does (``map_rescale=False``)."""
+    over = {"mad_p": p}
+    if row != "local_mad":
+        over["map_rescale"] = False
+    return dict(arm=f"p{p:g}", model_overrides=over)
+
+
+def chosen_rates(tune_runs: list[dict]) -> dict[str, float] | None:
+    """Each regulariser's drop rate with the best final validation mean class accuracy over
+    the tuning runs (ties: the smaller rate); None until every tuning run is in."""
+    best: dict[str, tuple[float, float]] = {}
+    wanted = {(row, p) for row in REGULARISERS for p in DROP_RATES}
+    have = {(r["row"], r["model_overrides"]["mad_p"]): r["val_mca"] for r in tune_runs}
+    if not wanted <= set(have):
+        return None
+    for (row, p), val in sorted(have.items()):
+        if row not in best or val > best[row][1]:
+            best[row] = (p, val)
+    return {row: best[row][0] for row in REGULARISERS}
+
+
+def design(stage: str, tune_runs: list[dict] | None = None) -> list[RunSpec]:
+    """The runs of ``stage`` in the order they are made (the main stage needs the tuning runs,
+    which fix the comparators' drop rates)."""
+    specs: list[RunSpec] = []
+
+    def add(group, set_, row, seeds, control=None, arm=None):
+        arm = arm or {}
+        for s in seeds:
+            specs.append(RunSpec(stage, group, set_, row, s, control, **arm))
+
+    if stage == "pilot":
+        add("pilot", "additive", "transfer", PILOT_SEEDS, arm=NO_MSAD)
+        add("pilot", "additive", "transfer", PILOT_SEEDS)
+        add("pilot", "relational", "ir50", PILOT_SEEDS[:1])
+        add("pilot", "relational", "transfer", PILOT_SEEDS[:1])
+        add("pilot", "occlusion-shift", "ir50", PILOT_SEEDS[:1])
+        add("pilot", "occlusion-planted", "ir50", PILOT_SEEDS[:1])
+        return specs
+    if stage == "tune":
+        for row in REGULARISERS:
+            for p in DROP_RATES:
+                add("tune", "additive", row, (TUNE_SEED,), arm=_rate_arm(row, p))
+        return specs
+    if stage != "main":
+        raise ValueError(f"stage {stage!r} is not pilot, tune or main")
+    # controls first: if a positive control fails, the design is wrong
+    add("C1", "relational", "ir50", SEEDS, control="positive")
+    add("C2", "occlusion-planted", "ir50", SEEDS, control="positive")
+    add("C2", "occlusion-shift", "ir50", SEEDS)  # also H2a's baseline
+    add("C4", "relational-shuffled", "transfer", SEEDS[:2], control="negative")
+    # H1 (relations) and its negative control C3 (the same comparison on the additive task)
+    add("H1", "relational", "transfer", SEEDS)
+    add("H1", "relational", "local_mad", SEEDS)
+    add("C3", "additive", "transfer", SEEDS, control="negative")  # also H3's TransFER
+    add("C3", "additive", "local_mad", SEEDS, control="negative")
+    # H2 (occlusion never seen in training)
+    add("H2", "occlusion-shift", "local", SEEDS)
+    add("H2", "occlusion-shift", "local_mad", SEEDS)
+    # H3 (MSAD in the overfitting regime): TransFER without MSAD, the regime's baseline
+    add("H3", "additive", "transfer", SEEDS, arm=NO_MSAD)
+    # H4 (MAD against fairly tuned comparators) at the rates the tuning chose
+    rates = chosen_rates(tune_runs or [])
+    if rates is not None:
+        for row in REGULARISERS:
+            add("H4", "additive", row, SEEDS, arm=_rate_arm(row, rates[row]))
+    return specs
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """A paired comparison: ``a`` minus ``b`` (RunSpec keys without the seed), over seeds."""
+
+    id: str
+    claim: str
+    a: str
+    b: str
+    metric: str  # a run record's field, in %
+    smallest_effect: float  # points: the smallest difference that matters
+
+
+def _h4(rates: dict[str, float] | None) -> list[Hypothesis]:
+    if rates is None:
+        return []
+    mad = f"additive/local_mad+p{rates['local_mad']:g}"
+    return [Hypothesis(f"H4{c}", f"MAD beats {name}, both tuned on validation", mad,
+                       f"additive/{row}+p{rates[row]:g}", "test_mca", 2.0)
+            for c, row, name in (("a", "local_dropout", "Dropout"),
+                                 ("b", "local_dropblock", "DropBlock"),
+                                 ("c", "local_spatial", "Spatial Dropout"))]
+
+
+HYPOTHESES: list[Hypothesis] = [
+    Hypothesis("H1", "relations (the MSAD transformer over the local features) help on a task "
+               "whose classes are relations", "relational/transfer", "relational/local_mad",
+               "test_mca", 3.0),
+    Hypothesis("H2a", "LANets improve accuracy under an occlusion training never showed",
+               "occlusion-shift/local", "occlusion-shift/ir50", "occluded_mca", 3.0),
+    Hypothesis("H2b", "MAD improves accuracy under an occlusion training never showed",
+               "occlusion-shift/local_mad", "occlusion-shift/local", "occluded_mca", 3.0),
+    Hypothesis("H3", "MSAD improves accuracy where the model overfits", "additive/transfer",
+               "additive/transfer+no_msad", "test_mca", 2.0),
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# Data and runs
+# ---------------------------------------------------------------------------------------------
+def data_root(name: str) -> Path:
+    from transfer_lib.profiles import project_root
+
+    return project_root() / "data" / "suite" / name
+
+
+def ensure_set(name: str) -> Path:
+    """The data set ``name`` (generated on first use; ``relational-shuffled`` is the relational
+    set with its train and val labels permuted, the images shared)."""
+    from transfer_lib.data.synth import ensure_synthetic
+
+    if name == "relational-shuffled":
+        return shuffled_copy(ensure_set("relational"), data_root(name))
+    return ensure_synthetic(data_root(name), seed=DATA_SEED, balance="uniform", **SIZES,
+                            **SETS[name])
+
+
+def shuffled_copy(src: Path, dst: Path, seed: int = 0) -> Path:
+    """``dst``: the set at ``src`` with the labels of its train and val images permuted among
+    themselves (a seeded shuffle; test labels kept), the images linked. The negative control
+    whose answer is known: nothing is learnable, so test accuracy is chance."""
+    import os
+    import shutil
+
+    import numpy as np
+
+    from transfer_lib.atomic import atomic_write_text
+
+    labels = src / "basic" / "EmoLabel" / "list_patition_label.txt"
+    marker = json.loads((src / "synthetic.json").read_text())
+    want = {**marker, "labels_shuffled": {"seed": seed, "splits": ["train", "val"]}}
+    done = dst / "synthetic.json"
+    if done.is_file() and json.loads(done.read_text()) == want:
+        return dst
+    shutil.rmtree(dst, ignore_errors=True)
+    (dst / "basic" / "EmoLabel").mkdir(parents=True)
+    images = dst / "basic" / "Image" / "aligned"
+    images.mkdir(parents=True)
+    for f in (src / "basic" / "Image" / "aligned").iterdir():
+        try:
+            os.link(f, images / f.name)
+        except OSError:
+            shutil.copy2(f, images / f.name)
+    lines = labels.read_text().split()
+    names, values = lines[0::2], lines[1::2]
+    rng = np.random.default_rng(seed)
+    for split in ("train", "val"):
+        idx = [i for i, n in enumerate(names) if n.startswith(split + "_")]
+        perm = rng.permutation(idx)
+        values_new = [values[j] for j in perm]
+        for i, v in zip(idx, values_new):
+            values[i] = v
+    atomic_write_text(dst / "basic" / "EmoLabel" / "list_patition_label.txt",
+                      "".join(f"{n} {v}\n" for n, v in zip(names, values)))
+    atomic_write_text(done, json.dumps(want, indent=1))
+    return dst
+
+
+def train_config(spec: RunSpec, out: Path, pretrained: Path):
+    from transfer_lib.ablate import run_config
+
+    regime = dict(REGIME)
+    overrides = {**regime.pop("model_overrides"), **spec.model_overrides}
+    profile = regime.pop("profile")
+    return run_config(profile, spec.row, spec.seed, data=str(ensure_set(spec.set)),
+                      out=str(out), ir50=str(pretrained), model_overrides=overrides, **regime)
+
+
+def _mca(model, root: Path, split: str) -> float:
+    from transfer_lib.data import build_dataset
+    from transfer_lib.data.transforms import eval_transform
+    from transfer_lib.evaluate import evaluate
+
+    data = build_dataset("rafdb", root, split, eval_transform(model.config))
+    return 100 * evaluate(model, data)["mean_class_accuracy"]
+
+
+def chance(set_name: str) -> float:
+    return 25.0 if set_name.startswith("relational") else 100 / 7
+
+
+def run_spec(spec: RunSpec, out_root: Path, pretrained: Path) -> dict:
+    """Train ``spec`` (or load it, when its run directory holds a complete run) and measure it:
+    mean class accuracy of the final weights on train (eval mode, no augmentation), val and
+    test, and on the occlusion-shift sets each part hidden in turn. Returns its record."""
+    from transfer_lib.ablate import git_state, run_occlusion
+    from transfer_lib.checkpoint import model_from_checkpoint
+    from transfer_lib.kernels import provenance
+    from transfer_lib.train import run_or_load
+
+    t0 = time.perf_counter()
+    out = out_root / spec.key
+    cfg = train_config(spec, out, pretrained)
+    summary = run_or_load(out, cfg)
+    model = model_from_checkpoint(out / "last.pt")
+    root = Path(cfg.data)
+    rec = {**asdict(spec), "key": spec.key, "task": SETS.get(spec.set, SETS["relational"])["task"],
+           "train_mca": _mca(model, root, "train"), "val_mca": _mca(model, root, "val"),
+           "test_mca": 100 * summary["mean_class_accuracy"],
+           "test_accuracy": 100 * summary["final_accuracy"], "chance": chance(spec.set)}
+    rec["gap"] = rec["train_mca"] - rec["val_mca"]
+    if rec["task"] == "occlusion-shift":
+        occ = run_occlusion(out)["occlusion"]
+        rec["occluded"] = {p: 100 * v["mean_class_accuracy"] for p, v in occ.items()}
+        rec["occluded_mca"] = statistics.fmean(v for p, v in rec["occluded"].items()
+                                               if p != "none")
+    rec["stalled"] = rec["test_mca"] <= rec["chance"] + STALL_MARGIN
+    rec.update(train_seconds=summary.get("wall_seconds"),
+               wall_seconds=time.perf_counter() - t0, git=git_state(),
+               provenance=summary.get("provenance") or provenance())
+    return rec
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def jsonl_path(stage: str) -> Path:
+    from transfer_lib.profiles import project_root
+
+    return project_root() / "book" / "results" / f"suite-{stage}.jsonl"
+
+
+def run_stage(stage: str, limit: int | None = None, only: str | None = None,
+              out_root: str | Path = "runs/suite") -> list[dict]:
+    """Make the runs of ``stage`` that its JSONL file lacks, appending each as it ends."""
+    from transfer_lib.pretrain import ensure_pretrained
+
+    path = jsonl_path(stage)
+    have = {r["key"] for r in read_jsonl(path)}
+    specs = design(stage, read_jsonl(jsonl_path("tune")))
+    todo = [s for s in specs if s.key not in have and (only is None or only in s.key)]
+    pretrained = ensure_pretrained(PRETRAINED_ROOT)
+    made = []
+    for spec in todo[:limit]:
+        rec = run_spec(spec, Path(out_root) / stage, pretrained)
+        with open(path, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        made.append(rec)
+        print(f"{spec.key}: train {rec['train_mca']:.1f} val {rec['val_mca']:.1f} test "
+              f"{rec['test_mca']:.1f}"
+              + (f" occluded {rec['occluded_mca']:.1f}" if "occluded_mca" in rec else "")
+              + (" STALLED" if rec["stalled"] else "") + f" ({rec['wall_seconds']:.0f} s)",
+              flush=True)
+    left = len(todo) - len(made)
+    print(f"{stage}: {len(made)} run(s) made, {left} left of {len(specs)}", flush=True)
+    return made
+
+
+# ---------------------------------------------------------------------------------------------
+# Analysis
+# ---------------------------------------------------------------------------------------------
+def t_two_sided_p(t: float, df: int) -> float:
+    from transfer_lib.ablate import _t_central_mass
+
+    return 1.0 - _t_central_mass(abs(t), df)
+
+
+def holm(pvalues: dict[str, float]) -> dict[str, float]:
+    """Holm's step-down adjusted p-values (family-wise error control over ``pvalues``)."""
+    order = sorted(pvalues, key=pvalues.get)
+    m, adjusted, running = len(order), {}, 0.0
+    for i, name in enumerate(order):
+        running = max(running, min(1.0, (m - i) * pvalues[name]))
+        adjusted[name] = running
+    return adjusted
+
+
+def _by_seed(runs: list[dict], prefix: str, metric: str) -> dict[int, float]:
+    return {r["seed"]: r[metric] for r in runs
+            if r["key"].rsplit("/seed", 1)[0] == prefix and metric in r}
+
+
+def analyse(runs: list[dict], hypotheses: list[Hypothesis], alpha: float = 0.05) -> list[dict]:
+    """Each hypothesis: the paired differences over the seeds both rows have, their mean, the
+    two-sided paired-t p-value, Holm's adjusted p-value over the family, the interval at the
+    family's Bonferroni level (1 - alpha / m) and the verdict under the registered rule:
+    *supported* (Holm rejects 'no difference' and the mean is in the claimed direction), *not
+    supported* (the adjusted interval lies below the smallest effect that matters, or Holm
+    rejects in the other direction) or *inconclusive*."""
+    from transfer_lib.ablate import t_quantile
+
+    m = len(hypotheses)
+    out, pvals = [], {}
+    for h in hypotheses:
+        a, b = _by_seed(runs, h.a, h.metric), _by_seed(runs, h.b, h.metric)
+        seeds = sorted(set(a) & set(b))
+        d = [a[s] - b[s] for s in seeds]
+        row = dict(id=h.id, claim=h.claim, a=h.a, b=h.b, metric=h.metric,
+                   smallest_effect=h.smallest_effect, seeds=seeds, differences=d,
+                   estimate=statistics.fmean(d) if d else None)
+        if len(d) >= 2:
+            sd = statistics.stdev(d)
+            se = sd / math.sqrt(len(d))
+            t = row["estimate"] / se if se > 0 else math.copysign(math.inf, row["estimate"] or 1)
+            row["p"] = pvals[h.id] = t_two_sided_p(t, len(d) - 1) if math.isfinite(t) else 0.0
+            half = t_quantile(1 - alpha / (2 * m), len(d) - 1) * se
+            row.update(sd=sd, low=row["estimate"] - half, high=row["estimate"] + half,
+                       level=1 - alpha / m)
+        out.append(row)
+    adjusted = holm(pvals)
+    for row in out:
+        if row["id"] not in adjusted:
+            row.update(p_holm=None, verdict="inconclusive (too few seeds)")
+            continue
+        row["p_holm"] = adjusted[row["id"]]
+        reject = row["p_holm"] < alpha
+        if reject and row["estimate"] > 0:
+            row["verdict"] = "supported"
+        elif (reject and row["estimate"] < 0) or row["high"] < row["smallest_effect"]:
+            row["verdict"] = "not supported"
+        else:
+            row["verdict"] = "inconclusive"
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--stage", choices=("pilot", "tune", "main"))
+    p.add_argument("--runs", type=int, default=None, help="stop after this many runs")
+    p.add_argument("--only", default=None, help="run only the keys containing this text")
+    p.add_argument("--out", default="runs/suite", help="run directories (default runs/suite)")
+    p.add_argument("--list", action="store_true", help="list the stage's runs and stop")
+    a = p.parse_args(argv)
+    if a.stage is None:
+        p.error("--stage is required")
+    if a.list:
+        have = {r["key"] for r in read_jsonl(jsonl_path(a.stage))}
+        for s in design(a.stage, read_jsonl(jsonl_path("tune"))):
+            print(("done  " if s.key in have else "to do ") + s.group.ljust(6) + s.key)
+        return 0
+    run_stage(a.stage, a.runs, a.only, a.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
