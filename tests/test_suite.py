@@ -20,12 +20,14 @@ def test_main_design_has_controls_unique_keys_and_five_seeds_per_compared_row():
     hyps = suite.HYPOTHESES + suite._h4(suite.chosen_rates(tune))
     prefixes = {k.rsplit("/seed", 1)[0] for k in keys}
     for h in hyps:  # every compared row exists with the confirmatory seeds
-        for side in (h.a, h.b):
+        for side in (x for part in (h.a, h.b) for x in part.split(" - ")):
             assert side in prefixes, side
             assert sorted(s.seed for s in specs if s.key.startswith(side + "/seed")) == \
                 list(suite.SEEDS)
     # without every tuning run the comparators' rows are not planned yet
     assert not any(s.group == "H4" for s in suite.design("main", tune[:-1]))
+    for c in suite.CONTROLS:
+        assert all(p in prefixes for p in c["runs"]), c["id"]
     assert all(s.seed not in suite.SEEDS for s in suite.design("pilot"))
 
 
@@ -49,6 +51,14 @@ def test_t_p_value_matches_the_quantile():
 
 def _runs(prefix, values):
     return [dict(key=f"{prefix}/seed{s}", seed=s, test_mca=v) for s, v in enumerate(values)]
+
+
+def test_an_interaction_is_a_difference_of_differences():
+    runs = (_runs("r/a", [10, 20]) + _runs("d/a", [1, 2]) + _runs("r/b", [5, 5])
+            + _runs("d/b", [0, 0]))
+    assert suite._by_seed(runs, "r/a - d/a", "test_mca") == {0: 9, 1: 18}
+    h = suite.Hypothesis("i", "", "r/a - d/a", "r/b - d/b", "test_mca", 1.0)
+    assert suite.analyse(runs, [h])[0]["differences"] == [4, 13]
 
 
 def test_verdicts_follow_the_registered_rule():
