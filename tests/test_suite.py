@@ -94,3 +94,16 @@ def test_shuffled_copy_permutes_train_and_val_labels_only(tmp_path):
         assert sorted(sa) == sorted(sb)  # the same labels, permuted
         assert (sa == sb) == (split == "test")
     assert suite.shuffled_copy(src, tmp_path / "shuf") == dst  # reused
+
+
+def test_controls_are_judged_as_registered():
+    runs = (_runs("relational/ir50", [90, 92, 91, 93, 90])
+            + [dict(key=f"occlusion-planted/local/seed{s}", seed=s, occluded_mca=v)
+               for s, v in enumerate([70, 72, 71, 69, 70])]
+            + [dict(key=f"occlusion-shift/local/seed{s}", seed=s, occluded_mca=v)
+               for s, v in enumerate([70, 73, 70, 70, 71])])
+    res = {c["id"]: c for c in suite.control_results(runs)}
+    assert res["C1"]["passed"] is True and res["C1"]["complete"]
+    assert res["C2"]["passed"] is False  # no gain from planting: the design could not see one
+    assert [c["id"] for c in suite.failed_positive_controls(runs)] == ["C2"]
+    assert res["C3"]["passed"] is None and not res["C3"]["complete"]
