@@ -19,6 +19,7 @@ with AVX2. ``--runs N`` stops after N runs; ``--only PATTERN`` runs the keys tha
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import statistics
@@ -117,14 +118,14 @@ def design(stage: str, tune_runs: list[dict] | None = None) -> list[RunSpec]:
         for s in seeds:
             specs.append(RunSpec(stage, group, set_, row, s, control, **arm))
 
-    if stage == "pilot":
-        add("pilot", "additive", "transfer", PILOT_SEEDS, arm=dict(
-            arm="no_msad", model_overrides={"msad_p": 0.0}))
+    if stage == "pilot":  # the regime's checks and the seed-to-seed spread, on its own seeds
+        mad = _rate_arm("local_mad", 0.6)
+        add("pilot", "additive", "local_mad", PILOT_SEEDS, arm=mad)
         add("pilot", "additive", "transfer", PILOT_SEEDS)
-        add("pilot", "relational", "ir50", PILOT_SEEDS[:1])
-        add("pilot", "relational", "transfer", PILOT_SEEDS[:1])
-        add("pilot", "occlusion-shift", "ir50", PILOT_SEEDS[:1])
-        add("pilot", "occlusion-planted", "ir50", PILOT_SEEDS[:1])
+        add("pilot", "relational", "ir50", PILOT_SEEDS[:2])
+        add("pilot", "relational", "vit_fer", PILOT_SEEDS[:2])
+        add("pilot", "occlusion-shift", "local", PILOT_SEEDS[:1])
+        add("pilot", "occlusion-planted", "local", PILOT_SEEDS[:1])
         return specs
     if stage == "tune":
         for row in REGULARISERS:
@@ -317,6 +318,7 @@ def ensure_stem(out_root: str | Path = "runs/suite") -> Path:
     save_atomic(stem, weights)
     atomic_write_text(record, json.dumps(dict(
         recipe=want, weights=str(weights.relative_to(project_root())),
+        weights_sha256=hashlib.sha256(weights.read_bytes()).hexdigest(),
         test_mca=100 * summary["mean_class_accuracy"], test_accuracy=100 * summary["final_accuracy"],
         train_seconds=summary.get("wall_seconds"), wall_seconds=time.perf_counter() - t0,
         git=git_state(), provenance=summary.get("provenance") or provenance()), indent=1) + "\n")
@@ -391,12 +393,15 @@ def jsonl_path(stage: str) -> Path:
 
 
 def run_stage(stage: str, limit: int | None = None, only: str | None = None,
-              out_root: str | Path = "runs/suite") -> list[dict]:
-    """Make the runs of ``stage`` that its JSONL file lacks, appending each as it ends."""
+              out_root: str | Path = "runs/suite", shard: tuple[int, int] = (0, 1)) -> list[dict]:
+    """Make the runs of ``stage`` that its JSONL file lacks, appending each as it ends.
+    ``shard=(i, n)``: only the runs at positions i, i + n, ... of the design (so that n
+    processes, one a core, share a stage; each appends its own lines)."""
     path = jsonl_path(stage)
     have = {r["key"] for r in read_jsonl(path)}
     specs = design(stage, read_jsonl(jsonl_path("tune")))
-    todo = [s for s in specs if s.key not in have and (only is None or only in s.key)]
+    todo = [s for i, s in enumerate(specs) if s.key not in have and i % shard[1] == shard[0]
+            and (only is None or only in s.key)]
     pretrained = ensure_stem(out_root)
     made = []
     positive = {p for c in CONTROLS if c["role"] == "positive" for p in c["runs"]}
@@ -553,8 +558,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=None, help="stop after this many runs")
     p.add_argument("--only", default=None, help="run only the keys containing this text")
     p.add_argument("--out", default="runs/suite", help="run directories (default runs/suite)")
+    p.add_argument("--shard", default="0/1", metavar="I/N",
+                   help="make only every N-th run from the I-th (one process a core: 0/2, 1/2)")
     p.add_argument("--list", action="store_true", help="list the stage's runs and stop")
     a = p.parse_args(argv)
+    try:
+        shard = tuple(int(x) for x in a.shard.split("/"))
+        if len(shard) != 2 or not 0 <= shard[0] < shard[1]:
+            raise ValueError
+    except ValueError:
+        p.error(f"--shard {a.shard!r}: give I/N with 0 <= I < N, e.g. 0/2")
     if a.stage is None:
         p.error("--stage is required")
     if a.list:
@@ -562,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
         for s in design(a.stage, read_jsonl(jsonl_path("tune"))):
             print(("done  " if s.key in have else "to do ") + s.group.ljust(6) + s.key)
         return 0
-    run_stage(a.stage, a.runs, a.only, a.out)
+    run_stage(a.stage, a.runs, a.only, a.out, shard)
     return 0
 
 
