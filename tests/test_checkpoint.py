@@ -3,6 +3,7 @@ load them; files are written with the user's permissions (umask), atomically."""
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import stat
@@ -92,3 +93,23 @@ def test_save_atomic_honours_the_umask(tmp_path, mask, mode):
     assert stat.S_IMODE((tmp_path / "plain.json").stat().st_mode) == mode  # as any file
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "plain.json"]
     assert torch.load(tmp_path / "best.pt", weights_only=True)["a"].tolist() == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("error", [OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),
+                                   RuntimeError("cannot pickle")])
+def test_a_failed_save_keeps_the_file_and_leaves_no_temporary(tmp_path, monkeypatch, error):
+    save_atomic({"a": torch.zeros(2)}, tmp_path / "last.pt")
+    real_save = torch.save
+
+    def failing(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 the first bytes")
+        raise error
+
+    monkeypatch.setattr(torch, "save", failing)
+    with pytest.raises(type(error)) as info:
+        save_atomic({"a": torch.ones(2)}, tmp_path / "last.pt")
+    if isinstance(error, OSError):  # the file asked for, not the temporary
+        assert info.value.filename == str(tmp_path / "last.pt")
+    monkeypatch.setattr(torch, "save", real_save)
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["a"].tolist() == [0.0, 0.0]

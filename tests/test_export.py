@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from transfer_lib import export
+from transfer_lib.atomic import atomic_path
 from transfer_lib.checkpoint import save_atomic
 from transfer_lib.cli import main
 from transfer_lib.models import build_model
@@ -154,13 +155,15 @@ def test_the_onnx_file_honours_the_umask(tiny, tmp_path):
     finally:
         restore()
     assert ok and stat.S_IMODE((tmp_path / "m.onnx").stat().st_mode) == 0o644
-    for mask, mode in ((0o077, 0o600), (0o002, 0o664)):
+    for mask, mode in ((0o077, 0o600), (0o002, 0o664)):  # the temporary export_and_check writes
         restore = _umask(mask)
         try:
-            tmp = export._new_temporary(tmp_path / f"u{mask}.onnx")
+            with atomic_path(tmp_path / f"u{mask}.onnx") as tmp:
+                assert export.TEMP_NAME.match(tmp.name)
+                made = stat.S_IMODE(tmp.stat().st_mode)
         finally:
             restore()
-        assert export.TEMP_NAME.match(tmp.name) and stat.S_IMODE(tmp.stat().st_mode) == mode
+        assert made == mode and stat.S_IMODE((tmp_path / f"u{mask}.onnx").stat().st_mode) == mode
 
 
 def test_temporaries_of_a_killed_export_are_removed_at_the_next_start(tiny, tmp_path, capsys):
@@ -182,9 +185,10 @@ def test_temporaries_of_a_killed_export_are_removed_at_the_next_start(tiny, tmp_
     alive = out / f".m.onnx.export-{os.getpid()}-0123abcd.tmp"  # a running export's (this one)
     mine = out / ".m.onnx.export-notes.tmp"  # the user's own
     other_dir = out / f".x.onnx.export-{proc.pid}-0123abcd.tmp"  # a folder, not a file
+    earlier = out / f".m.onnx.export-{proc.pid}-89abcdef.tmp"  # an earlier version's, process gone
     legacy_old = out / ".m.onnx.ab_cd123.onnx"  # an earlier version's mkstemp name, hours old
     legacy_new = out / ".m.onnx.zz_cd123.onnx"  # ... and one written a minute ago
-    for p in (alive, mine, legacy_old, legacy_new):
+    for p in (alive, mine, earlier, legacy_old, legacy_new):
         p.write_bytes(b"half")
     other_dir.mkdir()
     hours_ago = time.time() - 2 * export.LEGACY_TEMP_AGE
@@ -192,6 +196,6 @@ def test_temporaries_of_a_killed_export_are_removed_at_the_next_start(tiny, tmp_
     assert main(["export", "--checkpoint", str(path), "--onnx", str(out / "m.onnx")]) == 0
     captured = capsys.readouterr()
     assert f"removed {left}, left by an export that did not finish" in captured.err
-    assert f"removed {legacy_old}," in captured.err
+    assert f"removed {legacy_old}," in captured.err and f"removed {earlier}," in captured.err
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["m.onnx", alive.name, mine.name, other_dir.name, legacy_new.name])

@@ -348,6 +348,7 @@ def run_occlusion(run_dir: str | os.PathLike, data_root: str | os.PathLike | Non
     ``data_root`` defaults to the one the run trained on (its ``config.json``). Returns the
     evaluate_occlusion dict plus ``checkpoint``, ``checkpoint_sha1`` and ``epoch``.
     """
+    from transfer_lib.atomic import atomic_write_text, remove_stale_temporaries
     from transfer_lib.checkpoint import model_from_checkpoint
     from transfer_lib.distributed import pick_device
     from transfer_lib.errors import CheckpointError
@@ -375,6 +376,9 @@ def run_occlusion(run_dir: str | os.PathLike, data_root: str | os.PathLike | Non
             return saved
     except (OSError, ValueError):
         pass
+    # what a killed test left: .occlusion.json.PID.XXXXXXXX.tmp, an earlier .occlusion.PID.json
+    remove_stale_temporaries(run_dir, [cache.name],
+                             legacy=[r"^\.occlusion\.(?P<pid>[1-9][0-9]*)\.json$"])
     device = pick_device(device)
     model = model_from_checkpoint(ckpt, map_location=device)
     import torch
@@ -382,9 +386,7 @@ def run_occlusion(run_dir: str | os.PathLike, data_root: str | os.PathLike | Non
     epoch = torch.load(ckpt, map_location="cpu", weights_only=True).get("epoch")
     result = evaluate_occlusion(model, data_root, dataset, device=device, progress=progress)
     result.update(checkpoint=OCCLUSION_CHECKPOINT, checkpoint_sha1=sha1, epoch=epoch)
-    tmp = cache.with_name(f".occlusion.{os.getpid()}.json")
-    tmp.write_text(json.dumps(result, indent=1))
-    os.replace(tmp, cache)
+    atomic_write_text(cache, json.dumps(result, indent=1))
     return result
 
 

@@ -11,34 +11,26 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import secrets
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from transfer_lib.atomic import atomic_path
 from transfer_lib.errors import CheckpointError
 
 
 def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``
+    (:func:`transfer_lib.atomic.atomic_path`: the temporary is created 0666 less the umask, like
+    any new file, and removed when the save fails).
 
     A crash at any moment leaves either the old file or the new one, never half of one.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # created 0666 less the umask, like any new file (tempfile.mkstemp's would be 0600)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
     return path
 
 

@@ -23,8 +23,9 @@ the CNN baseline alone exports from 9) up to the highest both torch's exporter a
 onnx write (23 with torch 2.14 and onnx 1.23; torch's TorchScript exporter declares 20, but 21-23
 export these models and every export is checked in onnxruntime before it is written). Others are
 refused before any work. The file is written under a temporary name,
-``.NAME.export-PID-XXXXXXXX.tmp`` beside it, and renamed when the check passes; temporaries that
-a killed export left (their process no longer running) are removed at the next start. The file
+``.NAME.PID.XXXXXXXX.tmp`` beside it (:func:`transfer_lib.atomic.atomic_path`), and renamed when
+the check passes; temporaries that a killed export left (their process no longer running) are
+removed at the next start. The file
 gets the permissions of any new file (``0666`` less the umask: ``0644`` under umask 022).
 """
 
@@ -34,15 +35,13 @@ import argparse
 import json
 import os
 import re
-import secrets
 import sys
-import time
 import warnings
 from pathlib import Path
 
 import torch
 
-from transfer_lib.atomic import process_alive
+from transfer_lib import atomic
 from transfer_lib.errors import TransferError
 
 #: The ONNX operator set: 17 has every op the models use (LayerNorm, GELU) and is widely run.
@@ -50,11 +49,15 @@ OPSET = 17
 #: The lowest opset that exports the models, found by trying: 14 is where torch's exporter has
 #: ``scaled_dot_product_attention`` (ViT, MSAD); 13 fails on it, 7 and below on ``expand`` too.
 MIN_OPSET = 14
-#: Temporaries of :func:`export_and_check`: ``.NAME.export-PID-XXXXXXXX.tmp`` beside NAME.
-TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.export-(?P<pid>[1-9][0-9]*)-[0-9a-f]{8}\.tmp$")
-#: Temporaries of earlier versions (``tempfile.mkstemp``: ``.NAME.XXXXXXXX.onnx``, no pid), removed
-#: once they are this many seconds old: no export of one model takes that long
-LEGACY_TEMP_AGE = 3600
+#: Temporaries of :func:`export_and_check`: ``.NAME.PID.XXXXXXXX.tmp`` beside NAME (those of
+#: every atomic write, :func:`transfer_lib.atomic.temporary_name`).
+TEMP_NAME = atomic.TEMP_NAME
+#: Temporaries of earlier versions: ``.NAME.export-PID-XXXXXXXX.tmp``, removed once their
+#: process is gone, like those of :data:`TEMP_NAME`.
+EXPORT_TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.export-(?P<pid>[1-9][0-9]*)-[0-9a-f]{8}\.tmp$")
+#: Temporaries of still earlier versions (``tempfile.mkstemp``: ``.NAME.XXXXXXXX.onnx``, no pid),
+#: removed once they are this many seconds old: no export of one model takes that long
+LEGACY_TEMP_AGE = atomic.LEGACY_TEMP_AGE
 ATOL = 1e-4
 CHECK_BATCHES: tuple[int, ...] = (1, 3)  # 1 and another: the batch axis really is dynamic
 
@@ -93,47 +96,16 @@ def check_opset(opset: int) -> None:
 
 def remove_stale_temporaries(folder: str | os.PathLike, target: str | None = None) -> list[Path]:
     """Remove the temporaries a killed export left in ``folder``: files named like this
-    program's (:data:`TEMP_NAME`) whose process is no longer running, and, beside ``target``
-    (a file name), an earlier version's ``.TARGET.XXXXXXXX.onnx`` older than
-    :data:`LEGACY_TEMP_AGE` seconds. Nothing else is touched. Returns the removed paths."""
-    folder = Path(folder)
-    legacy = (re.compile(rf"^\.{re.escape(target)}\.[a-z0-9_]{{8}}\.onnx$") if target
-              else None)
-    removed = []
-    try:
-        entries = list(folder.iterdir())
-    except OSError:
-        return removed
-    for entry in entries:
-        match = TEMP_NAME.match(entry.name)
-        if match:
-            stale = not process_alive(int(match["pid"]))
-        elif legacy is not None and legacy.match(entry.name):
-            try:
-                stale = time.time() - entry.lstat().st_mtime > LEGACY_TEMP_AGE
-            except OSError:
-                continue
-        else:
-            continue
-        if stale and entry.is_file() and not entry.is_symlink():
-            try:
-                entry.unlink()
-                removed.append(entry)
-            except OSError:
-                pass
-    return removed
-
-
-def _new_temporary(path: Path) -> Path:
-    """An empty file beside ``path`` named by :data:`TEMP_NAME`, created with mode 0666 less the
-    umask like any new file (``tempfile.mkstemp`` would make it 0600)."""
-    while True:
-        tmp = path.with_name(f".{path.name}.export-{os.getpid()}-{secrets.token_hex(4)}.tmp")
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            return tmp
-        except FileExistsError:
-            continue
+    program's (:data:`TEMP_NAME`, of ``target`` when it is given; :data:`EXPORT_TEMP_NAME`) whose
+    process is no longer running, and, beside ``target`` (a file name), an earlier version's
+    ``.TARGET.XXXXXXXX.onnx`` older than :data:`LEGACY_TEMP_AGE` seconds
+    (:func:`transfer_lib.atomic.remove_stale_temporaries`). Nothing else is touched. Returns the
+    removed paths."""
+    legacy = [EXPORT_TEMP_NAME]
+    if target:
+        legacy.append(rf"^\.{re.escape(target)}\.[a-z0-9_]{{8}}\.onnx$")
+    return atomic.remove_stale_temporaries(folder, None if target is None else [target],
+                                           legacy=legacy, max_age=LEGACY_TEMP_AGE)
 
 
 def export_onnx(model: torch.nn.Module, path: str | os.PathLike, opset: int = OPSET) -> Path:
@@ -218,15 +190,12 @@ def export_and_check(model: torch.nn.Module, onnx_path: str | os.PathLike, atol:
     check_opset(opset)
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(onnx_path.parent, onnx_path.name)
-    tmp = _new_temporary(onnx_path)
-    try:
+    with atomic.atomic_path(onnx_path) as tmp:
         export_onnx(model, tmp, opset)
         diff = compare_onnx(model, tmp)
         ok = diff < atol
-        if ok:
-            os.replace(tmp, onnx_path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+        if not ok:
+            tmp.unlink()  # nothing is renamed: onnx_path stays as it was
     return diff, ok
 
 

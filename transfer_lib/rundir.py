@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import os
 import re
-import sys
-import time
 from pathlib import Path
 
-from transfer_lib.atomic import process_alive
+from transfer_lib import atomic
 from transfer_lib.errors import TransferError
 
 try:
@@ -32,11 +30,11 @@ LOCK_NAME = ".lock"
 RUN_FILES: tuple[str, ...] = ("last.pt", "best.pt", "config.json", "summary.json",
                               "metrics.jsonl")
 #: This program's temporaries: ``.NAME.PID.XXXXXXXX.tmp`` (save_atomic, transfer_lib.atomic).
-TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.(?P<pid>[1-9][0-9]*)\.[0-9a-f]{8}\.tmp$")
+TEMP_NAME = atomic.TEMP_NAME
 #: Temporaries of earlier versions of save_atomic (``tempfile.mkstemp``: ``.last.pt.XXXXXXXX.tmp``,
 #: no pid), removed once they are this many seconds old: no checkpoint takes that long to write.
 LEGACY_TEMP = re.compile(r"^\.(?P<target>last\.pt|best\.pt)\.[a-z0-9_]{8}\.tmp$")
-LEGACY_TEMP_AGE = 3600
+LEGACY_TEMP_AGE = atomic.LEGACY_TEMP_AGE
 
 
 
@@ -45,34 +43,11 @@ def remove_stale_temporaries(run_dir: str | os.PathLike, quiet: bool = False) ->
     """Remove the temporaries a killed run left in ``run_dir`` (and nowhere else): this
     program's ``.NAME.PID.XXXXXXXX.tmp`` of a run file (:data:`RUN_FILES`) whose process is no
     longer running, and an earlier version's ``.last.pt.XXXXXXXX.tmp`` / ``.best.pt.XXXXXXXX.tmp``
-    older than :data:`LEGACY_TEMP_AGE` seconds. Each removal is printed on stderr unless
-    ``quiet``. Returns the removed paths. Call it holding the run's :class:`RunLock`."""
-    run_dir = Path(run_dir)
-    removed: list[Path] = []
-    try:
-        entries = sorted(run_dir.iterdir())
-    except OSError:
-        return removed
-    for entry in entries:
-        match = TEMP_NAME.match(entry.name)
-        try:
-            if match and match["target"] in RUN_FILES:
-                stale, why = not process_alive(int(match["pid"])), f"process {match['pid']} is gone"
-            elif LEGACY_TEMP.match(entry.name):
-                age = time.time() - entry.lstat().st_mtime
-                stale, why = age > LEGACY_TEMP_AGE, f"{age / 3600:.1f} hours old"
-            else:
-                continue
-            if not stale or not entry.is_file() or entry.is_symlink():
-                continue
-            entry.unlink()
-        except OSError:
-            continue
-        removed.append(entry)
-        if not quiet:
-            print(f"removed {entry}: the temporary of an interrupted write ({why})",
-                  file=sys.stderr)
-    return removed
+    older than :data:`LEGACY_TEMP_AGE` seconds (the rule of
+    :func:`transfer_lib.atomic.remove_stale_temporaries`). Each removal is printed on stderr
+    unless ``quiet``. Returns the removed paths. Call it holding the run's :class:`RunLock`."""
+    return atomic.remove_stale_temporaries(run_dir, RUN_FILES, quiet=quiet, legacy=[LEGACY_TEMP],
+                                           max_age=LEGACY_TEMP_AGE)
 
 
 class RunLock:

@@ -264,5 +264,11 @@ def test_leftovers_of_a_killed_build_are_removed_on_the_next_start(tmp_path):
     left.write_bytes(b"\0" * 1000)
     running = cache_dir / f"rafdb-test-0123456789abcdef.npy.tmp{os.getpid()}-7.npy"
     running.write_bytes(b"\0" * 10)  # a build of a process still running is left alone
+    atomic = cache_dir / f".rafdb-train-0123456789abcdef.npy.{dead}.0123abcd.tmp"  # today's name
+    atomic.write_bytes(b"\0" * 1000)
+    alive = cache_dir / f".rafdb-test-0123456789abcdef.npy.{os.getpid()}.0123abcd.tmp"
+    alive.write_bytes(b"\0" * 10)
     build_cache(build_dataset("rafdb", root, "train"), cache_dir, workers=1)
     assert not left.exists() and running.exists()
+    assert not atomic.exists() and alive.exists()
+    assert len([p for p in cache_dir.iterdir() if p.name.startswith("rafdb-train-")]) == 3

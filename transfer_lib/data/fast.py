@@ -72,6 +72,7 @@ Chapter 2 (``book/02_data.ipynb``) explains it; ``python -m transfer_lib bench d
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -89,8 +90,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
+from transfer_lib import atomic
 from transfer_lib.data import transforms as T
-from transfer_lib.data.base import process_alive
 from transfer_lib.errors import DataError
 from transfer_lib.models.config import TransFERConfig
 
@@ -147,21 +148,17 @@ def _to_store(img: Image.Image, size: int) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
-#: The part of a cache file's temporary name before ``PID-THREAD.npy``.
-TMP_TAG = ".tmp"
+#: Temporaries of earlier versions: ``NAME.tmpPID-THREAD.npy``, removed once their process is gone.
+LEGACY_TEMP = r"^.*\.tmp(?P<pid>[0-9]+)(?:-(?:(?!\.tmp).)*)?$"
 
 
 def remove_stale_temporaries(cache_dir: str | os.PathLike) -> list[Path]:
-    """Delete the half-written files (``*.npy.tmpPID-*``) that builds killed before they could
-    clean up left in ``cache_dir`` (hundreds of MB each on RAF-DB); files of a process still
-    running are kept. Returns the files removed."""
-    removed = []
-    for f in Path(cache_dir).glob(f"*{TMP_TAG}*"):
-        pid = f.name.rpartition(TMP_TAG)[2].split("-", 1)[0]
-        if pid.isdigit() and not process_alive(int(pid)):
-            f.unlink(missing_ok=True)
-            removed.append(f)
-    return removed
+    """Delete the half-written files that builds killed before they could clean up left in
+    ``cache_dir`` (hundreds of MB each on RAF-DB): this program's ``.NAME.PID.XXXXXXXX.tmp`` and
+    an earlier version's ``NAME.tmpPID-THREAD.npy``
+    (:func:`transfer_lib.atomic.remove_stale_temporaries`); files of a process still running are
+    kept. Returns the files removed."""
+    return atomic.remove_stale_temporaries(cache_dir, legacy=[LEGACY_TEMP])
 
 
 def build_cache(dataset, cache_dir: str | os.PathLike = "data/cache", store_size: int | None = None,
@@ -184,10 +181,10 @@ def build_cache(dataset, cache_dir: str | os.PathLike = "data/cache", store_size
     cached = _read_cache(meta_path, img_path, lab_path, key, size)
     if cached is None:
         n = len(dataset)
-        tmp = f"{TMP_TAG}{os.getpid()}-{threading.get_ident()}.npy"
-        written = [Path(f"{p}{tmp}") for p in (img_path, lab_path, meta_path)]
-        try:
-            arr = np.lib.format.open_memmap(written[0], mode="w+", dtype=np.uint8,
+        # each file whole or not at all (a corrupt image, Ctrl-C, a full disk leave no partial
+        # file), images and labels before the meta, without which there is no cache (_read_cache)
+        with atomic.atomic_path(img_path) as tmp:
+            arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
                                             shape=(n, size, size, 3))
 
             def fill(i: int) -> None:
@@ -199,16 +196,12 @@ def build_cache(dataset, cache_dir: str | os.PathLike = "data/cache", store_size
                     pass
             arr.flush()
             del arr
-            np.save(written[1], np.asarray(dataset.targets, dtype=np.int64), allow_pickle=False)
-            os.replace(written[0], img_path)
-            os.replace(written[1], lab_path)
-            meta = dict(version=CACHE_VERSION, key=key, n=n, size=size,
-                        classes=list(dataset.classes), root=str(getattr(dataset, "root", "")))
-            written[2].write_text(json.dumps(meta, indent=1))
-            os.replace(written[2], meta_path)
-        finally:  # a failed build (a corrupt image, Ctrl-C, a full disk) leaves no partial file
-            for f in written:
-                f.unlink(missing_ok=True)
+        labels = io.BytesIO()
+        np.save(labels, np.asarray(dataset.targets, dtype=np.int64), allow_pickle=False)
+        atomic.atomic_write_bytes(lab_path, labels.getvalue())
+        meta = dict(version=CACHE_VERSION, key=key, n=n, size=size,
+                    classes=list(dataset.classes), root=str(getattr(dataset, "root", "")))
+        atomic.atomic_write_text(meta_path, json.dumps(meta, indent=1))
         for old in cache_dir.glob(f"{prefix}*"):  # stale caches of this data set and split
             if not old.name.startswith(stem.name) and ".tmp" not in old.name:
                 old.unlink(missing_ok=True)
