@@ -238,8 +238,9 @@ def ensure_set(name: str) -> Path:
     from transfer_lib.data.synth import ensure_synthetic
 
     if name == "relational-shuffled":
-        return shuffled_copy(ensure_set("relational"), data_root(name))
-    return ensure_synthetic(data_root(name), seed=DATA_SEED, balance="uniform", **SIZES,
+        return shuffled_copy(ensure_set("relational"), data_root(f"{name}-{SIZES['train']}"))
+    return ensure_synthetic(data_root(f"{name}-{SIZES['train']}"), seed=DATA_SEED,
+                            balance="uniform", **SIZES,
                             **SETS[name])
 
 
@@ -363,7 +364,7 @@ def run_spec(spec: RunSpec, out_root: Path, pretrained: Path) -> dict:
     summary = run_or_load(out, cfg)
     model = model_from_checkpoint(out / "last.pt")
     root = Path(cfg.data)
-    rec = {**asdict(spec), "key": spec.key, "regime": REGIME, "task": SETS.get(spec.set, SETS["relational"])["task"],
+    rec = {**asdict(spec), "key": spec.key, "regime": REGIME, "sizes": SIZES, "task": SETS.get(spec.set, SETS["relational"])["task"],
            "train_mca": _mca(model, root, "train"), "val_mca": _mca(model, root, "val"),
            "test_mca": 100 * summary["mean_class_accuracy"],
            "test_accuracy": 100 * summary["final_accuracy"], "chance": chance(spec.set)}
@@ -386,10 +387,15 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
 
 
+def stage_name(stage: str) -> str:
+    """The pilot's runs are filed by training-set size (``pilot-n350``), the others by stage."""
+    return f"pilot-n{SIZES['train']}" if stage == "pilot" else stage
+
+
 def jsonl_path(stage: str) -> Path:
     from transfer_lib.profiles import project_root
 
-    return project_root() / "book" / "results" / f"suite-{stage}.jsonl"
+    return project_root() / "book" / "results" / f"suite-{stage_name(stage)}.jsonl"
 
 
 def run_stage(stage: str, limit: int | None = None, only: str | None = None,
@@ -415,7 +421,7 @@ def run_stage(stage: str, limit: int | None = None, only: str | None = None,
                           f"cannot show the claim; fix it (a dated amendment) before any "
                           f"claim runs", flush=True)
                 break
-        rec = run_spec(spec, Path(out_root) / stage, pretrained)
+        rec = run_spec(spec, Path(out_root) / stage_name(stage), pretrained)
         with open(path, "a") as f:
             f.write(json.dumps(rec) + "\n")
         made.append(rec)
@@ -552,6 +558,29 @@ def failed_positive_controls(runs: list[dict]) -> list[dict]:
     return [c for c in control_results(runs) if c["role"] == "positive" and c["passed"] is False]
 
 
+def runs_table(runs: list[dict]) -> str:
+    """Markdown: per row (a key without its seed), the seeds and the mean (sd over seeds where
+    there are two or more) of train, val and test mean class accuracy, the train - val gap, the
+    occluded mean class accuracy where measured, and the seconds a run took."""
+    groups: dict[str, list[dict]] = {}
+    for r in runs:
+        groups.setdefault(r["key"].rsplit("/seed", 1)[0], []).append(r)
+
+    def ms(rs, k):
+        v = [r[k] for r in rs if r.get(k) is not None]
+        if not v:
+            return "-"
+        return f"{statistics.fmean(v):.1f}" + (f" ({statistics.stdev(v):.1f})" if len(v) > 1
+                                               else "")
+    lines = ["| row | seeds | train | val | test | gap | occluded | s a run |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, rs in groups.items():
+        lines.append(f"| `{name}` | {','.join(str(r['seed']) for r in rs)} | "
+                     + " | ".join(ms(rs, k) for k in ("train_mca", "val_mca", "test_mca", "gap",
+                                                      "occluded_mca", "wall_seconds")) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--stage", choices=("pilot", "tune", "main"))
@@ -561,6 +590,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shard", default="0/1", metavar="I/N",
                    help="make only every N-th run from the I-th (one process a core: 0/2, 1/2)")
     p.add_argument("--list", action="store_true", help="list the stage's runs and stop")
+    p.add_argument("--table", action="store_true", help="print the stage's runs as a table")
+    p.add_argument("--train", type=int, default=None, metavar="N",
+                   help="pilot only: training images of each set (default "
+                        f"{SIZES['train']})")
     a = p.parse_args(argv)
     try:
         shard = tuple(int(x) for x in a.shard.split("/"))
@@ -570,6 +603,14 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--shard {a.shard!r}: give I/N with 0 <= I < N, e.g. 0/2")
     if a.stage is None:
         p.error("--stage is required")
+    if a.train is not None:
+        if a.stage != "pilot" or a.train < 7:
+            p.error("--train N (N >= 7) is for the pilot only: the other stages use the "
+                    "registered sizes")
+        SIZES["train"] = a.train
+    if a.table:
+        print(runs_table(read_jsonl(jsonl_path(a.stage))))
+        return 0
     if a.list:
         have = {r["key"] for r in read_jsonl(jsonl_path(a.stage))}
         for s in design(a.stage, read_jsonl(jsonl_path("tune"))):
