@@ -1,7 +1,9 @@
 import hashlib
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -347,3 +349,72 @@ def test_an_old_set_read_directly_carves_val_from_train(tmp_path):
     assert val.val_source == train.val_source == VAL_CARVED
     assert len(train) + len(val) == 35 and len(val) >= 3
     assert not {p for p, _ in train.samples} & {p for p, _ in val.samples}
+
+
+# The hostile round of the task options (synth's own remover, --out spellings, eval's cache)
+def _dead_pid() -> str:
+    return subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+
+
+def test_stale_leftovers_of_names_with_glob_characters_and_odd_pids(tmp_path):
+    """``.NAME.tmp-PID`` is matched by name, not as a glob: ``--out x[1]`` neither removes nor
+    reports ``x1``'s leftover; a non-ASCII digit (``²``) is no process id (it raised
+    ValueError); a dead run's ``.NAME.old-PID`` (killed while deleting the replaced set) goes,
+    a running process's stays."""
+    from transfer_lib.data.synth import interrupted_note
+
+    dead = _dead_pid()
+    x1 = tmp_path / f".x1.tmp-{dead}"
+    (x1 / "basic").mkdir(parents=True)
+    assert interrupted_note(tmp_path / "x[1]") == ""
+    assert str(x1) in interrupted_note(tmp_path / "x1")
+    generate(tmp_path / "x[1]", train=2, test=1, val=0, workers=1)
+    assert x1.is_dir()
+    odd, old_dead, old_live = (tmp_path / ".y.tmp-\u00b2", tmp_path / f".y.old-{dead}",
+                               tmp_path / f".y.old-{os.getppid()}")
+    for folder in (odd, old_dead, old_live):
+        folder.mkdir()
+    generate(tmp_path / "y", train=2, test=1, val=0, workers=1)
+    assert odd.is_dir() and old_live.is_dir() and not old_dead.exists()
+
+
+def test_out_through_a_link_or_as_the_current_folder(tmp_path, monkeypatch, capsys):
+    from transfer_lib.cli import main
+
+    (tmp_path / "target").mkdir()
+    (tmp_path / "link").symlink_to("target")
+    assert generate(tmp_path / "link", train=2, test=1, val=0, workers=1) == tmp_path / "link"
+    assert (tmp_path / "link").is_symlink()  # the set went where the link points
+    assert (tmp_path / "target" / "synthetic.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "target"]
+    here = tmp_path / "here"
+    (here / "sub").mkdir(parents=True)
+    monkeypatch.chdir(here)
+    for out in (".", "", "./", "sub/..", str(tmp_path)):
+        assert main(["synth", "--out", out, "--train", "2", "--test", "1", "--val", "0",
+                     "--workers", "1"]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert err.startswith("error: --out ") and "current folder" in err, err
+    assert sorted(p.name for p in here.iterdir()) == ["sub"]
+
+
+def test_the_occlusion_cache_goes_with_its_set(tmp_path):
+    """`eval --occlusion` caches faces under SET/occlusion/: that is the set's, not the user's,
+    so writing the set again is not refused (it was: "files this library did not write")."""
+    from transfer_lib.data.synth import foreign_files
+    from transfer_lib.occlusion import rendered_split
+
+    out = generate(tmp_path / "s", train=2, test=3, val=0, workers=1)
+    rendered_split(out, build_dataset("synthetic", out, "test"), ["eyes"], workers=1)
+    assert (out / "occlusion").is_dir() and foreign_files(out) == []
+    generate(out, train=2, test=3, val=0, seed=4, workers=1)
+    assert not (out / "occlusion").exists()  # drawn from the old set: gone with it
+    rendered_split(out, build_dataset("synthetic", out, "test"), ["eyes"], workers=1)
+    mine = next((out / "occlusion").iterdir()) / "notes.txt"
+    mine.write_text("the user's")
+    assert foreign_files(out) == [Path("occlusion")]
+    with pytest.raises(DataError, match="did not write: occlusion"):
+        generate(out, train=2, test=3, val=0, seed=5, workers=1)
+    assert mine.read_text() == "the user's"

@@ -138,3 +138,32 @@ def test_synth_cli_task_option(tmp_path, capsys):
     with pytest.raises(SystemExit) as err:
         main(["synth", "--out", str(tmp_path / "q"), "--task", "nonsense"])
     assert err.value.code == 2
+
+
+def test_negative_zero_shares_are_recorded_as_zero(tmp_path):
+    """``--occlusion -0`` passes [0, 1]; the marker said ``-0.0`` (another cache key)."""
+    root = generate(tmp_path / "z", train=2, test=1, val=0, workers=1, task="occlusion-shift",
+                    occlusion=-0.0, part_occlusion=-0.0)
+    assert "-0" not in (root / "synthetic.json").read_text()
+    assert main(["synth", "--out", str(tmp_path / "c"), "--train", "2", "--test", "1", "--val",
+                 "0", "--workers", "1", "--occlusion", "-0", "--part-occlusion", "-0"]) == 0
+    assert "-0" not in (tmp_path / "c" / "synthetic.json").read_text()
+
+
+def test_relational_rafdb_balance_and_faces_drawn_again(tmp_path):
+    """``--task relational --balance rafdb`` writes 4 uniform classes and says uniform in the
+    marker; the occlusion test draws each face again with the relational task: with nothing
+    hidden it is the file on disk, byte for byte, in every split."""
+    from transfer_lib.occlusion import render_test_face
+
+    root = tmp_path / "rel"
+    assert main(["synth", "--out", str(root), "--task", "relational", "--balance", "rafdb",
+                 "--train", "8", "--test", "4", "--val", "4", "--workers", "1"]) == 0
+    marker = read_marker(root)
+    assert marker["balance"] == "uniform" and marker["task"] == "relational"
+    for split in ("train", "test", "val"):
+        ds = build_dataset("rafdb", root, split)
+        assert np.bincount(ds.targets, minlength=7).tolist()[4:] == [0, 0, 0]
+        for i, (path, label) in enumerate(ds.samples):
+            assert path.name == f"{split}_{i + 1:05d}_aligned.jpg"
+            assert render_test_face(marker, split, i, int(label), None) == path.read_bytes()

@@ -47,6 +47,7 @@ faces, thinner strokes) left small models at the majority class for epochs; the 
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import multiprocessing as mp
@@ -754,7 +755,7 @@ def generate(out: str | os.PathLike, train: int = DEFAULT_TRAIN, test: int = DEF
     interrupted run leaves the old set (or nothing) at ``out``, never a mixture.
     """
     params = _params(train, test, seed, occlusion, balance, workers, val, task, part_occlusion)
-    out = Path(out)
+    given, out = Path(out), _target(out)
     check_target(out, force=force)
     tmp = _fresh_tmp(out)
     try:
@@ -763,8 +764,8 @@ def generate(out: str | os.PathLike, train: int = DEFAULT_TRAIN, test: int = DEF
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if progress:
-        print(f"wrote {sum(params[s] for s in SPLITS)} images to {out}")
-    return out
+        print(f"wrote {sum(params[s] for s in SPLITS)} images to {given}")
+    return given
 
 
 def _params(train: int, test: int, seed: int, occlusion: float | None, balance: str,
@@ -798,6 +799,7 @@ def _params(train: int, test: int, seed: int, occlusion: float | None, balance: 
                             f"hidden must lie in [0, 1] (e.g. 0.3)")
     if task == "relational":
         balance = "uniform"  # four classes, equally often
+    occlusion, part_occlusion = float(occlusion) + 0.0, float(part_occlusion) + 0.0  # never -0.0
     if workers is not None and workers < 1:
         raise TransferError(f"--workers {workers}: the number of processes must be 1 or more "
                             f"(leave it out for {min(2, os.cpu_count() or 1)})")
@@ -823,11 +825,34 @@ def read_marker(root: str | os.PathLike) -> dict | None:
 
 #: The names a set written here holds, folder by folder (anything else in ``out`` is foreign).
 _OWN_IMAGE = re.compile(r"^(train|test|val)_\d{5}_aligned\.jpg$")
+#: ``out/occlusion/``: the faces ``eval --occlusion`` drew again with a part hidden
+#: (:func:`transfer_lib.occlusion.occlusion_cache_dir`), one folder per split and marker, each
+#: holding ``PART.npz``, ``params.json`` and the temporaries of their writes.
+_OCCLUSION_CACHE_DIR = re.compile(r"^(train|test|val)-v\d+-[0-9a-f]{12}$")
+_OCCLUSION_CACHE_FILE = re.compile(
+    r"^(params\.json|[a-z]+\.npz|\.[a-z]+\.\d+\.npz|\.(params\.json|[a-z]+\.npz)\.\d+\.[0-9a-f]{8}\.tmp)$")
+
+
+def _is_occlusion_cache(folder: Path) -> bool:
+    """Whether ``folder`` (``out/occlusion``) holds only what the occlusion test caches there:
+    it is derived from the set and goes with it. Anything else in it makes the whole folder
+    the user's."""
+    def only(path: Path, name: re.Pattern, is_dir: bool) -> bool:
+        return all(e.is_dir() == is_dir and not e.is_symlink() and name.match(e.name)
+                   for e in path.iterdir())
+
+    try:
+        return (folder.is_dir() and not folder.is_symlink()
+                and only(folder, _OCCLUSION_CACHE_DIR, True)
+                and all(only(sub, _OCCLUSION_CACHE_FILE, False) for sub in folder.iterdir()))
+    except OSError:
+        return False
 
 
 def foreign_files(out: Path) -> list[Path]:
     """The entries under ``out`` that a set written here would not hold (paths relative to
-    ``out``, outermost first): the user's own files, which must never be deleted."""
+    ``out``, outermost first): the user's own files, which must never be deleted. The occlusion
+    test's cache (``occlusion/``, :func:`_is_occlusion_cache`) is the set's own."""
     own_dirs = {Path("basic"), Path("basic/Image"), Path("basic/Image/aligned"),
                 Path("basic/EmoLabel")}
     own_files = {Path(MARKER), Path("basic/EmoLabel/list_patition_label.txt")}
@@ -840,6 +865,8 @@ def foreign_files(out: Path) -> list[Path]:
                 walk(r)
             elif r in own_files or (rel == Path("basic/Image/aligned") and entry.is_file()
                                     and _OWN_IMAGE.match(entry.name)):
+                continue
+            elif r == Path("occlusion") and _is_occlusion_cache(entry):
                 continue
             else:
                 found.append(r)
@@ -878,26 +905,57 @@ def check_target(out: Path, force: bool = False) -> None:
             f"--out, or pass --force to write the set there and keep those files beside it.")
 
 
+def _leftovers(out: Path, kind: str = "tmp") -> list[Path]:
+    """The folders ``.NAME.tmp-PID`` (``kind`` "tmp": a set being drawn) or ``.NAME.old-PID``
+    ("old": the set it replaces, deleted last) beside ``out``, in name order."""
+    if not out.name:
+        return []
+    pattern = re.compile(rf"^\.{re.escape(out.name)}\.{kind}-([0-9]+)$")
+    return sorted(p for p in out.parent.glob(f".{glob.escape(out.name)}.{kind}-*")
+                  if pattern.match(p.name))
+
+
 def _fresh_tmp(out: Path) -> Path:
     """A new temporary sibling of ``out``; leftovers of interrupted runs whose process is gone
-    (``.NAME.tmp-PID``) are removed first."""
-    from transfer_lib.data.base import process_alive
+    (``.NAME.tmp-PID``, and ``.NAME.old-PID`` of one killed while it deleted the set it had
+    replaced) are removed first.
+
+    These are folders, which :func:`transfer_lib.atomic.remove_stale_temporaries` (files only,
+    never a folder) leaves alone; the test of the process is its :func:`process_alive`. A link
+    of such a name is not followed (``shutil.rmtree`` refuses it)."""
+    from transfer_lib.atomic import process_alive
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    for old in out.parent.glob(f".{out.name}.tmp-*"):
-        pid = old.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not process_alive(int(pid)):
+    for old in _leftovers(out, "tmp") + _leftovers(out, "old"):
+        if not process_alive(int(old.name.rsplit("-", 1)[-1])):
             shutil.rmtree(old, ignore_errors=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     return tmp
 
 
+def _target(out: str | os.PathLike) -> Path:
+    """The folder a set written to ``out`` goes to: absolute, ``.`` and ``..`` taken away, a link
+    followed (the set is swapped in for the folder it names, never for the link). Refused
+    (DataError) when it is the current folder or holds it: the swap would pull it from under
+    the shell."""
+    from transfer_lib.errors import DataError
+
+    given = os.fspath(out)
+    path = Path(os.path.realpath(given or "."))
+    cwd = Path(os.path.realpath(os.getcwd()))
+    if path == cwd or path in cwd.parents or not path.name:
+        raise DataError(f"--out {given or repr(given)} is the current folder or holds it: the set "
+                        f"is drawn beside --out and swapped in for it. Give a folder elsewhere "
+                        f"(e.g. --out data/synthetic), or run from another folder.")
+    return path
+
+
 def interrupted_note(root: str | os.PathLike) -> str:
     """For an error about a missing ``root``: a sentence saying that a ``synth`` into it was
     interrupted (its temporary folder is there), or "" when none was."""
     root = Path(root)
-    left = sorted(root.parent.glob(f".{root.name}.tmp-*")) if root.name else []
+    left = _leftovers(root, "tmp")
     if not left:
         return ""
     return (f" A `synth --out {root}` was interrupted before it finished (it left {left[0]}, "

@@ -50,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="share of train and val images with a random part under the "
                              "occlusion test's grey box (default 0)")
     parser.add_argument("--balance", choices=synth.BALANCES, default="rafdb",
-                        help="class balance: RAF-DB's own imbalance or uniform")
+                        help="class balance: RAF-DB's own imbalance or uniform (the "
+                             "relational task is always uniform: its 4 classes equally often)")
     parser.add_argument("--workers", type=T.PROCESSES, default=None, help="processes (default: 2 or cores)")
     parser.add_argument("--force", action="store_true",
                         help="write into --out although it holds files this command did not write (they "
