@@ -270,6 +270,11 @@ def test_predict_a_folder_reads_its_images(tmp_path, ckpt, capsys):
     (["--label-smoothing", "2"], "--label-smoothing 2: expected a finite number in [0, 1]"),
     (["--milestones", "30,15"], "--milestones 30,15: expected comma-separated integers in "
                                 "increasing order"),
+    (["--regularise-from-epoch", "-1"], "--regularise-from-epoch -1: expected an integer, 0 or "
+                                        "more and at most 10000"),
+    (["--regularise-from-epoch", "nan"], "--regularise-from-epoch nan: expected an integer"),
+    (["--regularise-from-epoch", "1.5"], "--regularise-from-epoch 1.5: expected an integer"),
+    (["--regularise-from-epoch", str(10**30)], f"--regularise-from-epoch {10**30}: expected"),
 ])
 def test_train_bad_numbers_are_refused_while_parsing(tmp_path, argv, words, capsys):
     assert main([*SMOKE, *argv, "--out", str(tmp_path / "r")]) == 2
@@ -277,6 +282,32 @@ def test_train_bad_numbers_are_refused_while_parsing(tmp_path, argv, words, caps
     assert err == f"error: {words}" or err.startswith(f"error: {words}"), err
     assert len(err.splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("argv, note", [
+    (["--regularise-from-epoch", "0"], None),
+    (["--regularise-from-epoch", "1"], None),  # the smoke profile's last epoch (0-based)
+    (["--regularise-from-epoch", "2"], "2 is not below the run's 2 epochs"),
+    (["--regularise-from-epoch", "10000"], "10000 is not below the run's 2 epochs"),
+    (["--regularise-from-epoch", "3", "--epochs", "5"], None),
+    (["--regularise-from-epoch", "5", "--epochs", "5"], "5 is not below the run's 5 epochs"),
+    ([], None),
+])
+def test_regularise_from_epoch_beyond_the_run_never_drops(argv, note, capsys):
+    """At or beyond the run's epochs is allowed (the regularisers never drop: a control), and
+    one note on stderr says so; below it, nothing is said."""
+    from transfer_lib.cli import build_parser
+    from transfer_lib.train_cli import config_from_args, never_drops_note
+
+    args = build_parser().parse_args(["train", "--profile", "smoke", *argv])
+    config = config_from_args(args)
+    config.validate()
+    line = never_drops_note(args, config)
+    err = capsys.readouterr().err
+    if note is None:
+        assert line is None and err == ""
+    else:
+        assert note in line and "never drop" in line and err == line + "\n"
 
 
 def test_train_bad_device(tmp_path, capsys):

@@ -99,7 +99,7 @@ def _synth_checks(args):
     from transfer_lib.data import synth
 
     synth._params(args.train, args.test, args.seed, args.occlusion, args.balance, args.workers,
-                  args.val)
+                  args.val, args.task, args.part_occlusion)
 
 
 def _pretrain_checks(args):
@@ -171,9 +171,12 @@ def test_the_sweep_finds_the_options():
                  (("train",), "--milestones"), (("bench", "data"), "--seconds"),
                  (("bench", "train"), "--steps"), (("export",), "--opset"),
                  (("eval",), "--render-workers"), (("pretrain",), "--workers"),
-                 (("ablate",), "--seeds"), (("summary",), "--batch-size")]:
+                 (("ablate",), "--seeds"), (("summary",), "--batch-size"),
+                 (("synth",), "--occlusion"), (("synth",), "--part-occlusion"),
+                 (("train",), "--regularise-from-epoch")]:
         assert case in swept, case
     assert (("bench", "data"), "--dataset") in CHOICES
+    assert (("synth",), "--task") in CHOICES
     assert {path[0] for path in LEAVES} == set(COMMANDS)
 
 
@@ -278,3 +281,29 @@ def test_parser_of_one_command_lists_all():
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     assert list(sub.choices) == list(COMMANDS)
     assert isinstance(parser.parse_args(["summary"])._module, types.ModuleType)
+
+
+@pytest.mark.parametrize("task", ["additive", "relational", "occlusion-shift"])
+@pytest.mark.parametrize("option", ["--occlusion", "--part-occlusion"])
+@pytest.mark.parametrize("value", [*BAD_VALUES, "-0", "1e-300", "1"])
+def test_synth_shares_with_each_task(task, option, value, stubbed, tmp_path, capsys):
+    """Every share with every task: accepted, or refused in one line naming the option (the
+    occlusion-shift task refuses any occluder: --occlusion above 0)."""
+    code = main(["synth", "--out", str(tmp_path / "s"), "--task", task, option, value])
+    err = capsys.readouterr().err
+    if code == 0:
+        assert err == ""
+        return
+    assert code == 2 and f" {option} " in _one_error_line(err), err
+    if task == "occlusion-shift" and option == "--occlusion" and value in ("1e-300", "1"):
+        assert err.startswith(f"error: --task occlusion-shift --occlusion {float(value)}: "), err
+    else:
+        assert err.startswith(f"error: {option} {value}: expected "), err
+
+
+def test_negative_zero_is_zero():
+    """``-0`` passes a [0, 1] range; it reaches records (config.json, synthetic.json) as 0.0."""
+    for text in ("-0", "-0.0", " -0e5"):
+        value = cli_types.PROBABILITY(text)
+        assert value == 0.0 and str(value) == "0.0"
+    assert str(cli_types.EPOCHS_FLOAT("-0")) == "0.0" and cli_types.SEED("-0") == 0

@@ -94,7 +94,7 @@ class Number:
             value = None
         if value is None or not self.in_range(value):
             raise BadValue(self.expected(), text)
-        return value
+        return value + 0.0 if self.kind is float else value  # -0 is 0: never -0.0 in a record
 
     def __repr__(self) -> str:
         return f"<{self.expected()}>"

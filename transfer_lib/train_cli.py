@@ -78,7 +78,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--regularise-from-epoch", type=T.nonnegative_int(T.MAX_EPOCHS),
                    metavar="E", help="MAD (or the map regulariser in its place) and MSAD drop "
                                      "from this epoch on, 0-based (default 0: from the first "
-                                     "step, as the authors; 1 after a 1-epoch warmup)")
+                                     "step, as the authors; 1 after a 1-epoch warmup; --epochs "
+                                     "or more: they never drop)")
     g.add_argument("--label-smoothing", type=T.PROBABILITY, metavar="EPS",
                    help="0 to 1; 0: plain cross-entropy")
     g.add_argument("--randaugment", choices=RANDAUGMENTS,
@@ -168,12 +169,36 @@ def config_from_args(args: argparse.Namespace):
     )
 
 
+def never_drops_note(args: argparse.Namespace, config) -> str | None:
+    """With ``--regularise-from-epoch`` at or beyond the run's last epoch, a line on stderr
+    (rank 0) saying that the dropping regularisers never drop in this run (allowed: a control
+    without them); returns it, or None."""
+    import sys
+
+    if args.regularise_from_epoch is None:
+        return None
+    try:
+        epochs = config.profile_obj().epochs
+    except (KeyError, ValueError, TypeError):  # a bad recipe: train() says what is wrong
+        return None
+    if args.regularise_from_epoch < epochs:
+        return None
+    line = (f"note: --regularise-from-epoch {args.regularise_from_epoch} is not below the run's "
+            f"{epochs} epochs (0-based: the last is {epochs - 1}): MAD (or the map regulariser) "
+            f"and MSAD never drop in this run")
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(line, file=sys.stderr, flush=True)
+    return line
+
+
 def run(args: argparse.Namespace, callbacks=None) -> int:
     """Train as ``args`` say and print the summary (rank 0). ``callbacks``: as
     :func:`transfer_lib.train.train` takes them, for a script that wraps this command."""
     from transfer_lib.train import train
 
-    summary = train(config_from_args(args), callbacks=callbacks)
+    config = config_from_args(args)
+    never_drops_note(args, config)
+    summary = train(config, callbacks=callbacks)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun, rank 0 reports
     keys = ("best_accuracy", "best_epoch", "final_accuracy", "final_epoch", "mean_class_accuracy",
