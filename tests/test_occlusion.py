@@ -200,3 +200,29 @@ def test_eval_cli_occlusion_errors(smoke_root, checkpoint, tmp_path, capsys):
     assert main(["eval", "--data", str(tmp_path / "nowhere"), "--checkpoint", str(checkpoint),
                  "--occlusion"]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_planted_sets_rerender_their_val_faces_and_stale_caches_go(tmp_path):
+    """On a set written with --part-occlusion, a val face drawn again with nothing more hidden
+    is the file on disk (its planted part included); a killed run's cache temporary is removed."""
+    import os
+
+    from transfer_lib.data import build_dataset
+    from transfer_lib.data.synth import generate, read_marker
+    from transfer_lib.occlusion import occlusion_cache_dir, render_test_face, rendered_split
+
+    root = generate(tmp_path / "p", train=7, test=7, val=14, seed=0, workers=1,
+                    task="occlusion-shift", part_occlusion=1.0)
+    marker = read_marker(root)
+    marker.pop("state")
+    val = build_dataset("rafdb", root, "val")
+    for i, (path, label) in enumerate(val.samples):
+        assert render_test_face(marker, "val", i, int(label), None) == path.read_bytes()
+    folder = occlusion_cache_dir(root, json.loads((root / "synthetic.json").read_text()), "val")
+    folder.mkdir(parents=True)
+    dead = folder / ".eyes.999999999.npz"  # the earlier naming, of a process that is gone
+    dead.write_bytes(b"x")
+    live = folder / f".mouth.{os.getpid()}.npz"
+    live.write_bytes(b"x")
+    rendered_split(root, val, ["eyes"], workers=1)
+    assert not dead.exists() and live.exists()

@@ -211,9 +211,12 @@ def decode(data: bytes) -> np.ndarray:
 def render_test_face(marker: dict, split: str, index: int, label: int,
                      part: str | None) -> bytes:
     """The JPEG bytes of sample ``index`` (0-based, file ``{split}_{index + 1:05d}``) of the
-    synthetic set described by ``marker``, with ``part`` hidden (None: the file as written)."""
-    from transfer_lib.data.synth import _image_seed, render_sample
+    synthetic set described by ``marker``, with ``part`` hidden (None: the file as written, so
+    with the part a ``part_occlusion`` set hid in its train and val images, if any)."""
+    from transfer_lib.data.synth import _image_seed, hidden_part, render_sample
 
+    if part is None:
+        part = hidden_part(marker["seed"], split, index, marker.get("part_occlusion", 0.0))
     img, quality = render_sample(label, _image_seed(marker["seed"], split, index),
                                  marker["occlusion"], occlude_part=part,
                                  task=marker.get("task", "additive"))
@@ -229,11 +232,12 @@ def _render_chunk(job: tuple) -> dict[str, list[bytes]]:
 def _save_jpegs(path: Path, jpegs: Sequence[bytes]) -> None:
     """JPEG files as one .npz: their bytes end to end (``jpeg``, uint8) and where each starts
     (``offsets``, int64, N + 1); no pickle, so it loads safely."""
+    from transfer_lib.atomic import atomic_path
+
     offsets = np.cumsum([0] + [len(j) for j in jpegs]).astype(np.int64)
     data = np.frombuffer(b"".join(jpegs), dtype=np.uint8)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.npz")
-    np.savez(tmp, jpeg=data, offsets=offsets)
-    os.replace(tmp, path)  # never a half-written cache
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # never a half-written cache
+        np.savez(f, jpeg=data, offsets=offsets)
 
 
 def _load_jpegs(path: Path) -> list[bytes]:
@@ -320,11 +324,15 @@ def rendered_split(root: str | os.PathLike, dataset, parts: Sequence[str], *,
             chunks = pool.map(_render_chunk, jobs)
     else:
         chunks = [_render_chunk(job) for job in jobs]
+    from transfer_lib.atomic import atomic_write_text, remove_stale_temporaries
+
     folder.mkdir(parents=True, exist_ok=True)
+    # what killed runs left: the shared naming, and this module's earlier .PART.PID.npz
+    remove_stale_temporaries(folder, legacy=[r"^\.\w+\.(?P<pid>\d+)\.npz$"])
     for part in todo:
         found[part] = [j for c in chunks for j in c[part]]
         _save_jpegs(folder / f"{part}.npz", found[part])
-    (folder / "params.json").write_text(json.dumps(
+    atomic_write_text(folder / "params.json", json.dumps(
         {"marker": marker, "split": split, "generator_version": GENERATOR_VERSION,
          "images": len(items)}, indent=1))
     if progress:
