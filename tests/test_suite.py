@@ -110,3 +110,27 @@ def test_controls_are_judged_as_registered():
     assert res["C3"]["passed"] is None and not res["C3"]["complete"]
     # a control is judged only once all its runs are in
     assert suite.control_results(runs[1:])[0]["passed"] is None
+
+
+def test_results_hold_every_part_and_the_forest_plot_draws_them():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    tune = [dict(key=f"additive/{row}+p{p:g}/seed100", row=row, model_overrides={"mad_p": p},
+                 val_mca=80 + p, stalled=False)
+            for row in suite.REGULARISERS for p in suite.DROP_RATES]
+    specs = suite.design("main", tune)
+    rng = np.random.default_rng(0)
+    runs = [dict(key=s.key, seed=s.seed, control=s.control, test_mca=85 + rng.normal(),
+                 occluded_mca=70 + rng.normal(), gap=11.0, stalled=False) for s in specs]
+    res = suite.results(runs, tune)
+    assert res["complete"] and not res["missing"] and res["made"] == res["planned"]
+    assert res["chosen_rates"] == dict.fromkeys(suite.REGULARISERS, 0.6)
+    assert [h["id"] for h in res["hypotheses"]] == ["H1", "H2a", "H2b", "H3", "H4a", "H4b", "H4c"]
+    assert all(h["verdict"] in ("supported", "not supported", "inconclusive")
+               for h in res["hypotheses"])
+    assert res["stalls"] == []
+    runs[0]["stalled"] = True
+    assert suite.results(runs, tune)["stalls"] == [runs[0]["key"]]
+    ax = suite.plot_forest(res)
+    assert len(ax.get_yticklabels()) == 7

@@ -558,6 +558,77 @@ def failed_positive_controls(runs: list[dict]) -> list[dict]:
     return [c for c in control_results(runs) if c["role"] == "positive" and c["passed"] is False]
 
 
+def stalls(runs: list[dict]) -> list[str]:
+    """Keys of the runs that stalled, the negative controls' (which must) left out."""
+    return [r["key"] for r in runs if r.get("stalled") and r.get("control") != "negative"]
+
+
+def results(main_runs: list[dict] | None = None, tune_runs: list[dict] | None = None) -> dict:
+    """The suite's results: every run, the chosen drop rates, each control and each hypothesis
+    (:func:`analyse`), the stalls, the number of runs planned and made, and where the
+    pre-registration is."""
+    from transfer_lib.ablate import git_state
+
+    main_runs = read_jsonl(jsonl_path("main")) if main_runs is None else main_runs
+    tune_runs = read_jsonl(jsonl_path("tune")) if tune_runs is None else tune_runs
+    rates = chosen_rates(tune_runs)
+    hyps = HYPOTHESES + _h4(rates)
+    planned = design("main", tune_runs)
+    have = {r["key"] for r in main_runs}
+    return dict(
+        schema=1, preregistration=PREREGISTRATION, regime=REGIME, sizes=SIZES,
+        data_seed=DATA_SEED, seeds=list(SEEDS), stem=dict(set=STEM_SET, run=STEM_RUN),
+        chosen_rates=rates, tune_runs=tune_runs, runs=main_runs,
+        planned=len(planned) + len(design("tune")), made=len(main_runs) + len(tune_runs),
+        missing=[s.key for s in planned if s.key not in have],
+        complete=rates is not None and all(s.key in have for s in planned),
+        controls=control_results(main_runs), hypotheses=analyse(main_runs, hyps),
+        stalls=stalls(main_runs + tune_runs),
+        train_seconds=sum(r.get("train_seconds") or 0 for r in main_runs + tune_runs),
+        wall_seconds=sum(r.get("wall_seconds") or 0 for r in main_runs + tune_runs),
+        git=git_state())
+
+
+def write_results(path: str | Path | None = None) -> Path:
+    """Write :func:`results` to ``book/results/suite.json`` (atomically)."""
+    from transfer_lib.atomic import atomic_write_text
+    from transfer_lib.profiles import project_root
+
+    path = Path(path) if path is not None else project_root() / RESULTS
+    atomic_write_text(path, json.dumps(results(), indent=1) + "\n")
+    return path
+
+
+def load_results(path: str | Path | None = None) -> dict:
+    """The committed ``book/results/suite.json``."""
+    from transfer_lib.profiles import project_root
+
+    path = Path(path) if path is not None else project_root() / RESULTS
+    return json.loads(path.read_text())
+
+
+def plot_forest(result: dict, ax=None):
+    """Every hypothesis: its estimate with its adjusted interval (points; a diamond where the
+    verdict is 'supported'), the smallest effect that matters as a tick, 0 as a line."""
+    import matplotlib.pyplot as plt
+
+    hyps = [h for h in result["hypotheses"] if h.get("low") is not None]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 0.55 * len(hyps) + 1.2))
+    colours = {"supported": "tab:green", "not supported": "tab:red"}
+    for i, h in enumerate(hyps):
+        y = len(hyps) - 1 - i
+        c = colours.get(h["verdict"], "tab:grey")
+        ax.plot([h["low"], h["high"]], [y, y], color=c, lw=2)
+        ax.plot(h["estimate"], y, "D" if h["verdict"] == "supported" else "o", color=c)
+        ax.plot(h["smallest_effect"], y, "|", color="k", ms=10)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks(range(len(hyps)))
+    ax.set_yticklabels([f"{h['id']} ({h['verdict']})" for h in reversed(hyps)])
+    ax.set_xlabel("difference, points (adjusted interval; | smallest effect that matters)")
+    return ax
+
+
 def runs_table(runs: list[dict]) -> str:
     """Markdown: per row (a key without its seed), the seeds and the mean (sd over seeds where
     there are two or more) of train, val and test mean class accuracy, the train - val gap, the
@@ -584,6 +655,8 @@ def runs_table(runs: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--stage", choices=("pilot", "tune", "main"))
+    p.add_argument("--analyse", action="store_true",
+                   help=f"write {RESULTS} from the runs made so far and print the verdicts")
     p.add_argument("--runs", type=int, default=None, help="stop after this many runs")
     p.add_argument("--only", default=None, help="run only the keys containing this text")
     p.add_argument("--out", default="runs/suite", help="run directories (default runs/suite)")
@@ -601,8 +674,20 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError
     except ValueError:
         p.error(f"--shard {a.shard!r}: give I/N with 0 <= I < N, e.g. 0/2")
+    if a.analyse:
+        path = write_results()
+        res = load_results(path)
+        for h in res["hypotheses"]:
+            est = "-" if h["estimate"] is None else f"{h['estimate']:+.2f}"
+            ci = "" if h.get("low") is None else f" [{h['low']:+.2f}, {h['high']:+.2f}]"
+            print(f"{h['id']:4} {est}{ci} {h['verdict']}")
+        for c in res["controls"]:
+            print(f"{c['id']:4} {c['role']:8} passed={c['passed']}")
+        print(f"{res['made']} of {res['planned']} runs; stalls: {res['stalls'] or 'none'}; "
+              f"wrote {path}")
+        return 0
     if a.stage is None:
-        p.error("--stage is required")
+        p.error("--stage is required (or --analyse)")
     if a.train is not None:
         if a.stage != "pilot" or a.train < 7:
             p.error("--train N (N >= 7) is for the pilot only: the other stages use the "
