@@ -300,11 +300,33 @@ def ensure_stem(out_root: str | Path = "runs/suite") -> Path:
     from transfer_lib.train import run_or_load
 
     weights = data_root("stem") / "ir50-tiny-additive.pth"
-    record = project_root() / "book" / "results" / "suite-stem.json"
+    local = weights.with_suffix(".json")  # this machine's record of the file
+    committed = project_root() / "book" / "results" / "suite-stem.json"
     want = dict(set=STEM_SET, run=STEM_RUN)
-    if weights.is_file() and record.is_file() and \
-            json.loads(record.read_text()).get("recipe") == want:
+    if weights.is_file() and local.is_file() and \
+            json.loads(local.read_text()).get("recipe") == want:
         return weights
+    root = ensure_synthetic(data_root("stem-set"), **STEM_SET)
+    run = dict(STEM_RUN)
+    out = Path(out_root) / "stem"
+    cfg = run_config(run.pop("profile"), "ir50", run.pop("seed"), data=str(root), out=str(out),
+                     **run)
+    t0 = time.perf_counter()
+    summary = run_or_load(out, cfg)
+    ckpt = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+    stem = {k[len("stem."):]: v for k, v in ckpt["model"].items() if k.startswith("stem.")}
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    save_atomic(stem, weights)
+    record = json.dumps(dict(
+        recipe=want, weights=str(weights.relative_to(project_root())),
+        weights_sha256=hashlib.sha256(weights.read_bytes()).hexdigest(),
+        test_mca=100 * summary["mean_class_accuracy"], test_accuracy=100 * summary["final_accuracy"],
+        train_seconds=summary.get("wall_seconds"), wall_seconds=time.perf_counter() - t0,
+        git=git_state(), provenance=summary.get("provenance") or provenance()), indent=1) + "\n"
+    atomic_write_text(local, record)
+    if not committed.is_file():  # the suite's own record is written once, never replaced
+        atomic_write_text(committed, record)
+    return weights
     params = dict(STEM_SET)
     root = ensure_synthetic(data_root("stem-set"), **params)
     run = dict(STEM_RUN)
@@ -605,6 +627,53 @@ def load_results(path: str | Path | None = None) -> dict:
 
     path = Path(path) if path is not None else project_root() / RESULTS
     return json.loads(path.read_text())
+
+
+def stem_reproduced() -> bool | None:
+    """Whether this machine's pretrained stem is the committed one, byte for byte (None while
+    either record is missing): expected wherever the kernels are pinned."""
+    from transfer_lib.profiles import project_root
+
+    local = data_root("stem") / "ir50-tiny-additive.json"
+    committed = project_root() / "book" / "results" / "suite-stem.json"
+    if not (local.is_file() and committed.is_file()):
+        return None
+    sha = [json.loads(p.read_text())["weights_sha256"] for p in (local, committed)]
+    return sha[0] == sha[1]
+
+
+def describe_hypothesis(h: dict) -> str:
+    """One sentence from a hypothesis of :func:`results`: the claim, the estimate with its
+    adjusted interval and Holm p-value, the verdict and the registered rule behind it."""
+    what = {"test_mca": "test mean class accuracy",
+            "occluded_mca": "mean class accuracy with one part hidden"}[h["metric"]]
+    if h.get("low") is None:
+        return f"{h['id']}, {h['claim']}: not enough runs yet ({len(h['seeds'])} seed(s))."
+    rule = {"supported": "Holm's test rejects 'no difference' and the difference has the "
+                         "claimed sign",
+            "not supported": "the adjusted interval lies below the smallest effect that matters "
+                             f"({h['smallest_effect']:g} points)" if h["estimate"] >= 0 or
+                             h["p_holm"] >= 0.05 else
+                             "Holm's test rejects 'no difference' with the opposite sign",
+            "inconclusive": "neither rule applies: the interval holds both 0 and the smallest "
+                            f"effect that matters ({h['smallest_effect']:g} points)"}[h["verdict"]]
+    return (f"{h['id']}, {h['claim']}: {h['estimate']:+.2f} points of {what} over "
+            f"{len(h['seeds'])} seeds (adjusted interval [{h['low']:+.2f}, {h['high']:+.2f}], "
+            f"Holm p = {h['p_holm']:.3g}): **{h['verdict']}**, because {rule}.")
+
+
+def describe_control(c: dict) -> str:
+    """One sentence from a control of :func:`results`."""
+    state = {True: "passed", False: "**failed**", None: "not complete"}[c["passed"]]
+    figures = ""
+    if c.get("low") is not None:
+        figures = f" (mean {c['mean']:+.2f}, 95 % interval [{c['low']:+.2f}, {c['high']:+.2f}])"
+        if c["id"] == "C1":
+            figures = (f" (mean {c['mean']:.1f} %, 95 % interval [{c['low']:.1f}, "
+                       f"{c['high']:.1f}] %)")
+    elif c.get("values"):
+        figures = " (" + ", ".join(f"{v:.1f}" for v in c["values"]) + ")"
+    return f"{c['id']} ({c['role']}): {state}{figures}; it passes when {c['check']}."
 
 
 def plot_forest(result: dict, ax=None):
