@@ -134,3 +134,20 @@ def test_results_hold_every_part_and_the_forest_plot_draws_them():
     assert suite.results(runs, tune)["stalls"] == [runs[0]["key"]]
     ax = suite.plot_forest(res)
     assert len(ax.get_yticklabels()) == 7
+
+
+def test_rerun_is_checked_exactly_when_pinned_and_by_distribution_otherwise(monkeypatch):
+    from transfer_lib.kernels import provenance
+
+    runs = _runs("relational/ir50", [90.0, 91.0, 92.0, 90.5, 91.5, 90.0, 92.0, 91.0])
+    pinned = dict(provenance(), kernels="pinned")
+    rec = dict(key="relational/ir50/seed2", seed=2, test_mca=92.0, provenance=pinned)
+    monkeypatch.setattr(suite, "stem_reproduced", lambda: True)
+    assert suite.check_rerun(rec, runs)["mode"] == "exact"
+    assert not suite.check_rerun({**rec, "test_mca": 91.9}, runs)["ok"]
+    monkeypatch.setattr(suite, "stem_reproduced", lambda: False)
+    other = suite.check_rerun({**rec, "test_mca": 91.9}, runs)
+    assert other["mode"] == "distribution" and other["ok"] and "stem" in other["why"]
+    with pytest.raises(KeyError, match="no run"):
+        suite.find_spec("relational/nonsense/seed0")
+    assert suite.find_spec("relational/ir50/seed3").control == "positive"

@@ -403,6 +403,50 @@ def run_spec(spec: RunSpec, out_root: Path, pretrained: Path) -> dict:
     return rec
 
 
+def find_spec(key: str) -> RunSpec:
+    """The run of the design (any stage) whose key is ``key``."""
+    tune = read_jsonl(jsonl_path("tune"))
+    for stage in ("main", "tune", "pilot"):
+        for spec in design(stage, tune):
+            if spec.key == key:
+                return spec
+    raise KeyError(f"no run of the suite is called {key!r}: see `python -m transfer_lib.suite "
+                   f"--stage main --list`")
+
+
+def rerun(key: str, out_root: str | Path = "runs/suite-rerun", **changes) -> dict:
+    """Make the suite's run ``key`` again in ``out_root`` (never appended to the committed
+    files) and return its record; ``changes`` are TrainConfig fields to change on top of the
+    regime (``max_steps=1, epochs=1`` checks the path in seconds). Compare the record with the
+    committed one by :func:`check_rerun`."""
+    spec = find_spec(key)
+    pretrained = ensure_stem(Path(out_root))
+    saved = dict(REGIME)
+    try:
+        REGIME.update(changes)
+        return run_spec(spec, Path(out_root), pretrained)
+    finally:
+        REGIME.clear()
+        REGIME.update(saved)
+
+
+def check_rerun(record: dict, runs: list[dict], metric: str = "test_mca") -> dict:
+    """A rerun against the committed runs of its row: equal to its own seed's figure (to 1e-6)
+    where the kernels were pinned and the stem is the committed one, else inside the 99 %
+    prediction interval of the row's seeds (:func:`transfer_lib.ablate.check_rerun`)."""
+    from transfer_lib.ablate import check_rerun as against
+
+    prefix = record["key"].rsplit("/seed", 1)[0]
+    committed = _by_seed(runs, prefix, metric)
+    prov = record.get("provenance") or None
+    same_stem = stem_reproduced() is not False
+    result = against(record[metric], committed, record["seed"], prov if same_stem else None)
+    if not same_stem:
+        result["why"] = ("this machine's pretrained stem is not the committed one (its weights' "
+                         "sha256 differ), so the run is another draw of the same recipe")
+    return result
+
+
 def read_jsonl(path: Path) -> list[dict]:
     if not path.is_file():
         return []
@@ -732,6 +776,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shard", default="0/1", metavar="I/N",
                    help="make only every N-th run from the I-th (one process a core: 0/2, 1/2)")
     p.add_argument("--list", action="store_true", help="list the stage's runs and stop")
+    p.add_argument("--rerun", metavar="KEY", default=None,
+                   help="make one run of the suite again in --out (default runs/suite-rerun), "
+                        "compare it with the committed runs and stop; appends to no file")
     p.add_argument("--table", action="store_true", help="print the stage's runs as a table")
     p.add_argument("--train", type=int, default=None, metavar="N",
                    help="pilot only: training images of each set (default "
@@ -743,6 +790,17 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError
     except ValueError:
         p.error(f"--shard {a.shard!r}: give I/N with 0 <= I < N, e.g. 0/2")
+    if a.rerun:
+        out = a.out if a.out != "runs/suite" else "runs/suite-rerun"
+        try:
+            record = rerun(a.rerun, out)
+        except KeyError as err:
+            p.error(str(err.args[0]))
+        check = check_rerun(record, read_jsonl(jsonl_path("main")) + read_jsonl(
+            jsonl_path("tune")))
+        print(f"{a.rerun}: test mean class accuracy {record['test_mca']:.2f} % "
+              f"({check['mode']} check): {check['message']}\n{check['why']}")
+        return 0 if check["ok"] else 1
     if a.analyse:
         path = write_results()
         res = load_results(path)
