@@ -167,3 +167,12 @@ def test_relational_rafdb_balance_and_faces_drawn_again(tmp_path):
         for i, (path, label) in enumerate(ds.samples):
             assert path.name == f"{split}_{i + 1:05d}_aligned.jpg"
             assert render_test_face(marker, split, i, int(label), None) == path.read_bytes()
+
+
+def test_render_face_draws_relational_faces():
+    from transfer_lib.data.synth import render_face
+
+    a = render_face(1, seed=3, task="relational", nuisance=False)
+    b = render_face(1, seed=3, task="relational", nuisance=False)
+    assert a.shape == (100, 100, 3) and (a == b).all()
+    assert not (a == render_face(1, seed=3, nuisance=False)).all()  # not the additive face

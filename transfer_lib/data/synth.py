@@ -597,7 +597,8 @@ def _finish(spec: FaceSpec, layer: Image.Image, size: int) -> np.ndarray:
 
 def render_face(label: int | str, seed: int = 0, occlusion: str | None = None,
                 occlude_part: str | None = None, intensity: float | None = None,
-                size: int = IMAGE_SIZE, nuisance: bool = True) -> np.ndarray:
+                size: int = IMAGE_SIZE, nuisance: bool = True,
+                task: str = "additive") -> np.ndarray:
     """One face of class ``label`` (0-based index into RAFDB_CLASSES, or its name) as a
     (size, size, 3) uint8 array.
 
@@ -606,8 +607,10 @@ def render_face(label: int | str, seed: int = 0, occlusion: str | None = None,
     with that part hidden by a grey box. ``occlusion`` adds a natural occluder (one of
     :data:`OCCLUDERS`) or none (None). ``intensity`` (0..1) overrides the random cue strength;
     ``nuisance=False`` gives a frontal, evenly lit face on a plain background (for figures).
+    ``task="relational"``: ``label`` is a :data:`RELATIONAL_CLASSES` index (0-3).
     """
-    spec = sample_face(label, np.random.default_rng(seed), occlusion=0.0, intensity=intensity)
+    spec = sample_face(label, np.random.default_rng(seed), occlusion=0.0, intensity=intensity,
+                       task=task)
     if occlusion is not None:
         if occlusion not in OCCLUDERS:
             raise ValueError(f"occlusion={occlusion!r} is not one of {OCCLUDERS} or None")
