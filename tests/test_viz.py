@@ -127,3 +127,9 @@ def test_curves_confusion_and_run_helpers(tmp_path):
     assert viz.transfer_run_config(smoke)["profile"] == "smoke"
     assert "data" not in viz.transfer_run_config(smoke, rafdb=tmp_path)  # synthetic below paper
     assert viz.transfer_run_config(get_profile("paper"), rafdb=tmp_path)["data"] == str(tmp_path)
+
+
+def test_markdown_rows_writes_a_table_and_escapes_bars():
+    text = viz.markdown_rows(["row", "value"], [["a|b", 1.5], ["c", None]])
+    assert text.splitlines() == ["| row | value |", "| --- | --- |", "| a\\|b | 1.5 |",
+                                 "| c | None |"]

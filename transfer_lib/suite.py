@@ -747,7 +747,7 @@ def runs_table(runs: list[dict]) -> str:
     there are two or more) of train, val and test mean class accuracy, the train - val gap, the
     occluded mean class accuracy where measured, and the seconds a run took."""
     groups: dict[str, list[dict]] = {}
-    for r in runs:
+    for r in sorted(runs, key=lambda r: r["seed"]):
         groups.setdefault(r["key"].rsplit("/seed", 1)[0], []).append(r)
 
     def ms(rs, k):

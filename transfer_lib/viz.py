@@ -23,7 +23,7 @@ from transfer_lib.profiles import project_root  # one notion of the project's ro
 
 __all__ = [
     "use_book_style", "describe_setup", "find_weights", "to_image", "show_grid", "overlay", "plot_class_counts",
-    "draw_pipeline", "plot_mask", "record_shapes", "word_list",
+    "draw_pipeline", "plot_mask", "record_shapes", "word_list", "markdown_rows",
 ]
 
 
@@ -58,6 +58,14 @@ def word_list(items: Sequence[str], last: str = "and", empty: str = "none") -> s
     if len(items) == 1:
         return items[0]
     return f"{', '.join(items[:-1])} {last} {items[-1]}"
+
+
+def markdown_rows(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A markdown table: ``header`` then one line per row; a ``|`` inside a cell is escaped."""
+    def line(cells):
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+    return "\n".join([line(header), line(["-" * 3] * len(header)), *map(line, rows)])
 
 
 def describe_setup(profile: Any, rafdb: str | os.PathLike | None = None) -> str:
