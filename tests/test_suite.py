@@ -132,6 +132,10 @@ def test_results_hold_every_part_and_the_forest_plot_draws_them():
     assert res["stalls"] == []
     runs[0]["stalled"] = True
     assert suite.results(runs, tune)["stalls"] == [runs[0]["key"]]
+    for r in runs:  # C4's runs must stall; every other run counts, negative controls' too
+        r["stalled"] = r["key"].startswith(("relational-shuffled/", "additive/ir50/"))
+    assert suite.results(runs, tune)["stalls"] == [
+        r["key"] for r in runs if r["key"].startswith("additive/ir50/")]
     ax = suite.plot_forest(res)
     assert len(ax.get_yticklabels()) == 7
 

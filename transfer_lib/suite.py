@@ -327,25 +327,6 @@ def ensure_stem(out_root: str | Path = "runs/suite") -> Path:
     if not committed.is_file():  # the suite's own record is written once, never replaced
         atomic_write_text(committed, record)
     return weights
-    params = dict(STEM_SET)
-    root = ensure_synthetic(data_root("stem-set"), **params)
-    run = dict(STEM_RUN)
-    out = Path(out_root) / "stem"
-    cfg = run_config(run.pop("profile"), "ir50", run.pop("seed"), data=str(root), out=str(out),
-                     **run)
-    t0 = time.perf_counter()
-    summary = run_or_load(out, cfg)
-    ckpt = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
-    stem = {k[len("stem."):]: v for k, v in ckpt["model"].items() if k.startswith("stem.")}
-    weights.parent.mkdir(parents=True, exist_ok=True)
-    save_atomic(stem, weights)
-    atomic_write_text(record, json.dumps(dict(
-        recipe=want, weights=str(weights.relative_to(project_root())),
-        weights_sha256=hashlib.sha256(weights.read_bytes()).hexdigest(),
-        test_mca=100 * summary["mean_class_accuracy"], test_accuracy=100 * summary["final_accuracy"],
-        train_seconds=summary.get("wall_seconds"), wall_seconds=time.perf_counter() - t0,
-        git=git_state(), provenance=summary.get("provenance") or provenance()), indent=1) + "\n")
-    return weights
 
 
 def train_config(spec: RunSpec, out: Path, pretrained: Path):
@@ -557,9 +538,10 @@ def analyse(runs: list[dict], hypotheses: list[Hypothesis], alpha: float = 0.05)
             row.update(sd=sd, low=row["estimate"] - half, high=row["estimate"] + half,
                        level=1 - alpha / m)
         out.append(row)
-    adjusted = holm(pvals)
+    # the family is the registered one: a hypothesis without its runs yet counts as p = 1
+    adjusted = holm({h.id: pvals.get(h.id, 1.0) for h in hypotheses})
     for row in out:
-        if row["id"] not in adjusted:
+        if row["id"] not in pvals:
             row.update(p_holm=None, verdict="inconclusive (too few seeds)")
             continue
         row["p_holm"] = adjusted[row["id"]]
@@ -625,8 +607,9 @@ def failed_positive_controls(runs: list[dict]) -> list[dict]:
 
 
 def stalls(runs: list[dict]) -> list[str]:
-    """Keys of the runs that stalled, the negative controls' (which must) left out."""
-    return [r["key"] for r in runs if r.get("stalled") and r.get("control") != "negative"]
+    """Keys of the runs that stalled, C4's shuffled-label runs (which must) left out."""
+    return [r["key"] for r in runs if r.get("stalled")
+            and not r["key"].startswith("relational-shuffled/")]
 
 
 def results(main_runs: list[dict] | None = None, tune_runs: list[dict] | None = None) -> dict:
@@ -717,6 +700,8 @@ def describe_control(c: dict) -> str:
                        f"{c['high']:.1f}] %)")
     elif c.get("values"):
         figures = " (" + ", ".join(f"{v:.1f}" for v in c["values"]) + ")"
+        if c.get("mean") is not None:
+            figures = f" (mean {c['mean']:.1f}; runs{figures[1:]}"
     return f"{c['id']} ({c['role']}): {state}{figures}; it passes when {c['check']}."
 
 

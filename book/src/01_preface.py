@@ -179,6 +179,7 @@ assert logits.shape == (1, len(RAFDB_CLASSES))
 # | $\kappa$, $M$, $\mathcal{T}_i$, $q$ | share of positions in a map's top region; their count $M$; the top region of $A_i$; positions two top regions share (chapter 8) |
 # | $\rho$, $\mu_i$ | correlation of two maps over the $N$ positions; the mean of $A_i$ (chapter 8) |
 # | $k$, $\Delta$, $\bar\Delta$, $t$ | seeds two rows share; the paired difference of their accuracies at one seed; its mean; Student's t quantile (chapter 7) |
+# | $\xi$, $f_c$, $\beta_c$, $\gamma_c$ | a relational face's three part states as signs; a per-part scorer's score for class $c$, its constant and its weights (chapter 7) |
 #
 # So $B$ never counts images and $N$ never counts a batch; $K$ only ever means keys; a
 # transformer's blocks are counted by $L$. Displayed equations are numbered and cited by number.
@@ -209,7 +210,8 @@ assert paper.msad_p == 0.3 and paper.num_classes == 7 and tiny.input_size == 48
 # does, that a regulariser drops what it should and nothing at evaluation, that a committed
 # result still reproduces, and that every sentence stating an outcome matches the number it was
 # formatted from. They do **not** check the paper's claims about accuracy: those are measured
-# in chapter 7, at a CPU's scale, and every claim is listed with its evidence in the
+# in chapter 7, at a CPU's scale, on tasks built so that each claim could come out either
+# way, and every claim is listed with its evidence in the
 # [claims ledger](11_claims.ipynb). Run a chapter top to bottom; every chapter stands on its own.
 #
 # How much a chapter computes is set by one switch, the **profile**, read from the environment
@@ -243,7 +245,7 @@ minutes = [run["wall_seconds"] / 60 for run in runs]
 cpu_time = (f"{min(minutes):.0f}-{max(minutes):.0f} minutes a run on a "
             f"{machine['cpu_count']}-core {machine['cpu']}")
 print(f"the cpu profile's TransFER, {get_profile('cpu').epochs} epochs: {cpu_time} "
-      f"({len(runs)} committed runs of chapter 7, book/results/ablation-cpu-30ep.json)")
+      f"({len(runs)} committed runs, book/results/ablation-cpu-30ep.json, appendix 12)")
 assert not committed["provenance"]["train_overrides"]  # the cpu recipe as it is
 
 # %% [markdown]

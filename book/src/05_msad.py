@@ -441,7 +441,8 @@ display(Markdown(f"""
 #    with the authors' token mode at the `cpu` profile,
 #    `python -m transfer_lib train --profile cpu --msad-mode token --out runs/msad-token`,
 #    and compare its `summary.json` with chapter 6's run (the head mode). One seed of each:
-#    is the difference larger than the seed-to-seed spread of chapter 7's `transfer` row?
+#    is the difference larger than the seed-to-seed spread of the `transfer` row in
+#    `book/results/ablation-cpu-30ep.json` (appendix 12)?
 # 6. Which row of the paper's ablation is TransFER with $p_2 = 0$? Read `VARIANT_PRESETS` in
 #    `transfer_lib/models/config.py`, then confirm that
 #    `build_model("transfer", size="tiny", msad_p=0.0).config` and

@@ -388,7 +388,7 @@ print(f"after {cfg.max_steps} steps all {len(mine)} tensors equal the library's,
 # `run_or_load` trains only when the run directory holds no complete run, so rebuilding the book
 # does not retrain; chapters 8 and 9 use this model.
 #
-# At `cpu` this run is seed 0 of the committed ablation's full recipe (chapter 7), and whether it
+# At `cpu` this run is seed 0 of the committed ablation's full recipe (appendix 12), and whether it
 # can repeat that run exactly depends on the reader's CPU. The run's provenance
 # (`summary["provenance"]`) says which case it is. With the pinned kernels, the default on x86
 # CPUs with AVX2 (AVX2 kernels and 2 threads, set when `transfer_lib` is imported, before

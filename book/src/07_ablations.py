@@ -72,20 +72,21 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# How far can a model get that looks at each part on its own? Write a face's states as signs
-# $x \in \{-1, +1\}^3$ (brows, eyes, mouth). Each class holds two state combinations, $x$ and
-# its mirror image $-x$, and each part shows each state equally often in every class, so one
-# part alone is at chance. A model that scores each part separately and adds the scores gives
-# class $k$ a score that is affine in the signs, $s_k(x) = c_k + w_k^\top x$, so
+# How far can a model get that looks at each part on its own? Write a face's part states as
+# signs, $\xi \in \{-1, +1\}^3$ (brows, eyes, mouth). Each class holds two state
+# combinations, $\xi$ and its mirror image $-\xi$, and each part shows each state equally often
+# in every class, so one part alone is at chance. A model that scores each part separately and
+# adds the scores gives class $c$ a score that is affine in the signs,
+# $f_c(\xi) = \beta_c + \gamma_c^\top \xi$, so
 #
 # $$
-# s_k(x) + s_k(-x) = 2 c_k \quad \text{for every } x .
+# f_c(\xi) + f_c(-\xi) = 2 \beta_c \quad \text{for every } \xi .
 # $$ (eq-relational-cap)
 #
-# If both of class $k$'s combinations are answered $k$, then $c_k > c_j$ for every other class
-# $j$, which can hold for one class only; each other class gets at most one of its two. So at
-# most $2 + 1 + 1 + 1 = 5$ of the 8 equally likely combinations are right: 62.5 %. A model has
-# to relate the parts to do better.
+# If both combinations of class $c$ are answered $c$, then $\beta_c$ is larger than every other
+# class's constant, which can hold for one class only; each other class gets at most one of its
+# two. So at most $2 + 1 + 1 + 1 = 5$ of the 8 equally likely combinations are right: 62.5 %. A
+# model has to relate the parts to do better.
 
 # %%
 cap = relational_cap()
@@ -121,21 +122,24 @@ print("drop rates chosen on validation:", res["chosen_rates"])
 # without rescaling (MAD rescales nothing; `map_rescale=False` gives the others the same rule).
 #
 # A seed fixes the initial weights of the new parts, the order of the images and their
-# augmentation, and it is shared by the two rows, so the comparison is *paired*: with $a_s$ and
-# $b_s$ the two rows' figures at seed $s$, over $k$ seeds,
+# augmentation, and it is shared by the two rows, so the comparison is *paired*: with
+# $\mathrm{acc}'$ and $\mathrm{acc}$ the figures of rows a and b at one seed, over the $k$
+# seeds,
 #
 # $$
-# \Delta_s = a_s - b_s, \qquad
-# \bar\Delta \pm t_{1 - \alpha/(2m),\,k-1} \, \frac{\mathrm{sd}(\Delta)}{\sqrt k}
+# \Delta = \mathrm{acc}' - \mathrm{acc} \ \text{at each seed}, \qquad
+# \bar\Delta \pm t_{1 - 0.05/14,\,k-1} \, \frac{\mathrm{sd}(\Delta)}{\sqrt k}
 # $$ (eq-paired-difference)
 #
-# with $m = 7$ hypotheses and $\alpha = 0.05$: a Bonferroni-level interval, so that the seven
-# hold together. Holm's step-down test {cite:p}`holm1979simple` decides: order the seven
-# two-sided paired-t $p$-values, compare the smallest with $\alpha/7$, the next with
-# $\alpha/6$, and so on, stopping at the first that fails. The registered verdicts:
-# **supported** when Holm rejects "no difference" and $\bar\Delta$ has the claimed sign; **not
-# supported** when Holm rejects it with the other sign, or the interval lies below the smallest
-# effect that matters; **inconclusive** otherwise. No run is ever left out.
+# where $\bar\Delta$ and $\mathrm{sd}(\Delta)$ are the mean and the sample standard deviation
+# of the $k$ differences. With seven hypotheses and a family-wise error rate of 5 %, this is
+# the Bonferroni-level interval (two-sided, 0.05 / 7), so that the seven intervals hold
+# together. Holm's step-down test {cite:p}`holm1979simple` decides: order the seven two-sided
+# paired-t $p$-values, compare the smallest with 0.05 / 7, the next with 0.05 / 6, and so on,
+# stopping at the first that fails. The registered verdicts: **supported** when Holm rejects
+# "no difference" and $\bar\Delta$ has the claimed sign; **not supported** when Holm rejects it
+# with the other sign, or the interval lies below the smallest effect that matters;
+# **inconclusive** otherwise. No run is ever left out.
 
 # %%
 k = len(res["seeds"])
@@ -188,6 +192,8 @@ assert all(v in ("supported", "not supported", "inconclusive")
 
 # %%
 display(Markdown(suite.runs_table(res["runs"])))
+fit = [r["train_mca"] for r in res["runs"] if not r["key"].startswith("relational-shuffled")]
+assert np.mean(fit) > 95, "the text says the models fit their training images"
 stalled = res["stalls"]
 print(f"stalled runs outside the negative controls: {stalled or 'none'}; "
       f"{res['train_seconds'] / 3600:.1f} h of training in all")
@@ -260,8 +266,8 @@ elif profile.name == "smoke":
 #    {eq}`eq-paired-difference`; compare with `res["hypotheses"]`.
 # 2. With the sd of H3's differences, how many seeds would an interval of +/- 1 point need at
 #    the family's level (mind that the $t$ quantile shrinks too)?
-# 3. Prove that a sum of per-part scores can reach 5 of 8 combinations: find $c_k$ and $w_k$
-#    (the test `tests/data/test_synth_tasks.py` has one answer; find another).
+# 3. Prove that a sum of per-part scores can reach 5 of 8 combinations: find $\beta_c$ and
+#    $\gamma_c$ for the four classes (the test `tests/data/test_synth_tasks.py` has one answer; find another).
 # 4. Rerun one run yourself: `python -m transfer_lib.suite --rerun occlusion-shift/local/seed0`
 #    (about two minutes) and read its check.
 # 5. Pre-register an eighth hypothesis (for example MSAD's token mode against its head mode on

@@ -6,8 +6,8 @@
 # those patches; it shows attention maps of its ablation's models on the same faces to make
 # the point {cite:p}`xue2021transfer`. This chapter looks inside the model trained in
 # chapter 6 four ways: the LANet maps, attention rollout through the blocks, Grad-CAM, and the
-# same face before and after MAD and MSAD. Then it puts the rows of chapter 7's ablation side
-# by side on the same faces and *measures* how different the two LANet maps are with and
+# same face before and after MAD and MSAD. Then it puts the rows of the book's additive-task
+# ablation (appendix 12) side by side on the same faces and *measures* how different the two LANet maps are with and
 # without MAD, over the test set and across seeds. An explorer at the end lets you switch
 # parts off.
 
@@ -176,12 +176,12 @@ assert drop["maps_zeroed"] == drop["heads_uniform"] == 1 and not model.training 
 # %% [markdown]
 # ## The ablation's rows side by side
 #
-# The paper's attention figure compares the rows of its ablation on the same faces. Chapter 7
-# trained those rows - (i) `vit_fer`, (ii) `local`, (iii) `local_mad`, (iv) `transfer` - from
+# The paper's attention figure compares the rows of its ablation on the same faces. The book's
+# additive-task ablation (appendix 12) trained those rows - (i) `vit_fer`, (ii) `local`, (iii) `local_mad`, (iv) `transfer` - from
 # the same seeds, and every run kept its weights. `python -m transfer_lib attention` reads
 # them (inference only, nothing is trained): for a few test faces it keeps each run's maps,
 # and over the whole test set it measures how different the two LANet maps are (next
-# section). Chapter 7's runs take too long for a book build, so here too the book shows
+# section). Those runs take too long for a book build, so here too the book shows
 # **committed** results: `book/results/attention-cpu.json` and `.npz`, computed from the committed cpu ablation's runs by the command in their provenance. The
 # last section recomputes what a reader's build can.
 
@@ -252,7 +252,8 @@ assert [f["class"] for f in committed["faces"]] == [
 #
 # Each run's figure is the mean of {eq}`eq-top-iou` and {eq}`eq-map-correlation` over the test
 # faces (`attention.branch_diversity`); the seeds then give a mean ± std per row, and the step
-# that adds MAD is compared seed by seed with chapter 7's paired interval. First the measure
+# that adds MAD is compared seed by seed with the paired interval {eq}`eq-paired-difference`
+# (at the 95 % level, one comparison). First the measure
 # on the chapter 6 model's four faces, written out:
 
 # %%
@@ -299,7 +300,7 @@ print("runs where over 1 % of the faces have a map tied at the edge of its top r
 # %%
 steps = viz.diversity_steps(committed)
 display(steps.round(3))
-chance_line = most_frequent_class_accuracy(committed["num_samples"])  # chapter 7's line
+chance_line = most_frequent_class_accuracy(committed["num_samples"])  # the learnt-nothing line
 verdict = viz.diversity_verdict(committed, chance_line)
 display(Markdown(verdict["text"]))
 mad_step = steps.loc[("local -> local_mad", "overlap")]
@@ -308,7 +309,7 @@ mad_step = steps.loc[("local -> local_mad", "overlap")]
 # How to read this. The paper's argument is about its setting: an IR-50 trained on millions
 # of faces and an ImageNet ViT, fine-tuned on RAF-DB to convergence. Each run here starts
 # from random weights and trains 3 epochs on synthetic faces, and at that budget every one of
-# the paper's four rows stays well below the plain CNN's accuracy (chapter 7): these are maps
+# the paper's four rows stays well below the plain CNN's accuracy (appendix 12): these are maps
 # of models that have barely started to learn (the sentence above counts the runs of the two
 # rows that had not started at all). Two things about the measure matter too.
 # First, two LANets from different random initialisations start out different; a regulariser can
@@ -318,7 +319,8 @@ mad_step = steps.loc[("local -> local_mad", "overlap")]
 # runs do not test). Second, the overlap of two smooth maps on a 6 x 6 grid is coarse, which
 # is why the correlation stands beside it.
 # Whatever the verdict above, it is a measurement at this budget, not a test of the paper's
-# claim on RAF-DB; at the `paper` profile the last cell below measures chapter 7's own runs.
+# claim on RAF-DB; at the `paper` profile the last cell below measures chapter 7's own runs
+# (there chapter 7 runs the paper's rows on RAF-DB).
 #
 # ## Recomputed live
 #
@@ -327,9 +329,9 @@ mad_step = steps.loc[("local -> local_mad", "overlap")]
 #
 # * `smoke`: the chapter runs the four rows for two seeds of one training step each and runs
 #   the measurement on them: a check that the pipeline works, not of any figure;
-# * `cpu`: chapter 7 reruns `transfer` at seed 0 exactly as the committed ablation ran it;
-#   this cell loads that run (or trains it when chapter 7 has not run) and
-#   checks its measures as chapter 7 checks its accuracy: equal to the committed ones where the
+# * `cpu`: this cell reruns `transfer` at seed 0 exactly as the committed ablation ran it
+#   (about a minute; an earlier build's rerun is loaded) and checks its measures as chapters
+#   6 and 7 check their reruns: equal to the committed ones where the
 #   run's provenance says the pinned kernels ran, else inside the committed seeds' 99 %
 #   prediction interval (another draw of the same recipe);
 # * `paper` and `gpu`: chapter 7 runs the ablation live; this cell measures its runs.
@@ -350,9 +352,8 @@ if profile.name == "smoke":
     assert set(study.load_maps(small / "attention")) >= {"faces", "transfer.seed1.lanet"}
 elif profile.name == "cpu":
     ROW, SEED = "transfer", 0
-    # the run directory of chapter 7's live rerun
     rerun_dir = viz.book_run_dir("ablate-rerun", profile) / f"{ROW}-seed{SEED}"
-    rerun(ablation, ROW, SEED, rerun_dir)  # loads chapter 7's rerun, or trains it
+    rerun(ablation, ROW, SEED, rerun_dir)  # trains it, or loads an earlier build's
     record, _ = study.measure_run(rerun_dir)
     run_provenance = json.loads((rerun_dir / "summary.json").read_text()).get("provenance")
     BOUNDS = {"overlap": (0.0, 1.0), "correlation": (-1.0, 1.0), "accuracy": (0.0, 100.0)}
@@ -412,8 +413,8 @@ display(Markdown(f"""
   {mad_step['difference']:+.3f} [{mad_step['low']:+.3f}, {mad_step['high']:+.3f}] over
   {mad_step['n']} seeds (chance {chance:.3f}); with the correlation it leans {verdict['lean']}.
   {verdict['stalled']} of the {verdict['runs']} runs of the two rows had not started to learn.
-* The committed maps and measures carry their provenance; a `cpu` build checks chapter 7's
-  rerun of one run against them, a `smoke` build the whole path.
+* The committed maps and measures carry their provenance; a `cpu` build checks a rerun of
+  one run against them, a `smoke` build the whole path.
 """))
 
 # %% [markdown]
@@ -424,7 +425,9 @@ display(Markdown(f"""
 #    random 6 x 6 maps.
 # 2. Does the verdict on MAD depend on $\kappa$? Run
 #    `python -m transfer_lib attention --runs runs/ablate-cpu --top 0.1` and `--top 0.5` on
-#    the ablation's runs (chapter 7 writes them) and compare the paired differences.
+#    the ablation's runs (`python -m transfer_lib ablate --profile cpu --rows
+#    local,local_mad --seeds 3 --epochs 3 --warmup-epochs 1 --eval-every 3 --out
+#    runs/ablate-cpu` writes them, about 7 minutes) and compare the paired differences.
 # 3. The figure shows seed 0. Draw seed 2 from the maps file
 #    (`maps["local_mad.seed2.lanet"]`): which rows change most from seed to seed?
 # 4. Replace the mean over heads in {eq}`eq-rollout-block` by the maximum

@@ -171,9 +171,9 @@ display(Markdown("\n\n".join([suite.describe_control(c2) + note.get(c2["passed"]
 # ## Pretraining: the paper's regime
 #
 # The paper does not train from random weights. It fine-tunes face.evoLVe's IR-50, pretrained
-# to tell people apart (chapter 3), on RAF-DB's 12,271 training faces, where a model of its
-# size can fit the training set, and MAD and MSAD drop parts of the model during training as a
-# regulariser against that fit. A regulariser can only pay where there is a fit to regularise,
+# to tell people apart (chapter 3), on RAF-DB's 12,271 training faces: a large model on a
+# modest set, and MAD and MSAD drop parts of the model during training, as dropout does, which
+# is a regulariser against fitting the training set too closely. A regulariser can only pay where there is a fit to regularise,
 # and the pre-registration reads chapter 7's tiny models, trained from random weights on a
 # laptop budget, as underfitting: there dropping can only hurt. So every suite run fine-tunes
 # a pretrained stem on few images, 350 a set. The stem stands in for IR-50: a plain CNN

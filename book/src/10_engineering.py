@@ -233,6 +233,6 @@ display(Markdown(f"""
 # 4. `python -m transfer_lib bench train --device cpu --size tiny --batch-sizes 8,16,32
 #    --configs baseline --steps 4`: how do images/s change with the batch size on a CPU, and
 #    why less than on a GPU?
-# 5. From the saved GPU results, estimate how long the `cpu` profile's ablation of chapter 7
-#    (37 runs) would take on that GPU at the tiny model's size. What, besides FLOPs, would
+# 5. From the saved GPU results, estimate how long the `cpu` profile's 3-epoch ablation
+#    (appendix 12, 37 runs) would take on that GPU at the tiny model's size. What, besides FLOPs, would
 #    limit it?
