@@ -138,6 +138,8 @@ def test_results_hold_every_part_and_the_forest_plot_draws_them():
         r["key"] for r in runs if r["key"].startswith("additive/ir50/")]
     ax = suite.plot_forest(res)
     assert len(ax.get_yticklabels()) == 7
+    page = suite.results_markdown(res)
+    assert "(complete)" in page and all(f"| {h} |" in page for h in ("H1", "H4c", "C5"))
 
 
 def test_rerun_is_checked_exactly_when_pinned_and_by_distribution_otherwise(monkeypatch):

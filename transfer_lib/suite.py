@@ -727,6 +727,45 @@ def plot_forest(result: dict, ax=None):
     return ax
 
 
+def results_markdown(res: dict) -> str:
+    """The results page's section on the suite, from :func:`results` (its machine, commands,
+    controls, verdicts and wall time)."""
+    from transfer_lib.viz import markdown_rows
+
+    prov = next((r["provenance"] for r in res["runs"] if r.get("provenance")), {})
+    flags = ", ".join(k for k, v in (prov.get("cpu_flags") or {}).items() if v)
+    commits = sorted({(r.get("git") or {}).get("commit", "?")[:7] for r in res["runs"]})
+    lines = [
+        "## The pre-registered suite (chapters 7, 9 and 11)",
+        "",
+        f"`book/results/preregistration.md` (committed before any tuning or main run), then "
+        f"`python -m transfer_lib.suite --stage tune` and `--stage main` (two processes, "
+        f"`--shard 0/2` and `1/2`, one a core) and `python -m transfer_lib.suite --analyse`, "
+        f"which writes `book/results/suite.json`. {res['made']} of {res['planned']} runs"
+        f"{' (complete)' if res['complete'] else ' (not complete)'}, pinned kernels, on a "
+        f"{prov.get('cpu_count', '?')}-core {prov.get('cpu_model', '?')} ({flags}); each run "
+        f"records the checkout's commit when it was appended ({', '.join(commits)}), none of "
+        f"which changed training or evaluation; {res['train_seconds'] / 3600:.1f} hours of "
+        f"training and "
+        f"{res['wall_seconds'] / 3600:.1f} hours of wall time in all (one core a run, the other "
+        f"core busy). Stalled runs outside C4: {', '.join(res['stalls']) or 'none'}. Drop "
+        f"rates chosen on validation: "
+        + ", ".join(f"`{k}` {v:g}" for k, v in (res["chosen_rates"] or {}).items()) + ".",
+        "",
+        markdown_rows(["control", "role", "passed"],
+                      [[c["id"], c["role"], {True: "yes", False: "**no**", None: "-"}[c["passed"]]]
+                       for c in res["controls"]]),
+        "",
+        markdown_rows(["hypothesis", "estimate (points)", "adjusted interval", "Holm p",
+                       "verdict"],
+                      [[h["id"], "-" if h["estimate"] is None else f"{h['estimate']:+.2f}",
+                        "-" if h.get("low") is None else f"[{h['low']:+.2f}, {h['high']:+.2f}]",
+                        "-" if h.get("p_holm") is None else f"{h['p_holm']:.3g}", h["verdict"]]
+                       for h in res["hypotheses"]]),
+    ]
+    return "\n".join(lines)
+
+
 def runs_table(runs: list[dict]) -> str:
     """Markdown: per row (a key without its seed), the seeds and the mean (sd over seeds where
     there are two or more) of train, val and test mean class accuracy, the train - val gap, the
