@@ -138,15 +138,37 @@ def os_error_message(err: OSError) -> str | None:
     return what if err.errno in (errno.ENOSPC, errno.EDQUOT) else None
 
 
-def check_output_file(path: str | os.PathLike | None, option: str) -> None:
-    """Refuse an output file path that cannot be written, before any work is done."""
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether paths ``a`` and ``b`` name one file (a link, ``./x`` and ``x``, a hard link)."""
+    from pathlib import Path
+
+    try:
+        if os.path.exists(a) and os.path.exists(b):
+            return os.path.samefile(a, b)
+        return Path(a).resolve() == Path(b).resolve()
+    except (OSError, RuntimeError):  # a loop of links: not ours to judge here
+        return False
+
+
+def check_output_file(path: str | os.PathLike | None, option: str,
+                      inputs: Iterable[tuple[str, str | os.PathLike | None]] = ()) -> None:
+    """Refuse an output file path that cannot be written, before any work is done; ``inputs``
+    ((option, path) pairs, e.g. ``("--checkpoint", ckpt)``) are files the command reads, which
+    the output must not replace (``eval --json best.pt`` would have put JSON over the weights)."""
     if path is None:
         return
     from pathlib import Path
 
     path = Path(path)
+    for what, given in inputs:
+        if given is not None and same_file(path, given):
+            raise TransferError(
+                f"{option} {path} is also the {what} file this command reads: writing there "
+                f"would replace it. Give another file name, e.g. "
+                f"{path.with_name(path.stem + '-out' + ('.json' if option == '--json' else path.suffix))}")
     if path.is_dir():
-        raise TransferError(f"{option} {path} is a folder: give a file name, e.g. {path / 'out.json'}")
+        example = {"--onnx": "model.onnx", "--profile-out": "profile.txt"}.get(option, "out.json")
+        raise TransferError(f"{option} {path} is a folder: give a file name, e.g. {path / example}")
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():

@@ -112,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
         raise TransferError(f"--batch-size {args.batch_size} must be at least 1")
     if args.workers < 0:
         raise TransferError(f"--workers {args.workers} must be 0 (load in this process) or more")
-    check_output_file(args.json, "--json")
+    check_output_file(args.json, "--json", [("--checkpoint", args.checkpoint),
+                                            ("--official", args.official)])
     check_split(args.dataset, args.split)
     args.parts = parse_parts(args.parts) if args.occlusion else None  # bad names fail first
     device = pick_device(args.device)

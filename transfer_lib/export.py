@@ -217,7 +217,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from transfer_lib.cli import check_output_file
 
-    check_output_file(args.onnx, "--onnx")
+    check_output_file(args.onnx, "--onnx", [("--checkpoint", args.checkpoint),
+                                            ("--official", args.official)])
     if not args.atol > 0:
         raise TransferError(f"--atol {args.atol} must be above 0")
     _require("onnx")

@@ -43,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the authors' released RAF-DB weights (Paddle .pdparams)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--save-crops", type=Path, metavar="DIR",
-                        help="save each aligned face as DIR/IMAGESTEM_faceN.png")
+                        help="save each aligned face as DIR/IMAGESTEM_faceN.png (images that "
+                             "share a stem: IMAGESTEM-2_faceN.png, ...)")
     parser.add_argument("--no-detect", action="store_true",
                         help="treat each whole image as one aligned face")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
@@ -67,6 +68,24 @@ def expand_images(paths: list[Path]) -> list[Path]:
                                 f"give image files, e.g. {path}/*.jpg, or a folder holding some")
         out += found
     return out
+
+
+def crop_names(images: list[Path]) -> dict[Path, str]:
+    """The IMAGESTEM of each image's ``--save-crops`` files: its stem, or, for images that
+    share one (``a/face.jpg``, ``b/face.jpg``, ``a/face.png``), the stem with ``-2``, ``-3``
+    ... after the first, so that no crop replaces another's. An image given twice is one."""
+    names: dict[Path, str] = {}
+    taken: set[str] = set()
+    for path in images:
+        if path in names:
+            continue
+        stem, n = path.stem, 1
+        while stem in taken:
+            n += 1
+            stem = f"{path.stem}-{n}"
+        taken.add(stem)
+        names[path] = stem
+    return names
 
 
 def _load_model(args: argparse.Namespace):
@@ -114,9 +133,12 @@ def run(args: argparse.Namespace) -> int:
 
     from transfer_lib.cli import check_output_dir, check_output_file
 
-    check_output_file(args.json, "--json")
     check_output_dir(args.save_crops, "--save-crops")
     images = expand_images(args.images)
+    check_output_file(args.json, "--json", [("--checkpoint", args.checkpoint),
+                                            ("--official", args.official),
+                                            *(("IMAGE", image) for image in images)])
+    crop_stems = crop_names(images)
     model = _load_model(args)
     from transfer_lib.data.labels import class_table, label_kind
 
@@ -162,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
                 record["aligned_by"] = "none (--no-detect: the whole image)"
             if args.save_crops is not None:
                 args.save_crops.mkdir(parents=True, exist_ok=True)
-                crop_path = args.save_crops / f"{path.stem}_face{i + 1}.png"
+                crop_path = args.save_crops / f"{crop_stems[path]}_face{i + 1}.png"
                 Image.fromarray(crop).save(crop_path)
                 record["crop"] = str(crop_path)
             entry["faces"].append(record)
@@ -175,5 +197,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"    {name:<10} {p:6.1%}   (index {row['index']}{own})")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        from transfer_lib.atomic import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(results, indent=2) + "\n")
     return status

@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -349,12 +350,16 @@ def bench(device: str | None = None, size: str | None = None, batch_sizes: list[
         peak_key, peak = None, None
     results: list[dict] = []
     if append and out and Path(out).is_file():
-        before = json.loads(Path(out).read_text())
+        before = _earlier_results(out)
         if (before.get("device"), before.get("model_size")) != (name, size):
             raise TransferError(f"--append: {out} holds {before.get('model_size')} on "
                                 f"{before.get('device')}, not {size} on {name}")
         results = list(before.get("results", []))
     total_gib = torch.cuda.mem_get_info(dev)[1] / 2**30 if cuda else None
+    if profile_config is not None and profile_config not in configs:
+        raise TransferError(f"--profile-config {profile_config} is not among --configs "
+                            f"{','.join(configs)}: it would never run, so nothing would be "
+                            f"profiled; add it to --configs or leave --profile-config out")
     if profile_out and profile_config is None:
         compiled = [c for c in configs if table[c]["compile"]]
         profile_config = (compiled or configs)[0]
@@ -412,9 +417,28 @@ def bench(device: str | None = None, size: str | None = None, batch_sizes: list[
         torch._dynamo.reset()
     result = _assemble(name, dev, size, train_flops, fwd_flops, peak, peak_key, steps, warmup,
                        time_cap, results, total_gib, partial=False)
+    result["profiled"] = profiled
     if out:
         _write(out, result)
     return result
+
+
+def _earlier_results(out: str | Path) -> dict:
+    """The results file ``--append`` adds to, checked: a file that is not this command's JSON
+    (a dict with a ``results`` list) raises TransferError, and is left as it is."""
+    from transfer_lib.errors import TransferError
+
+    try:
+        before = json.loads(Path(out).read_bytes())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise TransferError(f"--append: {out} is not JSON ({err}), so not a file `bench train "
+                            f"--out` wrote; give another --out, or leave --append out to "
+                            f"replace it") from None
+    if not isinstance(before, dict) or not isinstance(before.get("results", []), list):
+        raise TransferError(f"--append: {out} is JSON but not results of `bench train` (a dict "
+                            f"with a 'results' list); give another --out, or leave --append out "
+                            f"to replace it")
+    return before
 
 
 def _write(path: str | Path, result: dict) -> None:
@@ -481,8 +505,15 @@ def run(args: argparse.Namespace) -> int:
         raise TransferError(f"--batch-sizes {args.batch_sizes!r}: expected integers like 64,128,256") from None
     if batch_sizes is not None and (not batch_sizes or min(batch_sizes) < 1):
         raise TransferError(f"--batch-sizes {args.batch_sizes!r}: expected positive integers")
+    if args.profile_config is not None and not args.profile_out:
+        raise TransferError("--profile-config picks what --profile-out profiles: give "
+                            "--profile-out TXT too")
     if args.append and not args.out:
         raise TransferError("--append adds to the file of --out: give --out JSON")
+    from transfer_lib.cli import check_output_file
+
+    check_output_file(args.out, "--out")
+    check_output_file(args.profile_out, "--profile-out", [("--out", args.out)])
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     result = bench(args.device, args.size, batch_sizes, configs, args.steps, args.warmup,
                    args.time_cap, args.peak_tflops, out=args.out, compile_mode=args.compile_mode,
@@ -496,7 +527,13 @@ def run(args: argparse.Namespace) -> int:
     if ratio is not None:
         print(f"fastest ({result['fastest']}) / baseline: {ratio:.2f}x")
     if args.profile_out:
-        print(f"wrote {args.profile_out}")
+        if result["profiled"]:
+            print(f"wrote {args.profile_out}")
+        else:
+            print(f"error: nothing was profiled, {args.profile_out} not written: the "
+                  f"{args.profile_config or 'profiled'} configuration did not run to the end "
+                  f"(see its status above)", file=sys.stderr)
+            return 1
     if args.out:
         print(f"wrote {args.out}")
     return 0

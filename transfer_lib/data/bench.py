@@ -73,6 +73,9 @@ class _ToDevice:
 
 
 def run(args: argparse.Namespace) -> int:
+    from transfer_lib.cli import check_output_file
+
+    check_output_file(args.json, "--json")  # before the minutes of measuring, not after
     config = TransFERConfig()
     name = args.dataset if args.data else "synthetic"
     root = args.data or ensure_synthetic()
