@@ -85,3 +85,17 @@ def test_bench_train_profile_of_a_configuration_not_run(tmp_path, capsys):
     assert main(argv) == 2
     assert "--profile-config amp is not among --configs baseline" in _error(capsys)
     assert not prof.exists()
+
+
+def test_eval_beside_a_summary_json_not_of_its_run(tmp_path, capsys):
+    # a summary.json saying "complete" without the run's figures made describe_checkpoint raise
+    # TypeError (100 * None); and a best.pt edited to hold no val_accuracy, KeyError
+    from tests.data.conftest import write_rafdb
+
+    run = tmp_path / "copied"
+    ck = fake_checkpoint(run / "best.pt", edit=lambda c: c.update(selected_on="validation"))
+    (run / "summary.json").write_text('{"complete": true, "best_selected_on": "validation"}')
+    data = write_rafdb(tmp_path / "RAF-DB", n_train=2, n_test=3)
+    assert main(["eval", "--data", str(data), "--checkpoint", str(ck), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "validation accuracy (not recorded;" in out and "The run:" not in out

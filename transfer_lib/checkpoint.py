@@ -135,6 +135,15 @@ def check_finite_weights(state: dict, source: str | os.PathLike) -> None:
         )
 
 
+def _percent(value) -> str:
+    """A checkpoint's recorded accuracy (a fraction) as "12.34 %", or "not recorded" where the
+    file holds none or no number (an edited file)."""
+    try:
+        return f"{100 * float(value):.2f} %"
+    except (TypeError, ValueError):
+        return "not recorded"
+
+
 def describe_checkpoint(path: str | os.PathLike, ckpt: dict) -> dict:
     """Which weights of a run ``ckpt`` (loaded from ``path``) holds, for the reader of a score.
 
@@ -156,14 +165,14 @@ def describe_checkpoint(path: str | os.PathLike, ckpt: dict) -> dict:
         from transfer_lib.data.base import describe_val_source
 
         what = (f"the run's best.pt: epoch {epoch}, chosen as the epoch with the highest "
-                f"validation accuracy ({100 * float(ckpt['val_accuracy']):.2f} %; val: "
+                f"validation accuracy ({_percent(ckpt.get('val_accuracy'))}; val: "
                 f"{describe_val_source(ckpt.get('val_source'))}), never on the test split (its "
-                f"test accuracy then: {100 * float(ckpt['accuracy']):.2f} %)")
+                f"test accuracy then: {_percent(ckpt['accuracy'])})")
     elif "accuracy" in ckpt:
         kind = "best"
         info["selected_on"] = "test"
         what = (f"the run's best.pt: epoch {epoch}, chosen as the epoch with the highest test "
-                f"accuracy ({100 * float(ckpt['accuracy']):.2f} %) - on the test split itself, by "
+                f"accuracy ({_percent(ckpt['accuracy'])}) - on the test split itself, by "
                 f"a version of this library from before the validation split (the authors did "
                 f"the same: their file name says epoch 33), so its score on that split is "
                 f"optimistic")
@@ -176,7 +185,15 @@ def describe_checkpoint(path: str | os.PathLike, ckpt: dict) -> dict:
         summary = json.loads((path.parent / "summary.json").read_text())
     except (OSError, ValueError):
         summary = None
-    if isinstance(summary, dict) and summary.get("complete"):
+
+    def number(key: str, optional: bool = False) -> bool:
+        value = summary.get(key)
+        return (optional and value is None) or (
+            isinstance(value, (int, float)) and not isinstance(value, bool))
+
+    # a summary.json not of this run (copied beside it, edited, another tool's) is passed over
+    if (isinstance(summary, dict) and summary.get("complete") and number("best_accuracy")
+            and number("final_accuracy") and number("best_val_accuracy", optional=True)):
         info.update(run_best_accuracy=summary.get("best_accuracy"),
                     run_best_epoch=summary.get("best_epoch"),
                     run_final_accuracy=summary.get("final_accuracy"),
