@@ -99,3 +99,10 @@ def test_eval_beside_a_summary_json_not_of_its_run(tmp_path, capsys):
     assert main(["eval", "--data", str(data), "--checkpoint", str(ck), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "validation accuracy (not recorded;" in out and "The run:" not in out
+
+
+def test_checkpoint_that_is_a_folder(tmp_path, capsys):
+    # a run directory, or a folder named like a checkpoint, was reported "not found"
+    (tmp_path / "best.pt").mkdir()
+    assert main(["eval", "--data", str(tmp_path), "--checkpoint", str(tmp_path / "best.pt")]) == 2
+    assert f"checkpoint {tmp_path / 'best.pt'} is a folder, not a checkpoint file" in _error(capsys)

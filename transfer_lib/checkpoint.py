@@ -57,6 +57,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     """Load a checkpoint dict safely (``weights_only=True``) with clear errors; ``hint`` replaces
     the default advice for a file that does not load."""
     path = Path(path)
+    if path.is_dir():
+        best = " (it holds best.pt)" if (path / "best.pt").is_file() else ""
+        raise CheckpointError(
+            f"checkpoint {path} is a folder{best}, not a checkpoint file: give the .pt file in "
+            f"it, e.g. {path / 'best.pt'} or {path / 'last.pt'}")
     if not path.is_file():
         raise CheckpointError(
             f"checkpoint not found: {path}. Expected a .pt file written by "
