@@ -701,7 +701,7 @@ def describe_control(c: dict) -> str:
     elif c.get("values"):
         figures = " (" + ", ".join(f"{v:.1f}" for v in c["values"]) + ")"
         if c.get("mean") is not None:
-            figures = f" (mean {c['mean']:.1f}; runs{figures[1:]}"
+            figures = f" (mean {c['mean']:.1f}; runs {figures[2:]}"
     return f"{c['id']} ({c['role']}): {state}{figures}; it passes when {c['check']}."
 
 
