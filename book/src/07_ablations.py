@@ -181,6 +181,17 @@ for h in res["hypotheses"]:
 verdicts = [h["verdict"] for h in res["hypotheses"]]
 assert all(v in ("supported", "not supported", "inconclusive")
            or v.startswith("inconclusive") for v in verdicts)
+tally = {v: verdicts.count(v) for v in dict.fromkeys(verdicts)}
+controls_ok = all(c["passed"] for c in res["controls"])
+est = [h["estimate"] for h in res["hypotheses"] if h["estimate"] is not None]
+display(Markdown(
+    "**The finding.** " + ", ".join(f"{n} {v}" for v, n in tally.items())
+    + f" of {len(verdicts)}; the estimates lie between {min(est):+.2f} and {max(est):+.2f} "
+    + "points. " + ("Every control passed, so the design could see an effect of the size "
+                    "registered where one was planted: at this scale, on these tasks, none of "
+                    "the parts tested bought that much." if controls_ok and
+                    tally.get("not supported") == len(verdicts) else
+                    "Read each verdict with the controls above.")))
 
 # %% [markdown]
 # ## Every row
