@@ -442,10 +442,10 @@ def _earlier_results(out: str | Path) -> dict:
 
 
 def _write(path: str | Path, result: dict) -> None:
+    from transfer_lib.atomic import atomic_write_text
+
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(str(path) + ".tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(result, indent=1))  # a temporary of its own a process
 
 
 def _assemble(name, dev, size, train_flops, fwd_flops, peak, peak_key, steps, warmup, time_cap,
