@@ -106,3 +106,29 @@ def test_checkpoint_that_is_a_folder(tmp_path, capsys):
     (tmp_path / "best.pt").mkdir()
     assert main(["eval", "--data", str(tmp_path), "--checkpoint", str(tmp_path / "best.pt")]) == 2
     assert f"checkpoint {tmp_path / 'best.pt'} is a folder, not a checkpoint file" in _error(capsys)
+
+
+def test_ctrl_c_during_synth_leaves_nothing_and_prints_no_traceback(tmp_path):
+    """Ctrl-C reaches the whole process group (the parent and its drawing workers): the command
+    says "interrupted" once and exits 130, no worker prints a traceback, and neither the set nor
+    its temporary folder is left behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "transfer_lib", "synth", "--out", "out",
+                             "--train", "3000", "--test", "10", "--workers", "2"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(p.name.startswith(".out") for p in
+                                             tmp_path.iterdir()):
+        time.sleep(0.1)  # until the temporary folder exists: drawing has begun
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip() == "interrupted", err
+    assert list(tmp_path.iterdir()) == []

@@ -42,7 +42,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from transfer_lib.data.synth import PARTS
-from transfer_lib.errors import DataError, TransferError
+from transfer_lib.errors import DataError, TransferError, ignore_interrupts
 
 #: The conditions of an occlusion test, in the order they are reported.
 CONDITIONS: tuple[str, ...] = ("none", *PARTS)
@@ -320,7 +320,8 @@ def rendered_split(root: str | os.PathLike, dataset, parts: Sequence[str], *,
     jobs = [(marker, split, items[i:i + step], todo) for i in range(0, len(items), step)]
     t0 = time.perf_counter()
     if workers > 1 and len(jobs) > 1:
-        with mp.get_context("spawn" if os.name == "nt" else "fork").Pool(workers) as pool:
+        with mp.get_context("spawn" if os.name == "nt" else "fork").Pool(
+                workers, initializer=ignore_interrupts) as pool:
             chunks = pool.map(_render_chunk, jobs)
     else:
         chunks = [_render_chunk(job) for job in jobs]

@@ -60,7 +60,7 @@ from torch import nn
 
 from transfer_lib.checkpoint import save_atomic
 from transfer_lib.data import synth
-from transfer_lib.errors import TransferError
+from transfer_lib.errors import TransferError, ignore_interrupts
 from transfer_lib.models.config import SIZES, make_config
 from transfer_lib.models.stem import IR50Stem
 from transfer_lib.profiles import project_root
@@ -165,7 +165,8 @@ def render_identities(identities: int, image_ids: list[int] | range, seed: int =
                leave=False, dynamic_ncols=True)
     chunks = []
     if workers > 1 and len(jobs) > 1:
-        with mp.get_context("spawn" if os.name == "nt" else "fork").Pool(workers) as pool:
+        with mp.get_context("spawn" if os.name == "nt" else "fork").Pool(
+                workers, initializer=ignore_interrupts) as pool:
             for chunk in pool.imap(_render_chunk, jobs):  # imap keeps the order
                 chunks.append(chunk)
                 bar.update(len(chunk))

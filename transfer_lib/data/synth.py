@@ -1001,7 +1001,10 @@ def _write_set(out: Path, params: dict, workers: int | None, progress: bool,
                  for i in range(0, len(items), step)]
     t0 = time.perf_counter()
     if workers > 1 and len(jobs) > 1:
-        with mp.get_context("spawn" if os.name == "nt" else "fork").Pool(workers) as pool:
+        from transfer_lib.errors import ignore_interrupts
+
+        with mp.get_context("spawn" if os.name == "nt" else "fork").Pool(
+                workers, initializer=ignore_interrupts) as pool:
             done = 0
             for n_done in pool.imap_unordered(_write_chunk, jobs):
                 done += n_done
