@@ -132,3 +132,14 @@ def test_ctrl_c_during_synth_leaves_nothing_and_prints_no_traceback(tmp_path):
     assert proc.returncode == 130, err
     assert err.strip() == "interrupted", err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_label_file_that_is_a_folder_is_said_to_be_one(tmp_path):
+    from transfer_lib.data import build_dataset
+    from transfer_lib.errors import DataError
+
+    basic = tmp_path / "basic"
+    (basic / "EmoLabel" / "list_patition_label.txt").mkdir(parents=True)
+    (basic / "Image" / "aligned").mkdir(parents=True)
+    with pytest.raises(DataError, match="is a folder, not a file"):
+        build_dataset("rafdb", tmp_path, "train")

@@ -67,8 +67,14 @@ def carve(entries: Sequence, labels: Sequence[int], split: str) -> list:
 
 
 def missing(what: str, path: Path, layout: str) -> DataError:
-    """The error for a missing file or folder: what, where, the expected layout, the README."""
-    return DataError(f"{what} not found: {path}\nExpected layout:\n{layout.rstrip()}\n{README_HINT}")
+    """The error for a missing file or folder: what, where, the expected layout, the README. A
+    folder where a file belongs (or the reverse) is said to be one, not "not found"."""
+    path = Path(path)
+    found = (" is a folder, not a file" if path.is_dir() and "folder" not in what else
+             " is a file, not a folder" if path.is_file() and "folder" in what else
+             " not found")
+    return DataError(f"{what}{found}: {path}\nExpected layout:\n{layout.rstrip()}\n"
+                     f"{README_HINT}")
 
 
 def load_rgb(path: str | os.PathLike) -> Image.Image:
