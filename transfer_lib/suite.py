@@ -329,10 +329,11 @@ def ensure_stem(out_root: str | Path = "runs/suite") -> Path:
     return weights
 
 
-def train_config(spec: RunSpec, out: Path, pretrained: Path):
+def train_config(spec: RunSpec, out: Path, pretrained: Path, **changes):
+    """The TrainConfig of ``spec``: the regime (with ``changes`` on top) and the row's switches."""
     from transfer_lib.ablate import run_config
 
-    regime = dict(REGIME)
+    regime = {**REGIME, **changes}
     overrides = {**regime.pop("model_overrides"), **spec.model_overrides}
     profile = regime.pop("profile")
     return run_config(profile, spec.row, spec.seed, data=str(ensure_set(spec.set)),
@@ -352,10 +353,11 @@ def chance(set_name: str) -> float:
     return 25.0 if set_name.startswith("relational") else 100 / 7
 
 
-def run_spec(spec: RunSpec, out_root: Path, pretrained: Path) -> dict:
+def run_spec(spec: RunSpec, out_root: Path, pretrained: Path, **changes) -> dict:
     """Train ``spec`` (or load it, when its run directory holds a complete run) and measure it:
     mean class accuracy of the final weights on train (eval mode, no augmentation), val and
-    test, and on the occlusion-shift sets each part hidden in turn. Returns its record."""
+    test, and on the occlusion-shift sets each part hidden in turn. Returns its record.
+    ``changes``: TrainConfig fields on top of the regime (:func:`rerun`)."""
     from transfer_lib.ablate import git_state, run_occlusion
     from transfer_lib.checkpoint import model_from_checkpoint
     from transfer_lib.kernels import provenance
@@ -363,11 +365,12 @@ def run_spec(spec: RunSpec, out_root: Path, pretrained: Path) -> dict:
 
     t0 = time.perf_counter()
     out = out_root / spec.key
-    cfg = train_config(spec, out, pretrained)
+    cfg = train_config(spec, out, pretrained, **changes)
     summary = run_or_load(out, cfg)
     model = model_from_checkpoint(out / "last.pt")
     root = Path(cfg.data)
-    rec = {**asdict(spec), "key": spec.key, "regime": REGIME, "sizes": SIZES, "task": SETS.get(spec.set, SETS["relational"])["task"],
+    rec = {**asdict(spec), "key": spec.key, "regime": {**REGIME, **changes}, "sizes": SIZES,
+           "task": SETS.get(spec.set, SETS["relational"])["task"],
            "train_mca": _mca(model, root, "train"), "val_mca": _mca(model, root, "val"),
            "test_mca": 100 * summary["mean_class_accuracy"],
            "test_accuracy": 100 * summary["final_accuracy"], "chance": chance(spec.set)}
@@ -402,13 +405,7 @@ def rerun(key: str, out_root: str | Path = "runs/suite-rerun", **changes) -> dic
     committed one by :func:`check_rerun`."""
     spec = find_spec(key)
     pretrained = ensure_stem(Path(out_root))
-    saved = dict(REGIME)
-    try:
-        REGIME.update(changes)
-        return run_spec(spec, Path(out_root), pretrained)
-    finally:
-        REGIME.clear()
-        REGIME.update(saved)
+    return run_spec(spec, Path(out_root), pretrained, **changes)
 
 
 def check_rerun(record: dict, runs: list[dict], metric: str = "test_mca") -> dict:
@@ -565,11 +562,12 @@ def control_results(runs: list[dict]) -> list[dict]:
     from transfer_lib.ablate import paired_difference, t_quantile
 
     out = []
+    planned = [s.key for s in design("main")]
+    have = {x["key"] for x in runs}
     for c in CONTROLS:
         r = dict(c)
-        want = {s.key for s in design("main") if any(s.key.startswith(p + "/seed")
-                                                    for p in c["runs"])}
-        complete = want <= {x["key"] for x in runs}
+        want = {k for k in planned if k.rsplit("/seed", 1)[0] in c["runs"]}
+        complete = want <= have
         if c["id"] == "C1":
             v = _values(runs, c["runs"][0], "test_mca")
             if len(v) >= 2:
