@@ -121,7 +121,11 @@ def test_ctrl_c_during_synth_leaves_nothing_and_prints_no_traceback(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "transfer_lib", "synth", "--out", "out",
                              "--train", "3000", "--test", "10", "--workers", "2"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True,
+                            # a shell that runs jobs in the background (make, CI) starts them
+                            # with Ctrl-C ignored, and Python then never raises
+                            # KeyboardInterrupt: give the command a terminal's default
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     while time.time() < deadline and not any(p.name.startswith(".out") for p in
                                              tmp_path.iterdir()):
