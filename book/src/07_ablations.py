@@ -110,8 +110,8 @@ assert cap["per_part_sum"] == 5 / 8 and cap["one_part"] == cap["chance"] == 0.25
 # %%
 hyps = {h["id"]: h for h in res["hypotheses"]}
 display(Markdown(viz.markdown_rows(
-    ["id", "claim", "a", "b", "metric", "smallest effect"],
-    [[h["id"], h["claim"], f"`{h['a']}`", f"`{h['b']}`", h["metric"],
+    ["id", "a", "b", "metric", "smallest effect"],  # the claims: in the verdicts below
+    [[h["id"], f"`{h['a']}`", f"`{h['b']}`", h["metric"],
       f"{h['smallest_effect']:g}"] for h in hyps.values()])))
 print("drop rates chosen on validation:", res["chosen_rates"])
 
