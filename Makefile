@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml
 	@$(PY) -m pip install $(PIP_QUIET) -e ".[test,book]"
 	@touch $@
 
-# The book's profile for `make run` / `make book`: smoke | cpu | paper (see transfer_lib/profiles.py).
+# The book's profile for `make run` / `make book`: smoke | cpu | paper (see transfer_lib/train/profiles.py).
 PROFILE ?= cpu
 
 # NATIVE=1: PyTorch's own CPU kernels and threads for the book (faster on AVX-512/AMX CPUs; the

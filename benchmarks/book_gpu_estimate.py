@@ -34,12 +34,12 @@ import time
 
 import torch
 
-from transfer_lib.ablate import BOOK_ABLATIONS, PAPER_ROWS, ROWS, machine
+from transfer_lib.bench.train import training_flops_per_image
+from transfer_lib.book.ablate import BOOK_ABLATIONS, PAPER_ROWS, ROWS, machine
+from transfer_lib.cli.summary import forward_flops
 from transfer_lib.data.synth import PARTS, generate
 from transfer_lib.models import build_model
-from transfer_lib.profiles import get_profile
-from transfer_lib.summary import forward_flops
-from transfer_lib.train_bench import training_flops_per_image
+from transfer_lib.train.profiles import get_profile
 
 T4_PEAK_TFLOPS = 65.0  # dense fp16 tensor cores; a T4 has no bf16 (the trainer picks fp16)
 UTILISATIONS = (0.15, 0.25, 0.35)

@@ -60,9 +60,9 @@ def _flops(size: str, device: str) -> tuple[int, int]:
     GPU the flash-attention matmuls are counted too)."""
     import torch
 
+    from transfer_lib.bench.train import training_flops_per_image
+    from transfer_lib.cli.summary import forward_flops
     from transfer_lib.models import build_model
-    from transfer_lib.summary import forward_flops
-    from transfer_lib.train_bench import training_flops_per_image
 
     dev = torch.device(device)
     model = build_model("transfer", size).to(dev)
@@ -89,7 +89,7 @@ def collect_run(run: Path, out: Path, kind: str, bench_path: Path | None = None,
         rec["bench_at_same_batch"] = at
         rec["e2e_over_bench"] = {k: last["images_per_second"] / v for k, v in at.items()}
     if kind == "gpu" and config:
-        from transfer_lib.profiles import get_profile
+        from transfer_lib.train.profiles import get_profile
 
         device = config.get("device", "cpu")
         epochs = get_profile(prof.get("name", "gpu")).epochs  # the recipe's, not an override
@@ -102,7 +102,7 @@ def collect_run(run: Path, out: Path, kind: str, bench_path: Path | None = None,
               "seconds_per_epoch": {}, "seconds_per_run": {}}
         utilisations = {f"{round(100 * u)} %": u for u in T4_UTILISATION}
         if last is not None and device.startswith("cuda"):
-            from transfer_lib.train_bench import peak_for
+            from transfer_lib.bench.train import peak_for
 
             name = (summary or {}).get("device", "")
             _, peak = peak_for(name)

@@ -27,7 +27,7 @@ import transfer_lib
 import torch
 if len(sys.argv) > 2:
     torch.set_num_threads(int(sys.argv[2]))
-from transfer_lib.kernels import kernel_state
+from transfer_lib.utils.kernels import kernel_state
 from transfer_lib.train import train
 s = train(profile="smoke", out=sys.argv[1], epochs=1, max_steps=3, progress=False)
 sd = torch.load(sys.argv[1] + "/last.pt", weights_only=True)["model"]
@@ -66,7 +66,7 @@ def main() -> int:
             rows.append({"setting": name, **r})
             print(f"{name:34s} {r['hash']}  {r['cpu_capability']:7s} {r['threads']} threads  "
                   f"{r['kernels']}", flush=True)
-    from transfer_lib.kernels import cpu_flags, cpu_model
+    from transfer_lib.utils.kernels import cpu_flags, cpu_model
 
     print(f"CPU: {cpu_model()}, flags {', '.join(k for k, v in cpu_flags().items() if v)}; "
           f"load average {os.getloadavg()}")

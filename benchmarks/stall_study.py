@@ -3,7 +3,7 @@
 A run *stalls* when its final mean class accuracy is at most 30 % (chance: 14.3 %), fixed before
 any run of this study. The budget is the committed 3-epoch ablation's (``book/results/
 ablation-cpu.json``: the cpu recipe cut to 3 epochs, 1 of warmup), where 19 of its 37 runs
-stall. Each run is the ablation's row and seed rerun through ``transfer_lib.ablate.rerun`` with
+stall. Each run is the ablation's row and seed rerun through ``transfer_lib.book.ablate.rerun`` with
 the arm's changes, pinned kernels (so it repeats on any x86 CPU), and is appended to the JSONL
 file as soon as it ends; a rerun of the command skips the runs already there.
 
@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 import transfer_lib  # noqa: F401  (pins the kernels before torch loads)
-from transfer_lib.ablate import ROWS, git_state, load_ablation, rerun
-from transfer_lib.kernels import provenance
+from transfer_lib.book.ablate import ROWS, git_state, load_ablation, rerun
+from transfer_lib.utils.kernels import provenance
 
 STALL_AT = 30.0  # mean class accuracy (%) at or below which a run stalled
 BUDGET = Path(__file__).resolve().parents[1] / "book" / "results" / "ablation-cpu.json"

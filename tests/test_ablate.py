@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from transfer_lib.ablate import (
+from transfer_lib.book.ablate import (
     ROWS,
     ablate,
     committed_figure,
@@ -16,7 +16,7 @@ from transfer_lib.ablate import (
 )
 from transfer_lib.cli import main
 from transfer_lib.data.synth import PARTS
-from transfer_lib.errors import DataError, TransferError
+from transfer_lib.utils.errors import DataError, TransferError
 
 
 def test_rows_cover_the_cnn_the_paper_and_the_comparisons():
@@ -139,7 +139,7 @@ def test_ablate_again_recomputes_nothing(smoke_ablation, monkeypatch):
         raise AssertionError("a complete run was trained or tested again")
 
     monkeypatch.setattr("transfer_lib.train.train", boom)
-    monkeypatch.setattr("transfer_lib.occlusion.evaluate_occlusion", boom)
+    monkeypatch.setattr("transfer_lib.evaluate.occlusion.evaluate_occlusion", boom)
     again = ablate("smoke", 2, ["ir50", "vit_fer", "local"], out, progress=False,
                    epochs=1, max_steps=1)
     assert [r["runs"] for r in again["rows"]] != []
@@ -190,9 +190,9 @@ def test_book_ablations_are_plans_chapter_7_can_run_and_read():
     at least 3 seeds (2 give an interval 12.7 standard errors wide), TrainConfig overrides."""
     import dataclasses
 
-    from transfer_lib.ablate import BOOK_ABLATIONS, PAPER_ROWS, ROWS
-    from transfer_lib.profiles import PROFILE_NAMES
+    from transfer_lib.book.ablate import BOOK_ABLATIONS, PAPER_ROWS, ROWS
     from transfer_lib.train import TrainConfig
+    from transfer_lib.train.profiles import PROFILE_NAMES
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     assert set(BOOK_ABLATIONS) == {"paper", "gpu"} and set(BOOK_ABLATIONS) <= set(PROFILE_NAMES)

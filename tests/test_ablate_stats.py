@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from transfer_lib.ablate import (
+from transfer_lib.book.ablate import (
     COMPARISONS,
     DEFAULT_SEEDS,
     PAPER_ROWS,
@@ -16,7 +16,7 @@ from transfer_lib.ablate import (
     t_quantile,
     verdict,
 )
-from transfer_lib.errors import TransferError
+from transfer_lib.utils.errors import TransferError
 
 # t_{0.975, df} for df = 1..30, as printed in statistics tables (3 decimals)
 T_TABLE = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
@@ -142,7 +142,7 @@ def test_markdown_has_the_paired_table_and_the_paper_rule():
 
 
 def test_ablate_command_records_per_row_seeds_as_given():
-    from transfer_lib.ablate import ablate_command
+    from transfer_lib.book.ablate import ablate_command
 
     cmd = ablate_command("cpu", "3,local=5", ["ir50", "local"], "runs/x", None, None, "rafdb",
                          True, {})
@@ -153,7 +153,7 @@ def test_ablate_command_records_per_row_seeds_as_given():
 
 
 def test_describe_seed_plan_groups_rows_by_seeds():
-    from transfer_lib.ablate import describe_seed_plan
+    from transfer_lib.book.ablate import describe_seed_plan
 
     plan = seed_plan(["ir50", "local", "local_dropout", "transfer"], "local=4")
     assert describe_seed_plan(plan) == (
@@ -165,7 +165,7 @@ def test_describe_seed_plan_groups_rows_by_seeds():
 
 
 def test_prediction_interval_is_the_t_interval_for_one_more_draw():
-    from transfer_lib.ablate import prediction_interval, t_quantile
+    from transfer_lib.book.ablate import prediction_interval, t_quantile
 
     values = [86.4, 86.9, 92.0, 86.1, 90.9]
     low, high = prediction_interval(values, 0.99, bounds=None)
@@ -179,7 +179,7 @@ def test_prediction_interval_is_the_t_interval_for_one_more_draw():
 
 
 def test_check_rerun_is_exact_when_pinned_and_a_draw_otherwise():
-    from transfer_lib.ablate import check_rerun
+    from transfer_lib.book.ablate import check_rerun
 
     committed = {0: 86.4, 1: 86.9, 2: 92.0, 3: 86.1, 4: 90.9}
     pinned = {"kernels": "pinned", "cpu_model": "x", "versions": {"torch": "2.14.1"}}
@@ -199,7 +199,7 @@ def test_check_rerun_is_exact_when_pinned_and_a_draw_otherwise():
 
 
 def test_paired_results_pairs_by_seed():
-    from transfer_lib.ablate import paired_results
+    from transfer_lib.book.ablate import paired_results
 
     def result(values):
         return {"rows": [{"row": "transfer", "runs": [

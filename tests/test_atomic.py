@@ -1,4 +1,4 @@
-"""transfer_lib.atomic: whole-file writes (atomic_path, atomic_write_bytes) and the one remover of
+"""transfer_lib.utils.atomic: whole-file writes (atomic_path, atomic_write_bytes) and the one remover of
 the temporaries that killed writes leave (remove_stale_temporaries)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from transfer_lib.atomic import (
+from transfer_lib.utils.atomic import (
     TEMP_NAME,
     atomic_path,
     atomic_write_bytes,

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from transfer_lib.ablate import ablate
-from transfer_lib.attention import (
+from transfer_lib.book.ablate import ablate
+from transfer_lib.book.attention import (
     branch_diversity,
     chance_overlap,
     committed_measure,
@@ -22,7 +22,7 @@ from transfer_lib.attention import (
     top_overlap,
 )
 from transfer_lib.cli import main
-from transfer_lib.errors import DataError, TransferError
+from transfer_lib.utils.errors import DataError, TransferError
 
 
 def _grid(*values):

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from transfer_lib import train_bench
+from transfer_lib.bench import train as train_bench
+from transfer_lib.bench.train import _predicted_memory, kernel_family, kernel_summary, peak_for
 from transfer_lib.cli import main
-from transfer_lib.train_bench import _predicted_memory, kernel_family, kernel_summary, peak_for
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,10 +13,10 @@ import torch
 from PIL import Image
 
 from tests.data.conftest import write_rafdb
-from transfer_lib.checkpoint import check_finite_weights, model_and_checkpoint, save_atomic
 from transfer_lib.cli import main
-from transfer_lib.errors import CheckpointError
 from transfer_lib.models import build_model
+from transfer_lib.utils.errors import CheckpointError
+from transfer_lib.weights.checkpoint import check_finite_weights, model_and_checkpoint, save_atomic
 
 
 def _checkpoint(path, spoil=None):

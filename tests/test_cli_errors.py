@@ -15,11 +15,11 @@ import torch
 
 from tests.data.conftest import write_ferplus, write_rafdb
 from tests.data.test_loaders import bomb_jpeg
-from transfer_lib.checkpoint import save_atomic
 from transfer_lib.cli import main
 from transfer_lib.data.affectnet import AFFECTNET_CLASSES
 from transfer_lib.data.ferplus import FERPLUS_CLASSES
 from transfer_lib.models import make_config, model_from_config
+from transfer_lib.weights.checkpoint import save_atomic
 
 SMOKE = ["train", "--profile", "smoke", "--epochs", "1", "--max-steps", "1", "--no-progress"]
 
@@ -297,7 +297,7 @@ def test_regularise_from_epoch_beyond_the_run_never_drops(argv, note, capsys):
     """At or beyond the run's epochs is allowed (the regularisers never drop: a control), and
     one note on stderr says so; below it, nothing is said."""
     from transfer_lib.cli import build_parser
-    from transfer_lib.train_cli import config_from_args, never_drops_note
+    from transfer_lib.cli.train import config_from_args, never_drops_note
 
     args = build_parser().parse_args(["train", "--profile", "smoke", *argv])
     config = config_from_args(args)

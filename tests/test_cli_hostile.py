@@ -140,7 +140,7 @@ def test_ctrl_c_during_synth_leaves_nothing_and_prints_no_traceback(tmp_path):
 
 def test_a_label_file_that_is_a_folder_is_said_to_be_one(tmp_path):
     from transfer_lib.data import build_dataset
-    from transfer_lib.errors import DataError
+    from transfer_lib.utils.errors import DataError
 
     basic = tmp_path / "basic"
     (basic / "EmoLabel" / "list_patition_label.txt").mkdir(parents=True)

@@ -1,7 +1,7 @@
 """Every numeric option of every command, tried with bad numbers: the cases come from the parsers.
 
 ``build_parser()`` is walked down to each command's (and sub-command's) parser; every option that
-takes a number (a :mod:`transfer_lib.cli_types` type, ``int`` / ``float``, or a name that says
+takes a number (a :mod:`transfer_lib.cli.types` type, ``int`` / ``float``, or a name that says
 number) is given -1, 0, nan, inf and 10**12. Each value must either be refused while the
 arguments are parsed (exit 2, one ``error: --OPTION VALUE: expected ...`` line naming the
 range) or be accepted, and then ``main`` must end in exit 0 or exit 2 with one ``error:`` line,
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from transfer_lib import cli_types
 from transfer_lib.cli import COMMANDS, UsageError, build_parser, main
+from transfer_lib.cli import types as cli_types
 
 BAD_VALUES = ("-1", "0", "nan", "inf", str(10**12))
 
@@ -90,7 +90,7 @@ CHOICES = [(path, action.option_strings[0])
 
 
 def _train_checks(args):
-    from transfer_lib.train_cli import config_from_args
+    from transfer_lib.cli.train import config_from_args
 
     config_from_args(args).validate()
 
@@ -105,20 +105,20 @@ def _synth_checks(args):
 def _pretrain_checks(args):
     import dataclasses
 
-    from transfer_lib.pretrain import PretrainConfig
+    from transfer_lib.weights.pretrain import PretrainConfig
 
     names = {f.name for f in dataclasses.fields(PretrainConfig)}
     PretrainConfig(**{k: v for k, v in vars(args).items() if k in names})
 
 
 def _ablate_checks(args):
-    from transfer_lib.ablate import parse_rows, seed_plan
+    from transfer_lib.book.ablate import parse_rows, seed_plan
 
     seed_plan(parse_rows(args.rows), args.seeds)
 
 
 def _attention_checks(args):
-    from transfer_lib.attention import top_count
+    from transfer_lib.book.attention import top_count
 
     top_count(100, args.top)
 
@@ -185,7 +185,7 @@ def test_every_numeric_option_has_a_checked_type(path, option):
     """Plain int / float (or no type) would let -1, nan or 10**12 through to the work."""
     action = LEAVES[path]._option_string_actions[option]
     assert isinstance(action.type, cli_types.NUMERIC_TYPES), (
-        f"{' '.join(path)} {option}: give it a type from transfer_lib.cli_types")
+        f"{' '.join(path)} {option}: give it a type from transfer_lib.cli.types")
 
 
 @pytest.mark.parametrize("path, option, value", CASES)
@@ -268,8 +268,8 @@ def test_top_level_help_imports_no_command_module():
             "for argv in (['--help'], [], ['trian']):\n"
             "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
             "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('transfer_lib.')"
-            " and m not in ('transfer_lib.cli', 'transfer_lib.cli_types', 'transfer_lib.errors',"
-            " 'transfer_lib.kernels')))")
+            " and m not in ('transfer_lib.cli', 'transfer_lib.cli.types', 'transfer_lib.utils',"
+            " 'transfer_lib.utils.errors', 'transfer_lib.utils.kernels')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr

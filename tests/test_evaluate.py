@@ -5,9 +5,9 @@ import torch
 from torch import nn
 
 from transfer_lib.cli import main
-from transfer_lib.errors import TransferError
 from transfer_lib.evaluate import evaluate, format_metrics, metrics_from_confusion
 from transfer_lib.train import train
+from transfer_lib.utils.errors import TransferError
 
 
 def test_metrics_from_confusion():
@@ -80,7 +80,7 @@ def checkpoint(tmp_path_factory):
 
 def test_eval_cli_reproduces_the_training_figure(checkpoint, tmp_path, capsys):
     ckpt, summary = checkpoint
-    from transfer_lib.profiles import PROFILES
+    from transfer_lib.train.profiles import PROFILES
 
     data = str(__import__("transfer_lib.data.synth", fromlist=["x"]).ensure_synthetic(
         PROFILES["smoke"].synthetic_root, train=48, test=21))
@@ -138,8 +138,8 @@ def test_eval_cli_missing_data(checkpoint, tmp_path, capsys):
 def test_eval_json_on_a_full_disk_keeps_the_old_report(checkpoint, tmp_path, capsys, monkeypatch):
     import errno
 
-    import transfer_lib.atomic as atomic
-    from transfer_lib.profiles import PROFILES
+    import transfer_lib.utils.atomic as atomic
+    from transfer_lib.train.profiles import PROFILES
 
     ckpt, _ = checkpoint
     data = str(__import__("transfer_lib.data.synth", fromlist=["x"]).ensure_synthetic(

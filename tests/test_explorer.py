@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from transfer_lib.explorer import StaticExplorer, switch_states
+from transfer_lib.book.explorer import StaticExplorer, switch_states
 
 
 def test_switch_states_bit_order():

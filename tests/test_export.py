@@ -19,10 +19,10 @@ import pytest
 import torch
 
 from transfer_lib import export
-from transfer_lib.atomic import atomic_path
-from transfer_lib.checkpoint import save_atomic
 from transfer_lib.cli import main
 from transfer_lib.models import build_model
+from transfer_lib.utils.atomic import atomic_path
+from transfer_lib.weights.checkpoint import save_atomic
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,7 @@ def test_export_official_goes_through_the_converter(tiny, tmp_path, capsys, monk
     """--official loads with load_official_transfer (tested on the Paddle layout in
     test_pretrained.py); a tiny model stands in for the 65 M-parameter one here."""
     _, model = tiny
-    import transfer_lib.pretrained as pretrained
+    import transfer_lib.weights.convert as pretrained
 
     calls = []
     monkeypatch.setattr(pretrained, "load_official_transfer",
@@ -109,7 +109,7 @@ def test_export_errors_are_clear(tiny, tmp_path, capsys):
 def test_unsupported_opsets_are_refused_up_front(tiny, tmp_path, capsys, monkeypatch, opset):
     """--opset 5, 13 and 99 gave tracebacks from deep in torch; now one line before any work."""
     path, _ = tiny
-    import transfer_lib.checkpoint as checkpoint
+    import transfer_lib.weights.checkpoint as checkpoint
 
     monkeypatch.setattr(checkpoint, "model_from_checkpoint", lambda *a, **k: pytest.fail("loaded"))
     out = tmp_path / "m.onnx"

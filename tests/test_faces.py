@@ -10,7 +10,7 @@ import skimage  # noqa: F401,E402  (the predict extra; installed by make setup)
 from PIL import Image
 from skimage import data  # noqa: E402
 
-from transfer_lib import faces  # noqa: E402
+from transfer_lib.data import faces  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Pinned CPU kernels (transfer_lib.kernels): the same seed gives the same weights whatever the
+"""Pinned CPU kernels (transfer_lib.utils.kernels): the same seed gives the same weights whatever the
 cores, and every run records which kernels it ran with."""
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def _train(out: Path, prefix: list[str], env: dict | None = None) -> dict:
 
 @pytest.mark.slow
 def test_pinned_weights_do_not_depend_on_the_cores(tmp_path):
-    from transfer_lib.kernels import pinnable
+    from transfer_lib.utils.kernels import pinnable
 
     if not pinnable() or shutil.which("taskset") is None or (os.cpu_count() or 1) < 2:
         pytest.fail("this test needs an x86 CPU with AVX2, two cores and taskset")
@@ -52,7 +52,7 @@ def test_pinned_weights_do_not_depend_on_the_cores(tmp_path):
 
 
 def test_native_is_recorded_as_another_draw(tmp_path):
-    from transfer_lib.kernels import reproduces_committed
+    from transfer_lib.utils.kernels import reproduces_committed
 
     run = _train(tmp_path / "native", [], {"TRANSFER_NATIVE": "1"})
     prov = run["provenance"]
@@ -65,7 +65,7 @@ def test_native_is_recorded_as_another_draw(tmp_path):
 
 def test_torch_loaded_first_is_never_called_pinned():
     code = ("import torch, transfer_lib\n"
-            "from transfer_lib.kernels import kernel_state\n"
+            "from transfer_lib.utils.kernels import kernel_state\n"
             "import json; print(json.dumps(kernel_state()))")
     env = {k: v for k, v in os.environ.items()
            if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "TRANSFER_KERNELS",
@@ -90,7 +90,7 @@ def test_the_cli_pins_and_native_opts_out(tmp_path):
                            timeout=300, env=env)
         assert r.returncode == 0, r.stderr[-2000:]
         prov = json.loads((out / "summary.json").read_text())["provenance"]
-        from transfer_lib.kernels import pinnable
+        from transfer_lib.utils.kernels import pinnable
 
         if expect == "pinned" and not pinnable():
             assert prov["kernels"] == "native"  # an ARM machine: never claimed pinned
@@ -102,7 +102,7 @@ def test_the_cli_pins_and_native_opts_out(tmp_path):
 
 def test_pinning_is_undone_before_torch_loads():
     code = ("import os, transfer_lib\n"
-            "from transfer_lib import kernels\n"
+            "from transfer_lib.utils import kernels\n"
             "before = os.environ.get('ATEN_CPU_CAPABILITY')\n"
             "kernels.use_native()\n"
             "import torch, json\n"
@@ -115,7 +115,7 @@ def test_pinning_is_undone_before_torch_loads():
                        timeout=120, env=env)
     assert r.returncode == 0, r.stderr
     before, after, kernels = json.loads(r.stdout)
-    from transfer_lib.kernels import pinnable
+    from transfer_lib.utils.kernels import pinnable
 
     assert before == ("avx2" if pinnable() else None)
     assert after is None and kernels == "native"

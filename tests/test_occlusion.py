@@ -6,15 +6,12 @@ import pytest
 import torch
 from PIL import Image
 
-from transfer_lib.checkpoint import save_atomic
 from transfer_lib.cli import main
 from transfer_lib.data import build_dataset
 from transfer_lib.data.synth import MARKER, PARTS, ensure_synthetic
 from transfer_lib.data.transforms import eval_transform
-from transfer_lib.errors import DataError, TransferError
 from transfer_lib.evaluate import evaluate
-from transfer_lib.models import build_model
-from transfer_lib.occlusion import (
+from transfer_lib.evaluate.occlusion import (
     ALIGNED_PART_REGIONS,
     CONDITIONS,
     FILL,
@@ -29,7 +26,10 @@ from transfer_lib.occlusion import (
     rendered_split,
     synthetic_marker,
 )
-from transfer_lib.profiles import PROFILES
+from transfer_lib.models import build_model
+from transfer_lib.train.profiles import PROFILES
+from transfer_lib.utils.errors import DataError, TransferError
+from transfer_lib.weights.checkpoint import save_atomic
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def test_rendered_split_is_cached_and_matches_the_labels(smoke_root, tmp_path, m
     def boom(*a, **k):
         raise AssertionError("cached faces were drawn again")
 
-    monkeypatch.setattr("transfer_lib.occlusion._render_chunk", boom)
+    monkeypatch.setattr("transfer_lib.evaluate.occlusion._render_chunk", boom)
     again = rendered_split(smoke_root, ds, ["nose"], cache_dir=tmp_path)
     assert again["nose"] == jpegs["nose"]
 
@@ -209,7 +209,11 @@ def test_planted_sets_rerender_their_val_faces_and_stale_caches_go(tmp_path):
 
     from transfer_lib.data import build_dataset
     from transfer_lib.data.synth import generate, read_marker
-    from transfer_lib.occlusion import occlusion_cache_dir, render_test_face, rendered_split
+    from transfer_lib.evaluate.occlusion import (
+        occlusion_cache_dir,
+        render_test_face,
+        rendered_split,
+    )
 
     root = generate(tmp_path / "p", train=7, test=7, val=14, seed=0, workers=1,
                     task="occlusion-shift", part_occlusion=1.0)

@@ -10,12 +10,12 @@ import torch
 import transfer_lib.train as tr
 from transfer_lib.cli import main
 from transfer_lib.data import transforms as T
-from transfer_lib.errors import TransferError
 from transfer_lib.models import build_model, make_config, model_from_config
 from transfer_lib.models.config import TransFERConfig
 from transfer_lib.models.transfer import init_projection_as_paddle
-from transfer_lib.profiles import ERASINGS, PROFILES, RANDAUGMENTS, get_profile
 from transfer_lib.train import TrainConfig, build_training_model, missing_initialisations
+from transfer_lib.train.profiles import ERASINGS, PROFILES, RANDAUGMENTS, get_profile
+from transfer_lib.utils.errors import TransferError
 
 
 def test_profiles_choose_the_authors_augmentation_and_init():

@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 from skimage import data  # noqa: E402
 
-from transfer_lib.checkpoint import save_atomic  # noqa: E402
 from transfer_lib.cli import main  # noqa: E402
 from transfer_lib.models import build_model  # noqa: E402
+from transfer_lib.weights.checkpoint import save_atomic  # noqa: E402
 
 
 @pytest.fixture(scope="module")

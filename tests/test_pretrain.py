@@ -1,4 +1,4 @@
-"""Face-recognition pretraining on synthetic identities (``transfer_lib.pretrain``) and the
+"""Face-recognition pretraining on synthetic identities (``transfer_lib.weights.pretrain``) and the
 generator's identity faces (``synth.identity_face``): labels are people, not expressions; people
 are not the expression set's; the file loads through ``load_ir50_stem``; the cache is reused;
 the default expression set is unchanged by the refactor that made identities drawable alone."""
@@ -14,12 +14,12 @@ import PIL
 import pytest
 import torch
 
-from transfer_lib import pretrain as pt
 from transfer_lib.cli import main
 from transfer_lib.data import synth
-from transfer_lib.errors import TransferError
 from transfer_lib.models import IR50Stem, build_model
-from transfer_lib.pretrained import load_ir50_stem
+from transfer_lib.utils.errors import TransferError
+from transfer_lib.weights import pretrain as pt
+from transfer_lib.weights.convert import load_ir50_stem
 
 TINY = dict(identities=4, images=2, held_out=1, epochs=1, batch_size=4)
 

@@ -16,9 +16,9 @@ import pytest
 import torch
 from torch import nn
 
-from transfer_lib.errors import CheckpointError
 from transfer_lib.models import IR50Stem, MSADTransformer, build_model
-from transfer_lib.pretrained import (
+from transfer_lib.utils.errors import CheckpointError
+from transfer_lib.weights.convert import (
     LoadReport,
     load_ir50_stem,
     load_official_transfer,

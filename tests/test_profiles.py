@@ -1,6 +1,15 @@
+from pathlib import Path
+
 import pytest
 
-from transfer_lib.profiles import PROFILE_NAMES, PROFILES, active_profile, find_rafdb, get_profile
+from transfer_lib.train.profiles import (
+    PROFILE_NAMES,
+    PROFILES,
+    active_profile,
+    find_rafdb,
+    get_profile,
+    project_root,
+)
 
 
 def test_paper_profile_is_the_authors_recipe():
@@ -34,7 +43,7 @@ def test_active_profile_reads_env(monkeypatch):
     with pytest.raises(ValueError, match="huge.*smoke, cpu, paper"):
         active_profile()
     monkeypatch.delenv("TRANSFER_PROFILE")
-    monkeypatch.setattr("transfer_lib.profiles._cuda_available", lambda: False)
+    monkeypatch.setattr("transfer_lib.train.profiles._cuda_available", lambda: False)
     assert active_profile().name == "cpu"
 
 
@@ -43,7 +52,7 @@ def test_active_profile_paper_on_gpu_with_rafdb(monkeypatch, tmp_path):
     (tmp_path / "basic" / "EmoLabel" / "list_patition_label.txt").write_text("train_00001.jpg 1\n")
     monkeypatch.delenv("TRANSFER_PROFILE", raising=False)
     monkeypatch.setenv("TRANSFER_RAFDB", str(tmp_path))
-    monkeypatch.setattr("transfer_lib.profiles._cuda_available", lambda: True)
+    monkeypatch.setattr("transfer_lib.train.profiles._cuda_available", lambda: True)
     assert find_rafdb() == tmp_path
     assert active_profile().name == "paper"
 
@@ -56,12 +65,20 @@ def _layout(root):
 def test_find_rafdb_none_and_relative(monkeypatch, tmp_path):
     monkeypatch.delenv("TRANSFER_RAFDB", raising=False)
     # no package-root fallback here: this checkout may hold a data/RAF-DB of its own
-    monkeypatch.setattr("transfer_lib.profiles.__file__", str(tmp_path / "pkg" / "profiles.py"))
+    monkeypatch.setattr("transfer_lib.train.profiles.__file__",
+                        str(tmp_path / "pkg" / "train" / "profiles.py"))
     monkeypatch.chdir(tmp_path)
     assert find_rafdb() is None
     (tmp_path / "data" / "rafdb" / "basic" / "EmoLabel").mkdir(parents=True)
     (tmp_path / "data" / "rafdb" / "basic" / "EmoLabel" / "list_patition_label.txt").write_text("")
     assert find_rafdb().resolve() == (tmp_path / "data" / "rafdb").resolve()
+
+
+def test_project_root_is_the_checkout_from_any_working_directory(monkeypatch, tmp_path):
+    """The module sits two folders below the checkout (transfer_lib/train/profiles.py): moving
+    it must move this arithmetic with it, or a clone run from elsewhere loses its data/."""
+    monkeypatch.chdir(tmp_path)
+    assert project_root() == Path(__file__).resolve().parents[1]
 
 
 def test_get_profile_and_replace_validate():
@@ -78,7 +95,8 @@ def test_find_rafdb_from_inside_the_book(monkeypatch, tmp_path):
     """Chapters run from book/: data/RAF-DB of the project root (the folder with _config.yml /
     pyproject.toml above the working directory) is found; then the package's own checkout."""
     monkeypatch.delenv("TRANSFER_RAFDB", raising=False)
-    monkeypatch.setattr("transfer_lib.profiles.__file__", str(tmp_path / "pkg" / "profiles.py"))
+    monkeypatch.setattr("transfer_lib.train.profiles.__file__",
+                        str(tmp_path / "pkg" / "train" / "profiles.py"))
     project = tmp_path / "project"
     (project / "book" / "src").mkdir(parents=True)
     monkeypatch.chdir(project / "book" / "src")
@@ -90,8 +108,8 @@ def test_find_rafdb_from_inside_the_book(monkeypatch, tmp_path):
     (project / "_config.yml").unlink()
     (project / "pyproject.toml").write_text("")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("transfer_lib.profiles.__file__",
-                        str(project / "transfer_lib" / "profiles.py"))
+    monkeypatch.setattr("transfer_lib.train.profiles.__file__",
+                        str(project / "transfer_lib" / "train" / "profiles.py"))
     assert find_rafdb() == project / "data" / "RAF-DB"
 
 
@@ -107,20 +125,21 @@ def test_gpu_profile_is_the_cpu_recipe_at_rafdb_size():
 def test_active_profile_gpu_without_rafdb(monkeypatch, tmp_path):
     monkeypatch.delenv("TRANSFER_PROFILE", raising=False)
     monkeypatch.delenv("TRANSFER_RAFDB", raising=False)
-    monkeypatch.setattr("transfer_lib.profiles.find_rafdb", lambda extra=None: None)
-    monkeypatch.setattr("transfer_lib.profiles._cuda_available", lambda: True)
+    monkeypatch.setattr("transfer_lib.train.profiles.find_rafdb", lambda extra=None: None)
+    monkeypatch.setattr("transfer_lib.train.profiles._cuda_available", lambda: True)
     assert active_profile().name == "gpu"
-    monkeypatch.setattr("transfer_lib.profiles._cuda_available", lambda: False)
+    monkeypatch.setattr("transfer_lib.train.profiles._cuda_available", lambda: False)
     assert active_profile().name == "cpu"
 
 
 def test_one_project_root_for_data_weights_and_runs(monkeypatch, tmp_path):
-    from transfer_lib import pretrain, viz
-    from transfer_lib.profiles import project_root
+    from transfer_lib.book import viz
+    from transfer_lib.train.profiles import project_root
+    from transfer_lib.weights import pretrain
 
     assert viz.project_root is project_root and pretrain.project_root is project_root
     # a pip install (no pyproject.toml beside the package), chapters run from book/src
-    monkeypatch.setattr("transfer_lib.profiles.__file__", str(tmp_path / "site" / "pkg" / "p.py"))
+    monkeypatch.setattr("transfer_lib.train.profiles.__file__", str(tmp_path / "site" / "pkg" / "p.py"))
     project = tmp_path / "project"
     (project / "book" / "src").mkdir(parents=True)
     (project / "_config.yml").write_text("title: x\n")

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from transfer_lib.data.fast import FastLoader, ImageCache
-from transfer_lib.profiles import get_profile
 from transfer_lib.train import EpochShardSampler, TrainConfig, sample_weights, train
+from transfer_lib.train.profiles import get_profile
 
 #: RAF-DB-like imbalance: 60 % of one class, 1 % of another
 TARGETS = [0] * 10 + [1] * 5 + [2] * 20 + [3] * 600 + [4] * 150 + [5] * 15 + [6] * 200
@@ -85,7 +85,7 @@ def test_the_profile_input_size_reaches_the_model_and_the_checkpoint(tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert get_profile("smoke").input_size == get_profile("cpu").input_size == 48
     assert config["model"]["input_size"] == 48 and config["profile"]["input_size"] == 48
-    from transfer_lib.checkpoint import model_from_checkpoint
+    from transfer_lib.weights.checkpoint import model_from_checkpoint
 
     model = model_from_checkpoint(out / "best.pt")
     assert model.config.input_size == 48

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from transfer_lib.cli import main
-from transfer_lib.errors import TransferError
-from transfer_lib.rundir import LOCK_NAME, RunLock
 from transfer_lib.train import run_or_load
+from transfer_lib.train.rundir import LOCK_NAME, RunLock
+from transfer_lib.utils.errors import TransferError
 
 BASE = ["train", "--profile", "smoke", "--epochs", "1", "--max-steps", "1", "--no-progress"]
 

@@ -1,13 +1,13 @@
 """The pre-registered suite: its design, the statistics of its decision rule, the negative
-control's shuffled labels (the runs themselves are made by ``python -m transfer_lib.suite``)."""
+control's shuffled labels (the runs themselves are made by ``python -m transfer_lib.book.suite``)."""
 
 import math
 
 import numpy as np
 import pytest
 
-from transfer_lib import suite
-from transfer_lib.ablate import t_quantile
+from transfer_lib.book import suite
+from transfer_lib.book.ablate import t_quantile
 
 
 def test_main_design_has_controls_unique_keys_and_five_seeds_per_compared_row():
@@ -143,7 +143,7 @@ def test_results_hold_every_part_and_the_forest_plot_draws_them():
 
 
 def test_rerun_is_checked_exactly_when_pinned_and_by_distribution_otherwise(monkeypatch):
-    from transfer_lib.kernels import provenance
+    from transfer_lib.utils.kernels import provenance
 
     runs = _runs("relational/ir50", [90.0, 91.0, 92.0, 90.5, 91.5, 90.0, 92.0, 91.0])
     pinned = dict(provenance(), kernels="pinned")

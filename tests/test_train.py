@@ -9,11 +9,11 @@ import pytest
 import torch
 from train_callbacks import NanAfterStep
 
-from transfer_lib.checkpoint import load_checkpoint, model_from_checkpoint
 from transfer_lib.cli import main
-from transfer_lib.errors import DataError, TransferError
-from transfer_lib.profiles import get_profile
 from transfer_lib.train import TrainConfig, run_or_load, train
+from transfer_lib.train.profiles import get_profile
+from transfer_lib.utils.errors import DataError, TransferError
+from transfer_lib.weights.checkpoint import load_checkpoint, model_from_checkpoint
 
 SMOKE = dict(profile="smoke", progress=False)
 

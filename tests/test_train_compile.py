@@ -8,10 +8,9 @@ import pytest
 import torch
 
 from transfer_lib import train as train_mod
+from transfer_lib.cli.summary import count_parameters, forward_flops
 from transfer_lib.models import build_model
 from transfer_lib.models.config import VARIANTS
-from transfer_lib.profiles import PROFILES
-from transfer_lib.summary import count_parameters, forward_flops
 from transfer_lib.train import (
     build_optimiser,
     compile_step,
@@ -19,6 +18,7 @@ from transfer_lib.train import (
     pick_amp_dtype,
     train,
 )
+from transfer_lib.train.profiles import PROFILES
 
 SMOKE = dict(profile="smoke", progress=False)
 MODEL_SETTINGS = [(v, {}) for v in VARIANTS] + [

@@ -9,7 +9,7 @@ import pytest
 import torch
 from train_callbacks import dump_weights
 
-from transfer_lib.checkpoint import load_checkpoint
+from transfer_lib.weights.checkpoint import load_checkpoint
 
 
 @pytest.mark.slow

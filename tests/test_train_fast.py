@@ -17,12 +17,12 @@ from torchvision.transforms import functional as TVF
 from train_callbacks import kill_in_epoch
 
 import transfer_lib.train as tr
-from transfer_lib.checkpoint import load_checkpoint
 from transfer_lib.data import fast
-from transfer_lib.distributed import DistContext
 from transfer_lib.models import make_config
-from transfer_lib.profiles import get_profile
 from transfer_lib.train import LIGHT_CROP_RATIO, LIGHT_CROP_SCALE, TrainConfig, train
+from transfer_lib.train.distributed import DistContext
+from transfer_lib.train.profiles import get_profile
+from transfer_lib.weights.checkpoint import load_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +221,7 @@ def test_switching_pipeline_on_resume_warns(tmp_path, cache_dir, capsys):
 def test_cli_fast_flags():
     import argparse
 
-    from transfer_lib.train_cli import add_arguments, config_from_args
+    from transfer_lib.cli.train import add_arguments, config_from_args
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)

@@ -5,9 +5,9 @@ import pytest
 import torch
 from train_callbacks import NanAfterStep
 
-from transfer_lib.checkpoint import load_checkpoint
-from transfer_lib.errors import TransferError
 from transfer_lib.train import pick_amp_dtype, train
+from transfer_lib.utils.errors import TransferError
+from transfer_lib.weights.checkpoint import load_checkpoint
 
 FP16 = dict(profile="smoke", progress=False, device="cpu", amp=True, amp_dtype="fp16",
             epochs=2, max_steps=2, seed=3)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from train_callbacks import kill_in_epoch
 
-from transfer_lib.checkpoint import load_checkpoint
+from transfer_lib.weights.checkpoint import load_checkpoint
 
 ARGS = ["--profile", "smoke", "--epochs", "3", "--max-steps", "3", "--no-progress", "--seed", "1"]
 

@@ -1,5 +1,5 @@
 """The trainer's callbacks, and what a full disk leaves behind: one clear error, the previous
-last.pt intact, no temporary. Also transfer_lib.atomic, which writes config.json and summary.json."""
+last.pt intact, no temporary. Also transfer_lib.utils.atomic, which writes config.json and summary.json."""
 
 import errno
 import os
@@ -8,10 +8,10 @@ import stat
 import pytest
 import torch
 
-from transfer_lib.atomic import atomic_write_text
-from transfer_lib.checkpoint import load_checkpoint
 from transfer_lib.cli import main
 from transfer_lib.train import Callback, StepInfo, train
+from transfer_lib.utils.atomic import atomic_write_text
+from transfer_lib.weights.checkpoint import load_checkpoint
 
 SMOKE = dict(profile="smoke", progress=False, device="cpu")
 
@@ -125,7 +125,7 @@ def test_atomic_write_text_replaces_whole_or_not_at_all(tmp_path, monkeypatch):
 
 
 def test_atomic_write_follows_a_link_and_keeps_it(tmp_path):
-    from transfer_lib.atomic import atomic_write_text
+    from transfer_lib.utils.atomic import atomic_write_text
 
     real = tmp_path / "real.json"
     real.write_text("old")

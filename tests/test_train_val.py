@@ -7,9 +7,9 @@ import json
 import torch
 
 from tests.data.conftest import write_rafdb
-from transfer_lib.checkpoint import load_checkpoint, save_atomic
 from transfer_lib.data.base import VAL_CARVED
 from transfer_lib.train import train
+from transfer_lib.weights.checkpoint import load_checkpoint, save_atomic
 
 SMOKE = dict(profile="smoke", progress=False, max_steps=1)
 
@@ -49,8 +49,8 @@ def test_resuming_a_run_from_before_val_chooses_best_pt_again(tmp_path, capsys):
 
 
 def test_a_best_pt_from_before_val_is_described_as_chosen_on_test(tmp_path):
-    from transfer_lib.checkpoint import describe_checkpoint
     from transfer_lib.train import BEST_SELECTED_ON_TEST
+    from transfer_lib.weights.checkpoint import describe_checkpoint
 
     summary = {"complete": True, "best_accuracy": 0.8, "best_epoch": 3, "final_accuracy": 0.7,
                "final_epoch": 4, "best_selected_on": BEST_SELECTED_ON_TEST}  # an old summary

@@ -13,10 +13,10 @@ import torch
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from transfer_lib import viz  # noqa: E402
+from transfer_lib.book import viz  # noqa: E402
 from transfer_lib.models.config import IMAGENET_MEAN, IMAGENET_STD, RAFDB_CLASSES, make_config  # noqa: E402
 from transfer_lib.models.stem import IR50Stem  # noqa: E402
-from transfer_lib.profiles import get_profile  # noqa: E402
+from transfer_lib.train.profiles import get_profile  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

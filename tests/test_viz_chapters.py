@@ -1,4 +1,4 @@
-"""The helpers chapters 3-5 and 8 call without teaching them (transfer_lib.viz, last section):
+"""The helpers chapters 3-5 and 8 call without teaching them (transfer_lib.book.viz, last section):
 they compute and draw what the chapters once did inline, on the Agg backend, without warnings."""
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from torch import nn
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from transfer_lib import build_model, viz  # noqa: E402
-from transfer_lib.attention import load_attention, load_maps  # noqa: E402
+from transfer_lib import build_model  # noqa: E402
+from transfer_lib.book import viz
+from transfer_lib.book.attention import load_attention, load_maps  # noqa: E402
 from transfer_lib.data.synth import most_frequent_class_accuracy, render_face  # noqa: E402
 from transfer_lib.data.transforms import eval_transform  # noqa: E402
 from transfer_lib.models import local_cnn  # noqa: E402

@@ -7,9 +7,9 @@ import hashlib
 
 import pytest
 
-from transfer_lib import weights
 from transfer_lib.cli import main
-from transfer_lib.errors import TransferError
+from transfer_lib.utils.errors import TransferError
+from transfer_lib.weights import fetch as weights
 
 
 @pytest.fixture

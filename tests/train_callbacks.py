@@ -32,7 +32,7 @@ import argparse
 import sys
 
 from transfer_lib.train import Callback
-from transfer_lib.train_cli import add_arguments, run
+from transfer_lib.cli.train import add_arguments, run
 
 {body}
 

@@ -4,12 +4,12 @@
     >>> model = transfer_lib.build_model("transfer", size="tiny")
 
 Importing the package pins PyTorch's CPU kernels to AVX2 and fixed threads before torch loads,
-so a seed gives the same numbers on every x86 CPU (:mod:`transfer_lib.kernels`; set
+so a seed gives the same numbers on every x86 CPU (:mod:`transfer_lib.utils.kernels`; set
 ``TRANSFER_NATIVE=1`` for the CPU's own, faster kernels). The model classes load lazily, so
 that the command line can choose before torch is imported.
 """
 
-from transfer_lib import kernels as _kernels
+from transfer_lib.utils import kernels as _kernels
 
 _kernels.pin()
 

@@ -23,7 +23,7 @@ the CNN baseline alone exports from 9) up to the highest both torch's exporter a
 onnx write (23 with torch 2.14 and onnx 1.23; torch's TorchScript exporter declares 20, but 21-23
 export these models and every export is checked in onnxruntime before it is written). Others are
 refused before any work. The file is written under a temporary name,
-``.NAME.PID.XXXXXXXX.tmp`` beside it (:func:`transfer_lib.atomic.atomic_path`), and renamed when
+``.NAME.PID.XXXXXXXX.tmp`` beside it (:func:`transfer_lib.utils.atomic.atomic_path`), and renamed when
 the check passes; temporaries that a killed export left (their process no longer running) are
 removed at the next start. The file
 gets the permissions of any new file (``0666`` less the umask: ``0644`` under umask 022).
@@ -41,8 +41,8 @@ from pathlib import Path
 
 import torch
 
-from transfer_lib import atomic
-from transfer_lib.errors import TransferError
+from transfer_lib.utils import atomic
+from transfer_lib.utils.errors import TransferError
 
 #: The ONNX operator set: 17 has every op the models use (LayerNorm, GELU) and is widely run.
 OPSET = 17
@@ -50,7 +50,7 @@ OPSET = 17
 #: ``scaled_dot_product_attention`` (ViT, MSAD); 13 fails on it, 7 and below on ``expand`` too.
 MIN_OPSET = 14
 #: Temporaries of :func:`export_and_check`: ``.NAME.PID.XXXXXXXX.tmp`` beside NAME (those of
-#: every atomic write, :func:`transfer_lib.atomic.temporary_name`).
+#: every atomic write, :func:`transfer_lib.utils.atomic.temporary_name`).
 TEMP_NAME = atomic.TEMP_NAME
 #: Temporaries of earlier versions: ``.NAME.export-PID-XXXXXXXX.tmp``, removed once their
 #: process is gone, like those of :data:`TEMP_NAME`.
@@ -99,7 +99,7 @@ def remove_stale_temporaries(folder: str | os.PathLike, target: str | None = Non
     program's (:data:`TEMP_NAME`, of ``target`` when it is given; :data:`EXPORT_TEMP_NAME`) whose
     process is no longer running, and, beside ``target`` (a file name), an earlier version's
     ``.TARGET.XXXXXXXX.onnx`` older than :data:`LEGACY_TEMP_AGE` seconds
-    (:func:`transfer_lib.atomic.remove_stale_temporaries`). Nothing else is touched. Returns the
+    (:func:`transfer_lib.utils.atomic.remove_stale_temporaries`). Nothing else is touched. Returns the
     removed paths."""
     legacy = [EXPORT_TEMP_NAME]
     if target:
@@ -200,7 +200,7 @@ def export_and_check(model: torch.nn.Module, onnx_path: str | os.PathLike, atol:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from transfer_lib import cli_types as T
+    from transfer_lib.cli import types as T
 
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--checkpoint", metavar="PATH", help="a .pt written by `train` (best.pt, last.pt)")
@@ -228,17 +228,17 @@ def run(args: argparse.Namespace) -> int:
     for left in remove_stale_temporaries(onnx_path.parent, onnx_path.name):
         print(f"removed {left}, left by an export that did not finish", file=sys.stderr)
     if args.checkpoint:
-        from transfer_lib.checkpoint import model_from_checkpoint
+        from transfer_lib.weights.checkpoint import model_from_checkpoint
 
         model, source = model_from_checkpoint(args.checkpoint), args.checkpoint
     else:
-        from transfer_lib.errors import CheckpointError
-        from transfer_lib.pretrained import load_official_transfer
+        from transfer_lib.utils.errors import CheckpointError
+        from transfer_lib.weights.convert import load_official_transfer
 
         if not Path(args.official).is_file():
             raise CheckpointError(f"--official file not found: {args.official}. Expected the "
                                   f"authors' RAF-DB weights, a Paddle .pdparams file.")
-        from transfer_lib.checkpoint import check_finite_weights
+        from transfer_lib.weights.checkpoint import check_finite_weights
 
         model, source = load_official_transfer(args.official, verbose=False), args.official
         check_finite_weights(model.state_dict(), source)

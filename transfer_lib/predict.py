@@ -12,7 +12,7 @@ treats each whole image as an already aligned face (RAF-DB's aligned images, the
 drawn faces the detector misses). A folder stands for the images in it (.jpg, .jpeg, .png, .bmp,
 .webp, .tif, .tiff; not its sub-folders). Each image is read as it is shown: EXIF orientation
 applied (phone portraits), 16-bit greyscale scaled to 8 bits, transparency laid over white,
-palette, CMYK and greyscale converted to RGB (``transfer_lib.faces.load_image``). An image
+palette, CMYK and greyscale converted to RGB (``transfer_lib.data.faces.load_image``). An image
 without a face, one that cannot be read, or one under 24 pixels on its shorter side (too small
 to hold a face; with ``--no-detect`` too) prints why and the command exits 1 after processing
 the others.
@@ -30,7 +30,7 @@ import json
 import sys
 from pathlib import Path
 
-from transfer_lib.errors import TransferError
+from transfer_lib.utils.errors import TransferError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -89,17 +89,17 @@ def crop_names(images: list[Path]) -> dict[Path, str]:
 
 
 def _load_model(args: argparse.Namespace):
-    from transfer_lib.distributed import pick_device
+    from transfer_lib.train.distributed import pick_device
 
     device = pick_device(args.device)
     if args.official is not None:
-        from transfer_lib.checkpoint import check_finite_weights
-        from transfer_lib.pretrained import load_official_transfer
+        from transfer_lib.weights.checkpoint import check_finite_weights
+        from transfer_lib.weights.convert import load_official_transfer
 
         model = load_official_transfer(args.official)
         check_finite_weights(model.state_dict(), args.official)
         return model.to(device)
-    from transfer_lib.checkpoint import model_from_checkpoint
+    from transfer_lib.weights.checkpoint import model_from_checkpoint
 
     return model_from_checkpoint(args.checkpoint, map_location=device)
 
@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
     try:
-        from transfer_lib import faces as face_lib
+        from transfer_lib.data import faces as face_lib
     except ModuleNotFoundError as err:  # scikit-image / scipy are in the [predict] extra
         raise TransferError(f"predict needs {err.name}: pip install 'transfer_lib[predict]'") from None
 
@@ -197,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"    {name:<10} {p:6.1%}   (index {row['index']}{own})")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        from transfer_lib.atomic import atomic_write_text
+        from transfer_lib.utils.atomic import atomic_write_text
 
         atomic_write_text(args.json, json.dumps(results, indent=2) + "\n")
     return status

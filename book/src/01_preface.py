@@ -27,17 +27,18 @@ import pandas as pd
 import torch
 from IPython.display import Markdown
 
-from transfer_lib import build_model, viz
+from transfer_lib import build_model
+from transfer_lib.book import viz
+from transfer_lib.cli.summary import count_parameters
 from transfer_lib.data.synth import render_face
 from transfer_lib.models.config import RAFDB_CLASSES, make_config
-from transfer_lib.profiles import (
+from transfer_lib.train.profiles import (
     PROFILE_NAMES,
     PROFILES,
     active_profile,
     find_rafdb,
     get_profile,
 )
-from transfer_lib.summary import count_parameters
 
 viz.use_book_style()
 torch.manual_seed(0)

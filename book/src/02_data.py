@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from IPython.display import Markdown
 
-from transfer_lib import viz
+from transfer_lib.book import viz
 from transfer_lib.data import (
     build_dataset,
     ensure_synthetic,
@@ -43,7 +43,7 @@ from transfer_lib.data.synth import (
 from transfer_lib.data.transforms import AuthorsRandomErasing
 from transfer_lib.evaluate import metrics_from_confusion
 from transfer_lib.models.config import RAFDB_CLASSES, make_config
-from transfer_lib.profiles import active_profile, find_rafdb
+from transfer_lib.train.profiles import active_profile, find_rafdb
 
 viz.use_book_style()
 torch.manual_seed(0)

@@ -32,14 +32,15 @@ from PIL import Image
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from transfer_lib import build_model, viz
+from transfer_lib import build_model
+from transfer_lib.book import viz
+from transfer_lib.cli.summary import count_parameters, forward_flops
 from transfer_lib.data.synth import render_face
 from transfer_lib.data.transforms import eval_transform
 from transfer_lib.models import stem as lib
 from transfer_lib.models.config import make_config
-from transfer_lib.pretrained import load_ir50_stem
-from transfer_lib.profiles import active_profile, find_rafdb
-from transfer_lib.summary import count_parameters, forward_flops
+from transfer_lib.train.profiles import active_profile, find_rafdb
+from transfer_lib.weights.convert import load_ir50_stem
 
 viz.use_book_style()
 torch.manual_seed(0)
@@ -268,7 +269,7 @@ assert round(params / 1e6, 1) == 17.6
 # ## Pretrained on MS-Celeb-1M
 #
 # The authors start from face.evoLVe's `backbone_ir50_ms1m_epoch120.pth`. Because our stem keeps
-# face.evoLVe's module names, `transfer_lib.pretrained.load_ir50_stem` maps every key to itself
+# face.evoLVe's module names, `transfer_lib.weights.convert.load_ir50_stem` maps every key to itself
 # and reports what it leaves out on purpose: stage 4 (`body.21-23`) and the recognition head
 # (`output_layer`). Put the file in `weights/` (or point `TRANSFER_IR50` at it) to load it here;
 # without it the stem keeps its random initialisation.

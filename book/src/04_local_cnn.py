@@ -28,15 +28,15 @@ from IPython.display import Markdown
 from PIL import Image
 from torch import nn
 
-from transfer_lib import viz
-from transfer_lib.attention import load_attention
+from transfer_lib.book import viz
+from transfer_lib.book.attention import load_attention
+from transfer_lib.cli.summary import count_parameters
 from transfer_lib.data.synth import render_face
 from transfer_lib.data.transforms import eval_transform
 from transfer_lib.models import local_cnn as lib
 from transfer_lib.models.config import MAP_REGULARISERS, make_config
 from transfer_lib.models.stem import IR50Stem
-from transfer_lib.profiles import active_profile, find_rafdb
-from transfer_lib.summary import count_parameters
+from transfer_lib.train.profiles import active_profile, find_rafdb
 
 viz.use_book_style()
 torch.manual_seed(0)
@@ -434,7 +434,7 @@ display(Markdown(f"""
 #    `book/results/ablation-cpu.md` gives the CPU and the time its runs took):
 #
 #    ```bash
-#    python -c "from transfer_lib.ablate import rerun; print([rerun(
+#    python -c "from transfer_lib.book.ablate import rerun; print([rerun(
 #        'book/results/ablation-cpu.json', 'local_mad', s, f'runs/mad-p03/seed{s}',
 #        model_overrides={'mad_p': 0.3})['metrics']['accuracy'] for s in range(3)])"
 #    ```

@@ -29,14 +29,15 @@ from IPython.display import Markdown, display
 from PIL import Image
 from torch import nn
 
-from transfer_lib import build_model, viz
+from transfer_lib import build_model
+from transfer_lib.book import viz
+from transfer_lib.cli.summary import count_parameters
 from transfer_lib.data.synth import render_face
 from transfer_lib.data.transforms import eval_transform
 from transfer_lib.models.config import make_config
 from transfer_lib.models.msad import MSADAttention, MSADBlock, MultiHeadSelfAttentionDropping
-from transfer_lib.pretrained import load_vit_small
-from transfer_lib.profiles import active_profile, find_rafdb
-from transfer_lib.summary import count_parameters
+from transfer_lib.train.profiles import active_profile, find_rafdb
+from transfer_lib.weights.convert import load_vit_small
 
 viz.use_book_style()
 torch.manual_seed(0)

@@ -24,14 +24,15 @@ from IPython.display import Markdown
 from torch import nn
 
 import transfer_lib.train as lib
-from transfer_lib import build_model, viz
-from transfer_lib.ablate import check_rerun, load_ablation, seed_values
+from transfer_lib import build_model
+from transfer_lib.book import viz
+from transfer_lib.book.ablate import check_rerun, load_ablation, seed_values
+from transfer_lib.cli.summary import count_parameters, forward_flops
 from transfer_lib.data import build_dataset
-from transfer_lib.distributed import DistContext
-from transfer_lib.kernels import kernel_state
 from transfer_lib.models import local_cnn, msad, stem
-from transfer_lib.profiles import PROFILES, active_profile, find_rafdb, get_profile
-from transfer_lib.summary import count_parameters, forward_flops
+from transfer_lib.train.distributed import DistContext
+from transfer_lib.train.profiles import PROFILES, active_profile, find_rafdb, get_profile
+from transfer_lib.utils.kernels import kernel_state
 
 viz.use_book_style()
 profile, rafdb = active_profile(), find_rafdb()

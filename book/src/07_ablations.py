@@ -24,7 +24,7 @@
 # So this chapter asks each question on a task built to make the answer possible either way,
 # in the regime the paper trains in, with controls that prove the design can see an effect, and
 # with the hypotheses, the runs and the decision rule written down and committed **before** the
-# first run: `book/results/preregistration.md`. The code is `transfer_lib.suite`.
+# first run: `book/results/preregistration.md`. The code is `transfer_lib.book.suite`.
 
 # %% [setup]
 
@@ -33,10 +33,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 
-from transfer_lib import suite, viz
-from transfer_lib.ablate import BOOK_ABLATIONS, ablate, markdown_table, t_quantile
+from transfer_lib.book import suite, viz
+from transfer_lib.book.ablate import BOOK_ABLATIONS, ablate, markdown_table, t_quantile
 from transfer_lib.data.synth import RELATIONAL_CLASSES, relational_cap, render_face
-from transfer_lib.profiles import active_profile, find_rafdb
+from transfer_lib.train.profiles import active_profile, find_rafdb
 
 viz.use_book_style()
 profile = active_profile()
@@ -279,7 +279,7 @@ elif profile.name == "smoke":
 #    the family's level (mind that the $t$ quantile shrinks too)?
 # 3. Prove that a sum of per-part scores can reach 5 of 8 combinations: find $\beta_c$ and
 #    $\gamma_c$ for the four classes (the test `tests/data/test_synth_tasks.py` has one answer; find another).
-# 4. Rerun one run yourself: `python -m transfer_lib.suite --rerun occlusion-shift/local/seed0`
+# 4. Rerun one run yourself: `python -m transfer_lib.book.suite --rerun occlusion-shift/local/seed0`
 #    (about two minutes) and read its check.
 # 5. Pre-register an eighth hypothesis (for example MSAD's token mode against its head mode on
 #    the relational task), add it to a copy of `suite.HYPOTHESES` with its rows in `design`, and

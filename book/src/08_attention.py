@@ -23,15 +23,15 @@ import torch
 from IPython.display import Markdown, display
 from PIL import Image
 
-from transfer_lib import attention as study
-from transfer_lib import viz
-from transfer_lib.ablate import PAPER_ROWS, ablate, check_rerun, load_ablation, rerun
-from transfer_lib.checkpoint import model_from_checkpoint
+from transfer_lib.book import attention as study
+from transfer_lib.book import viz
+from transfer_lib.book.ablate import PAPER_ROWS, ablate, check_rerun, load_ablation, rerun
+from transfer_lib.book.explorer import StaticExplorer
 from transfer_lib.data.synth import most_frequent_class_accuracy, render_face
 from transfer_lib.data.transforms import eval_transform
-from transfer_lib.explorer import StaticExplorer
-from transfer_lib.profiles import active_profile, find_rafdb
 from transfer_lib.train import run_or_load
+from transfer_lib.train.profiles import active_profile, find_rafdb
+from transfer_lib.weights.checkpoint import model_from_checkpoint
 
 viz.use_book_style()
 profile = active_profile()
@@ -384,7 +384,7 @@ else:
 # switches. A page of the book has no Python behind it, so the cell computes every state the
 # controls offer in advance (every on/off setting of the switches for 21 faces) and writes them
 # into the page, with a few lines of JavaScript that look the chosen one up
-# (`transfer_lib.explorer`); the same output works in Jupyter and on Colab.
+# (`transfer_lib.book.explorer`); the same output works in Jupyter and on Colab.
 
 # %%
 device = "cuda" if torch.cuda.is_available() else "cpu"  # paper size: 21 x 1024 passes

@@ -24,16 +24,17 @@ from matplotlib.patches import Rectangle
 from PIL import Image
 from skimage import data as skdata
 
-from transfer_lib import build_model, suite, viz
-from transfer_lib import faces as face_lib
-from transfer_lib.checkpoint import model_from_checkpoint
+from transfer_lib import build_model
+from transfer_lib.book import suite, viz
+from transfer_lib.cli.summary import count_parameters
+from transfer_lib.data import faces as face_lib
 from transfer_lib.data.synth import PARTS, render_face
 from transfer_lib.data.transforms import eval_transform
-from transfer_lib.occlusion import CONDITIONS
+from transfer_lib.evaluate.occlusion import CONDITIONS
 from transfer_lib.predict import predict_faces
-from transfer_lib.profiles import active_profile, find_rafdb
-from transfer_lib.summary import count_parameters
 from transfer_lib.train import run_or_load
+from transfer_lib.train.profiles import active_profile, find_rafdb
+from transfer_lib.weights.checkpoint import model_from_checkpoint
 
 viz.use_book_style()
 profile = active_profile()
@@ -95,7 +96,7 @@ assert list(bars) == ["nothing", *PARTS] and all(0 <= b <= 100 for b in bars.val
 # asks exactly that. Its faces are the additive task's (an expression is a sum of cues on five
 # parts) with no occluder in any training, validation or test image. Each run's final weights
 # are then tested six times on the same 700 test faces: as drawn, and with each part hidden in
-# turn. `transfer_lib.occlusion` hides a part by drawing the face again from its own seed with
+# turn. `transfer_lib.evaluate.occlusion` hides a part by drawing the face again from its own seed with
 # the part under a grey box (level 128): same identity, expression, pose, light and noise,
 # JPEG-encoded at the face's own quality, so that without a box it reproduces the file on disk
 # byte for byte and the box is the only change. The mean over the five hidden parts,
@@ -148,7 +149,7 @@ display(Markdown(f"On average over its seeds, {viz.word_list(costs)}." if costs 
 # %% [markdown]
 # The verdicts, each with the rule that gave it (three hypotheses of the family of seven,
 # Holm's adjustment over all seven; `describe_control` and `describe_hypothesis` of
-# `transfer_lib.suite` write the sentences):
+# `transfer_lib.book.suite` write the sentences):
 
 # %% tags=["hide-input"]
 controls = {c["id"]: c for c in res["controls"]}
@@ -353,7 +354,7 @@ assert round(macs / 1e9, 1) == 15.3 and ratio > 1
 #    `EXPRESSION_CUES` (`transfer_lib.data.synth`)?
 # 3. Make one suite run again (about 2 minutes; more the first time, when it also makes the
 #    data set, the stem and the occluded faces):
-#    `python -m transfer_lib.suite --rerun occlusion-shift/local/seed0 --out runs/mine`.
+#    `python -m transfer_lib.book.suite --rerun occlusion-shift/local/seed0 --out runs/mine`.
 #    It appends to no committed file and prints how its test figure compares with the
 #    committed one. Compare its `occluded` figures too
 #    (`runs/mine/occlusion-shift/local/seed0/occlusion.json`) with the committed record,

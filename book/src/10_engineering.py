@@ -18,12 +18,13 @@ import torch
 from IPython.display import Markdown, display
 from torch.utils.data import DataLoader
 
-from transfer_lib import build_model, viz
+from transfer_lib import build_model
+from transfer_lib.book import viz
+from transfer_lib.cli.summary import forward_flops
 from transfer_lib.data import build_dataset, ensure_synthetic, train_transform
 from transfer_lib.data.fast import BatchAugment, FastLoader, build_cache
 from transfer_lib.models.config import make_config
-from transfer_lib.profiles import active_profile, find_rafdb
-from transfer_lib.summary import forward_flops
+from transfer_lib.train.profiles import active_profile, find_rafdb
 
 viz.use_book_style()
 torch.manual_seed(0)
@@ -101,7 +102,7 @@ assert abs(fast_ips / standard_ips - data_bench["ratio"]) < 0.01
 # $$ (eq-flops-macs)
 #
 # counts the multiplication and the addition separately; this is what torch's
-# `FlopCounterMode`, and so `transfer_lib.summary.forward_flops`, reports. Counters such as
+# `FlopCounterMode`, and so `transfer_lib.cli.summary.forward_flops`, reports. Counters such as
 # fvcore and thop report MACs and often call them "FLOPs", so a figure printed as "FLOPs" may be
 # either: compare figures only in one convention, and only once you know which one a figure
 # uses:
@@ -138,7 +139,7 @@ for path in sorted(glob.glob(str(RESULTS / "*.json"))):
     if isinstance(result.get("results"), list) and "device" in result:
         saved.append((path, result))
 if not saved:
-    from transfer_lib.train_bench import bench
+    from transfer_lib.bench.train import bench
 
     print("no saved benchmark: a short CPU run of the tiny model (fp32, 4 timed steps)")
     saved = [("(this run)", bench(device="cpu", size="tiny", batch_sizes=[16],

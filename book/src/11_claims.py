@@ -14,7 +14,7 @@
 #
 # A claim the suite cannot test is **not testable here**, with the reason. Every verdict, figure
 # and count below is read from `book/results/suite.json`, which
-# `python -m transfer_lib.suite --analyse` writes from the committed run files; nothing in this
+# `python -m transfer_lib.book.suite --analyse` writes from the committed run files; nothing in this
 # chapter trains, at any profile. The suite runs on synthetic faces with a small model
 # fine-tuned from a pretrained stem, so a verdict says what these tasks show, not what RAF-DB
 # would. The paper's own ablation numbers were not available to us, so no row shows one.
@@ -34,11 +34,12 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from transfer_lib import build_model, suite, viz
+from transfer_lib import build_model
+from transfer_lib.book import suite, viz
+from transfer_lib.cli.summary import count_parameters
 from transfer_lib.models.local_cnn import MultiAttentionDropping
 from transfer_lib.models.msad import MultiHeadSelfAttentionDropping
-from transfer_lib.profiles import active_profile, find_rafdb, get_profile
-from transfer_lib.summary import count_parameters
+from transfer_lib.train.profiles import active_profile, find_rafdb, get_profile
 
 viz.use_book_style()
 torch.manual_seed(0)
@@ -79,7 +80,7 @@ display(Markdown(
     f"**{res['made']} of the {res['planned']} planned runs** are in; the suite is "
     f"{state}. Stalled runs outside C4: {', '.join(stalled) or 'none'}."
     + (f" The run files hold {lines - res['made']} run(s) more than `suite.json`: "
-       "rerun `python -m transfer_lib.suite --analyse`." if lines > res["made"]
+       "rerun `python -m transfer_lib.book.suite --analyse`." if lines > res["made"]
        else "")))
 
 # %% [markdown]

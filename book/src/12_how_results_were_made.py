@@ -17,12 +17,12 @@ import pandas as pd
 import torch
 from IPython.display import Markdown
 
-from transfer_lib import viz
-from transfer_lib.ablate import describe_provenance, load_ablation, paired_results, seed_values
+from transfer_lib.book import viz
+from transfer_lib.book.ablate import describe_provenance, load_ablation, paired_results, seed_values
 from transfer_lib.data.synth import most_frequent_class_accuracy
 from transfer_lib.data.transforms import PADDLE_OPS, paddle_levels
 from transfer_lib.models.transfer import init_projection_as_paddle
-from transfer_lib.profiles import get_profile
+from transfer_lib.train.profiles import get_profile
 
 viz.use_book_style()
 root = viz.project_root()
@@ -241,7 +241,7 @@ helped = [f"{row} ({metric.replace('_', ' ')}, {budget})"
 print("pretraining helps (interval above 0): " + (", ".join(helped) or "nowhere"))
 
 # %% [markdown]
-# The `cpu` profile starts from random weights (`transfer_lib/profiles.py`). The cell below
+# The `cpu` profile starts from random weights (`transfer_lib/train/profiles.py`). The cell below
 # says, from the table, what the full recipe's runs show, and keeps the profile's choice and the
 # committed measurement in step: the choice is judged at the full recipe, the budget a reader
 # trains at.

@@ -240,7 +240,7 @@ def test_crop_and_flip_match_pil_within_one_grey_level(cache, size):
 
 
 def test_a_failed_cache_build_leaves_no_half_written_file(tmp_path):
-    from transfer_lib.errors import DataError
+    from transfer_lib.utils.errors import DataError
 
     root = write_rafdb(tmp_path / "r", n_train=5, n_test=2)
     (root / "basic" / "Image" / "aligned" / "train_00004_aligned.jpg").write_bytes(b"not a jpeg")

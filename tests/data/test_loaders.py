@@ -12,8 +12,8 @@ from transfer_lib.data import (
     build_dataset,
     majority_label,
 )
-from transfer_lib.errors import DataError
 from transfer_lib.models.config import RAFDB_CLASSES
+from transfer_lib.utils.errors import DataError
 
 
 def test_rafdb_reads_splits_labels_and_classes(rafdb_root):
@@ -91,7 +91,7 @@ def test_cli_prints_data_error_without_traceback(tmp_path, capsys, monkeypatch):
     root = write_rafdb(tmp_path / "r")
     _edit_line(root, 2, "train_00002.jpg 0")
     monkeypatch.chdir(tmp_path)
-    from transfer_lib.data import bench
+    from transfer_lib.bench import data as bench
 
     def run(args):  # any command that reads the data set
         build_dataset("rafdb", root, "train")

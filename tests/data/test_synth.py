@@ -17,7 +17,7 @@ from transfer_lib.data.synth import (
     generate,
     most_frequent_class_accuracy,
 )
-from transfer_lib.errors import DataError
+from transfer_lib.utils.errors import DataError
 
 
 @pytest.fixture(scope="module")
@@ -301,7 +301,7 @@ def test_val_size_option_and_class_balance(tmp_path):
     val = build_dataset("synthetic", out, "val")
     assert np.bincount(val.targets, minlength=7).tolist() == class_counts(21, "uniform")
     assert len(build_dataset("synthetic", out, "train")) == 14  # nothing carved from train
-    from transfer_lib.errors import TransferError
+    from transfer_lib.utils.errors import TransferError
 
     with pytest.raises(TransferError, match="--val -1"):
         generate(tmp_path / "t", train=7, test=7, val=-1)
@@ -404,7 +404,7 @@ def test_the_occlusion_cache_goes_with_its_set(tmp_path):
     """`eval --occlusion` caches faces under SET/occlusion/: that is the set's, not the user's,
     so writing the set again is not refused (it was: "files this library did not write")."""
     from transfer_lib.data.synth import foreign_files
-    from transfer_lib.occlusion import rendered_split
+    from transfer_lib.evaluate.occlusion import rendered_split
 
     out = generate(tmp_path / "s", train=2, test=3, val=0, workers=1)
     rendered_split(out, build_dataset("synthetic", out, "test"), ["eyes"], workers=1)

@@ -23,7 +23,7 @@ from transfer_lib.data.synth import (
     relational_states,
     sample_face,
 )
-from transfer_lib.errors import TransferError
+from transfer_lib.utils.errors import TransferError
 
 
 def _state(cues: dict, part: str) -> int:
@@ -154,7 +154,7 @@ def test_relational_rafdb_balance_and_faces_drawn_again(tmp_path):
     """``--task relational --balance rafdb`` writes 4 uniform classes and says uniform in the
     marker; the occlusion test draws each face again with the relational task: with nothing
     hidden it is the file on disk, byte for byte, in every split."""
-    from transfer_lib.occlusion import render_test_face
+    from transfer_lib.evaluate.occlusion import render_test_face
 
     root = tmp_path / "rel"
     assert main(["synth", "--out", str(root), "--task", "relational", "--balance", "rafdb",

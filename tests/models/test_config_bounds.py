@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from transfer_lib.checkpoint import model_from_checkpoint
-from transfer_lib.errors import CheckpointError
 from transfer_lib.models import TransFERConfig, build_model
+from transfer_lib.utils.errors import CheckpointError
+from transfer_lib.weights.checkpoint import model_from_checkpoint
 
 
 @pytest.mark.parametrize("change", [{"embed_dim": 2**22}, {"depth": 10**9}, {"num_heads": -1},

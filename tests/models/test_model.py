@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from transfer_lib import build_model
+from transfer_lib.cli.summary import count_parameters, forward_flops
 from transfer_lib.models import TransFER, TransFERConfig, make_config
 from transfer_lib.models.config import SIZES, VARIANTS
 from transfer_lib.models.stem import IR50Stem
-from transfer_lib.summary import count_parameters, forward_flops
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ Chapter 2 (``book/02_data.ipynb``) builds and shows them.
 * :func:`build_dataset` (``rafdb``, ``ferplus``, ``affectnet7``, ``affectnet8``, ``synthetic``)
   returns a torch Dataset of (PIL RGB image or ``transform(image)``, label 0..C-1) with
   ``.classes``, ``.targets`` and ``.samples``. Bad data raises
-  :class:`~transfer_lib.errors.DataError` saying what was expected and where.
+  :class:`~transfer_lib.utils.errors.DataError` saying what was expected and where.
 * :func:`ensure_synthetic` makes the embedded synthetic set on first use
   (:mod:`transfer_lib.data.synth`).
 * :func:`train_transform` / :func:`eval_transform`: the authors' per-image transforms.
@@ -25,7 +25,11 @@ from transfer_lib.data.rafdb import RAFDB
 from transfer_lib.data.synth import ensure_synthetic, render_face
 from transfer_lib.data.transforms import eval_transform, train_transform
 
-DATASETS: tuple[str, ...] = ("rafdb", "ferplus", "affectnet7", "affectnet8", "synthetic")
+#: The formats a run reads (``--dataset`` of train, eval, ablate, attention): the synthetic set
+#: is written in RAF-DB's, so a run on it names ``rafdb``.
+FORMATS: tuple[str, ...] = ("rafdb", "ferplus", "affectnet7", "affectnet8")
+#: Every name :func:`build_dataset` reads: the formats and ``synthetic``.
+DATASETS: tuple[str, ...] = (*FORMATS, "synthetic")
 #: The splits of each data set (``test`` is AffectNet's validation list, FERPlus's PrivateTest).
 #: ``val`` (the trainer picks best.pt on it) is the data set's own validation list where it has
 #: one (FERPlus's PublicTest, the synthetic set's ``val_`` images), otherwise carved from the
@@ -59,7 +63,7 @@ def num_classes(name: str) -> int:
 
 
 __all__ = [
-    "AFFECTNET_CLASSES", "DATASETS", "FERPLUS_CLASSES", "SPLITS", "AffectNet", "FERPlus", "RAFDB",
+    "AFFECTNET_CLASSES", "DATASETS", "FERPLUS_CLASSES", "FORMATS", "SPLITS", "AffectNet", "FERPlus", "RAFDB",
     "build_dataset", "ensure_synthetic", "eval_transform", "majority_label", "num_classes",
     "render_face", "train_transform",
 ]

@@ -29,7 +29,7 @@ from transfer_lib.data.base import (
     missing,
     open_text,
 )
-from transfer_lib.errors import DataError
+from transfer_lib.utils.errors import DataError
 
 AFFECTNET_CLASSES: tuple[str, ...] = ("Neutral", "Happy", "Sad", "Surprise", "Fear", "Disgust",
                                       "Anger", "Contempt")

@@ -1,5 +1,5 @@
 """What every data set here shares: (image, label) pairs, ``.classes``, ``.targets``, and errors
-that say what was expected and where (:class:`~transfer_lib.errors.DataError`)."""
+that say what was expected and where (:class:`~transfer_lib.utils.errors.DataError`)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from transfer_lib.atomic import process_alive  # noqa: F401  (re-exported: data.fast, synth)
-from transfer_lib.errors import DataError
+from transfer_lib.utils.atomic import process_alive  # noqa: F401  (re-exported: data.fast, synth)
+from transfer_lib.utils.errors import DataError
 
 README_HINT = "See data/README.md for how to obtain the data set and where to put it."
 

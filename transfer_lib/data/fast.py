@@ -90,10 +90,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
-from transfer_lib import atomic
 from transfer_lib.data import transforms as T
-from transfer_lib.errors import DataError
 from transfer_lib.models.config import TransFERConfig
+from transfer_lib.utils import atomic
+from transfer_lib.utils.errors import DataError
 
 CACHE_VERSION = 1
 #: Side at which images without one native square size are stored.
@@ -156,7 +156,7 @@ def remove_stale_temporaries(cache_dir: str | os.PathLike) -> list[Path]:
     """Delete the half-written files that builds killed before they could clean up left in
     ``cache_dir`` (hundreds of MB each on RAF-DB): this program's ``.NAME.PID.XXXXXXXX.tmp`` and
     an earlier version's ``NAME.tmpPID-THREAD.npy``
-    (:func:`transfer_lib.atomic.remove_stale_temporaries`); files of a process still running are
+    (:func:`transfer_lib.utils.atomic.remove_stale_temporaries`); files of a process still running are
     kept. Returns the files removed."""
     return atomic.remove_stale_temporaries(cache_dir, legacy=[LEGACY_TEMP])
 

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from transfer_lib.data.base import VAL_FROM_FILE, ImageListDataset, missing, open_text
-from transfer_lib.errors import DataError
+from transfer_lib.utils.errors import DataError
 
 FERPLUS_CLASSES: tuple[str, ...] = ("Neutral", "Happiness", "Surprise", "Sadness", "Anger",
                                     "Disgust", "Fear", "Contempt")

@@ -22,8 +22,8 @@ from transfer_lib.data.base import (
     missing,
     read_text,
 )
-from transfer_lib.errors import DataError
 from transfer_lib.models.config import RAFDB_CLASSES
+from transfer_lib.utils.errors import DataError
 
 LAYOUT = """\
   ROOT/basic/EmoLabel/list_patition_label.txt   lines 'train_00001.jpg 5' (labels 1..7)

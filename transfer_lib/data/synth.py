@@ -50,7 +50,6 @@ from __future__ import annotations
 import glob
 import json
 import math
-import multiprocessing as mp
 import os
 import re
 import shutil
@@ -63,6 +62,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from transfer_lib.models.config import RAFDB_CLASSES
+from transfer_lib.utils.pool import chunk_size, map_chunks
 
 #: Bump when the drawing changes: :func:`ensure_synthetic` then regenerates the embedded set.
 GENERATOR_VERSION = 2
@@ -82,7 +82,7 @@ PARTS = ("brows", "eyes", "nose", "cheeks", "mouth")
 #: (:data:`EXPRESSION_CUES`); ``relational``, four classes with the same cues on every part that
 #: differ only in how three parts agree (:data:`RELATIONAL_CLASSES`); ``occlusion-shift``, the
 #: additive classes with no occluder in train and val, so that the per-part occluded test
-#: (:mod:`transfer_lib.occlusion`) shows an occlusion training never did.
+#: (:mod:`transfer_lib.evaluate.occlusion`) shows an occlusion training never did.
 TASKS = ("additive", "relational", "occlusion-shift")
 #: Kinds of natural occluder, and what they hide.
 OCCLUDERS = ("glasses", "hat", "mask", "hand", "patch")
@@ -777,7 +777,7 @@ def _params(train: int, test: int, seed: int, occlusion: float | None, balance: 
     """The marker's generation parameters, checked (TransferError names the bad one). ``val``
     None is ``test``; ``splits`` names the splits the set holds (a marker without it, or without
     ``val``, was written before the validation split: :func:`ensure_synthetic` completes it)."""
-    from transfer_lib.errors import TransferError
+    from transfer_lib.utils.errors import TransferError
 
     val = test if val is None else val
     if occlusion is None:  # the task's own: occluders in the additive task only
@@ -829,7 +829,7 @@ def read_marker(root: str | os.PathLike) -> dict | None:
 #: The names a set written here holds, folder by folder (anything else in ``out`` is foreign).
 _OWN_IMAGE = re.compile(r"^(train|test|val)_\d{5}_aligned\.jpg$")
 #: ``out/occlusion/``: the faces ``eval --occlusion`` drew again with a part hidden
-#: (:func:`transfer_lib.occlusion.occlusion_cache_dir`), one folder per split and marker, each
+#: (:func:`transfer_lib.evaluate.occlusion.occlusion_cache_dir`), one folder per split and marker, each
 #: holding ``PART.npz``, ``params.json`` and the temporaries of their writes.
 _OCCLUSION_CACHE_DIR = re.compile(r"^(train|test|val)-v\d+-[0-9a-f]{12}$")
 _OCCLUSION_CACHE_FILE = re.compile(
@@ -884,7 +884,7 @@ def check_target(out: Path, force: bool = False) -> None:
     a set written here would not hold (the user's own), unless ``force``: then those files are
     kept, beside the new set. A foreign file where the set writes one of its own (a real RAF-DB
     label file, say) is refused even with ``force``."""
-    from transfer_lib.errors import DataError
+    from transfer_lib.utils.errors import DataError
 
     if out.exists() and not out.is_dir():
         raise DataError(f"{out} is a file, not a folder: give --out a folder (new or empty) for "
@@ -923,10 +923,10 @@ def _fresh_tmp(out: Path) -> Path:
     (``.NAME.tmp-PID``, and ``.NAME.old-PID`` of one killed while it deleted the set it had
     replaced) are removed first.
 
-    These are folders, which :func:`transfer_lib.atomic.remove_stale_temporaries` (files only,
+    These are folders, which :func:`transfer_lib.utils.atomic.remove_stale_temporaries` (files only,
     never a folder) leaves alone; the test of the process is its :func:`process_alive`. A link
     of such a name is not followed (``shutil.rmtree`` refuses it)."""
-    from transfer_lib.atomic import process_alive
+    from transfer_lib.utils.atomic import process_alive
 
     out.parent.mkdir(parents=True, exist_ok=True)
     for old in _leftovers(out, "tmp") + _leftovers(out, "old"):
@@ -942,7 +942,7 @@ def _target(out: str | os.PathLike) -> Path:
     followed (the set is swapped in for the folder it names, never for the link). Refused
     (DataError) when it is the current folder or holds it: the swap would pull it from under
     the shell."""
-    from transfer_lib.errors import DataError
+    from transfer_lib.utils.errors import DataError
 
     given = os.fspath(out)
     path = Path(os.path.realpath(given or "."))
@@ -996,23 +996,19 @@ def _write_set(out: Path, params: dict, workers: int | None, progress: bool,
     for split in draw:
         labels = split_labels(params[split], split, seed, balance, params["task"])
         items = list(enumerate(labels.tolist()))
-        step = max(1, min(200, math.ceil(len(items) / (4 * workers))))
+        step = chunk_size(len(items), workers, 200)
         jobs += [(str(folder), split, params, items[i:i + step])
                  for i in range(0, len(items), step)]
     t0 = time.perf_counter()
-    if workers > 1 and len(jobs) > 1:
-        from transfer_lib.errors import ignore_interrupts
+    done = 0
 
-        with mp.get_context("spawn" if os.name == "nt" else "fork").Pool(
-                workers, initializer=ignore_interrupts) as pool:
-            done = 0
-            for n_done in pool.imap_unordered(_write_chunk, jobs):
-                done += n_done
-                if progress:
-                    print(f"\r{done}/{total} images", end="", flush=True)
-    else:
-        for job in jobs:
-            _write_chunk(job)
+    def report(n_done: int) -> None:
+        nonlocal done
+        done += n_done
+        if progress:
+            print(f"\r{done}/{total} images", end="", flush=True)
+
+    map_chunks(_write_chunk, jobs, workers, on_result=report)
     if progress:
         print(f"\rdrew {total} images in {time.perf_counter() - t0:.1f} s")
     (out / "basic" / "EmoLabel" / "list_patition_label.txt").write_text(
@@ -1065,7 +1061,7 @@ def _swap_in(tmp: Path, root: Path) -> None:
         for rel in foreign_files(root):
             target = tmp / rel
             if target.exists():  # check_target refuses these; never overwrite either side
-                from transfer_lib.errors import DataError
+                from transfer_lib.utils.errors import DataError
 
                 raise DataError(f"{root / rel} is in the way of the new set's {rel}: move it "
                                 f"and run again (nothing was changed)")
@@ -1095,7 +1091,7 @@ def ensure_synthetic(root: str | os.PathLike = "data/synthetic", train: int = DE
     that is renamed into place, so a half-written set is never used. A folder at ``root`` that
     is not a synthetic set is refused (DataError), never replaced.
     """
-    from transfer_lib.profiles import project_root
+    from transfer_lib.train.profiles import project_root
 
     root = Path(root)
     if not root.is_absolute():

@@ -33,12 +33,12 @@ recipe in ``config.json`` or, where that file is gone or damaged, the one ``last
 (``train_config``, ``profile``). A folder with neither ``last.pt`` nor ``config.json`` is
 refused (nothing to resume); one with ``config.json`` but no ``last.pt`` (stopped before the
 first checkpoint) starts over, saying so. Every file is written atomically (``last.pt`` and
-``best.pt`` by :func:`~transfer_lib.checkpoint.save_atomic`, ``config.json``,
-``summary.json`` and the trimmed ``metrics.jsonl`` by :mod:`transfer_lib.atomic`;
+``best.pt`` by :func:`~transfer_lib.weights.checkpoint.save_atomic`, ``config.json``,
+``summary.json`` and the trimmed ``metrics.jsonl`` by :mod:`transfer_lib.utils.atomic`;
 ``metrics.jsonl`` lines are appended), so a crash or a full disk (an ``OSError`` ENOSPC, let
 through to the caller: the CLI prints it in one line) leaves the previous ``last.pt`` intact;
 the temporaries a killed run left are removed when the next run starts in the folder
-(:func:`transfer_lib.rundir.remove_stale_temporaries`).
+(:func:`transfer_lib.train.rundir.remove_stale_temporaries`).
 
 Callbacks. ``train(..., callbacks=[...])`` calls your objects' ``on_step_end(run, step)``
 after every optimiser step and ``on_train_end(run, model)`` at the end
@@ -94,14 +94,11 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from transfer_lib.distributed import cleanup, init_distributed
-from transfer_lib.errors import CheckpointError, DataError, TransferError
 from transfer_lib.train.callbacks import Callback, StepInfo, as_callbacks
 from transfer_lib.train.config import (
     AMP_DTYPES,
     COMPILE_MODES,
     CUDA_GRAPH_MODES,
-    DATASETS,
     INITIALISATION_SOURCES,
     PROFILE_OVERRIDES,
     TrainConfig,
@@ -122,6 +119,7 @@ from transfer_lib.train.data import (
     sample_weights,
     train_transform_for,
 )
+from transfer_lib.train.distributed import cleanup, init_distributed
 from transfer_lib.train.loop import _check_finite, _NoBar, _progress_bar, run_training
 from transfer_lib.train.model import (
     _fused_kwargs,
@@ -143,6 +141,7 @@ from transfer_lib.train.run_files import (
     _recipe_differences,
     _saved_model_config,
 )
+from transfer_lib.utils.errors import CheckpointError, DataError, TransferError
 
 _train = run_training  # the name tests and older code patch
 
@@ -173,7 +172,7 @@ def train(config: TrainConfig | dict | None = None, *, callbacks: Iterable | Non
     if cfg.amp_dtype is None:  # recorded resolved in config.json
         cfg = dataclasses.replace(cfg, amp_dtype=pick_amp_dtype(ctx.device))
     try:
-        from transfer_lib.rundir import RunLock
+        from transfer_lib.train.rundir import RunLock
 
         # (without callbacks, _train is called as it always was: tests replace it by (cfg, ctx))
         args = (cfg, ctx, hooks) if hooks else (cfg, ctx)
@@ -214,7 +213,7 @@ __all__ = [
     "AMP_DTYPES", "BEST_SELECTED_ON", "BEST_SELECTED_ON_TEST", "BEST_SELECTION",
     "Callback", "StepInfo",
     "INITIALISATION_SOURCES", "missing_initialisations",
-    "_best_epoch", "_saved_model_config", "CACHE_ENV", "COMPILE_MODES", "CUDA_GRAPH_MODES", "DATASETS", "LIGHT_CROP_RATIO",
+    "_best_epoch", "_saved_model_config", "CACHE_ENV", "COMPILE_MODES", "CUDA_GRAPH_MODES", "LIGHT_CROP_RATIO",
     "LIGHT_CROP_SCALE", "PIPELINES", "PROFILE_OVERRIDES", "CheckpointError",
     "DataError", "EpochShardSampler", "TrainConfig", "TransferError", "_EXECUTION_FIELDS",
     "_NoBar", "_check_finite", "_fused_kwargs", "_progress_bar", "_train", "batch_augment_for", "build_fast_loaders",

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import torch
 
-from transfer_lib.errors import TransferError
-from transfer_lib.profiles import Profile, get_profile
+from transfer_lib.data import FORMATS
+from transfer_lib.train.profiles import Profile, get_profile
+from transfer_lib.utils.errors import TransferError
 
-DATASETS: tuple[str, ...] = ("rafdb", "ferplus", "affectnet7", "affectnet8")
 AMP_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
 #: torch.compile modes; the two that capture CUDA graphs need static shapes (drop_last batches).
 COMPILE_MODES: tuple[str, ...] = ("default", "reduce-overhead", "max-autotune",
@@ -97,7 +97,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         from transfer_lib.models.config import MAP_REGULARISERS, MSAD_MODES, SIZES, VARIANTS
-        from transfer_lib.profiles import PROFILE_NAMES
+        from transfer_lib.train.profiles import PROFILE_NAMES
 
         def check(name, value, allowed):
             if value is not None and value not in allowed:
@@ -105,7 +105,7 @@ class TrainConfig:
 
         if not isinstance(self.profile, Profile):
             check("profile", self.profile, PROFILE_NAMES)
-        check("dataset", self.dataset, DATASETS)
+        check("dataset", self.dataset, FORMATS)
         check("variant", self.variant, VARIANTS)
         check("size", self.size, SIZES)
         check("msad_mode", self.msad_mode, MSAD_MODES)

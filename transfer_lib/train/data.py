@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from transfer_lib.distributed import DistContext, barrier, broadcast_object
-from transfer_lib.errors import DataError
-from transfer_lib.profiles import Profile
 from transfer_lib.train.config import TrainConfig
+from transfer_lib.train.distributed import DistContext, barrier, broadcast_object
+from transfer_lib.train.profiles import Profile
+from transfer_lib.utils.errors import DataError
 
 
 class EpochShardSampler(Sampler):

@@ -22,18 +22,7 @@ from pathlib import Path
 
 import torch
 
-from transfer_lib.checkpoint import save_atomic
-from transfer_lib.distributed import (
-    DistContext,
-    all_gather_object,
-    any_rank,
-    barrier,
-    broadcast_object,
-)
-from transfer_lib.errors import CheckpointError, DataError, TransferError
 from transfer_lib.models.local_cnn import regularisers
-from transfer_lib.profiles import Profile
-from transfer_lib.rundir import remove_stale_temporaries
 from transfer_lib.train import run_files
 from transfer_lib.train.callbacks import StepInfo, call
 from transfer_lib.train.config import AMP_DTYPES, CUDA_GRAPH_MODES, TrainConfig
@@ -43,6 +32,13 @@ from transfer_lib.train.data import (
     resolve_data_root,
     train_transform_for,
 )
+from transfer_lib.train.distributed import (
+    DistContext,
+    all_gather_object,
+    any_rank,
+    barrier,
+    broadcast_object,
+)
 from transfer_lib.train.model import (
     build_optimiser,
     build_training_model,
@@ -50,7 +46,11 @@ from transfer_lib.train.model import (
     cpu_has_native_bf16,
     make_forward_loss,
 )
+from transfer_lib.train.profiles import Profile
 from transfer_lib.train.rng import rng_state, seed_everything, set_rng_state
+from transfer_lib.train.rundir import remove_stale_temporaries
+from transfer_lib.utils.errors import CheckpointError, DataError, TransferError
+from transfer_lib.weights.checkpoint import save_atomic
 
 
 class _NoBar:
@@ -139,8 +139,8 @@ def settle(cfg: TrainConfig, ctx: DistContext, callbacks: tuple = ()) -> Run:
     use_amp = (on_cuda or (on_cpu and prof.cpu_amp and cpu_has_native_bf16())) \
         if cfg.amp is None else cfg.amp
     fast = (on_cuda or (on_cpu and prof.cpu_fast)) if cfg.fast is None else bool(cfg.fast)
-    if on_cpu:  # the pinned thread count where the kernels are pinned (transfer_lib.kernels)
-        from transfer_lib.kernels import apply_threads
+    if on_cpu:  # the pinned thread count where the kernels are pinned (transfer_lib.utils.kernels)
+        from transfer_lib.utils.kernels import apply_threads
 
         apply_threads()
     if on_cuda:

@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from transfer_lib.errors import CheckpointError, TransferError
-from transfer_lib.profiles import Profile
 from transfer_lib.train.config import COMPILE_MODES, TrainConfig
+from transfer_lib.train.profiles import Profile
+from transfer_lib.utils.errors import CheckpointError, TransferError
 
 
 def build_training_model(cfg: TrainConfig, prof: Profile, class_names: list[str]):
@@ -37,7 +37,7 @@ def build_training_model(cfg: TrainConfig, prof: Profile, class_names: list[str]
             continue
         if not Path(path).is_file():
             raise CheckpointError(f"--{what} file not found: {path}")
-        from transfer_lib import pretrained  # lazily: written by another module
+        from transfer_lib.weights import convert as pretrained  # lazily: written by another module
 
         if what == "ir50":
             pretrained.load_ir50_stem(model.stem, path)

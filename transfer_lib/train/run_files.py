@@ -1,6 +1,6 @@
 """The run directory's files: ``config.json``, ``metrics.jsonl``, ``last.pt``, ``best.pt`` and
 ``summary.json`` - what is written, what a resume reads back, and how a changed recipe is found.
-(The lock that keeps two runs out of one directory is :mod:`transfer_lib.rundir`.)"""
+(The lock that keeps two runs out of one directory is :mod:`transfer_lib.train.rundir`.)"""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from transfer_lib.atomic import atomic_write_text
-from transfer_lib.checkpoint import load_checkpoint
 from transfer_lib.train.config import PROFILE_OVERRIDES, TrainConfig
+from transfer_lib.utils.atomic import atomic_write_text
+from transfer_lib.weights.checkpoint import load_checkpoint
 
 #: TrainConfig fields that change how a run is executed but not what it computes.
 _EXECUTION_FIELDS = ("out", "resume", "new_recipe", "from_scratch", "cache_dir", "progress", "device", "amp", "amp_dtype", "channels_last",
@@ -198,7 +198,7 @@ def _best_epoch(run_dir: Path, epochs: int, final: dict) -> dict:
 
 
 def provenance() -> dict:
-    from transfer_lib.kernels import provenance as _provenance
+    from transfer_lib.utils.kernels import provenance as _provenance
 
     return _provenance()
 

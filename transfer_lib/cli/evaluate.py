@@ -24,7 +24,7 @@ was chosen on.
 --occlusion evaluates the test faces with nothing hidden and with each part hidden in turn (brows,
 eyes, nose, cheeks, mouth; --parts picks some): on the synthetic set every face is drawn again
 from its own seed with the part hidden (cached under DATA/occlusion/), on any other data set a
-grey box covers the part's region of the aligned face (transfer_lib.occlusion). --json then
+grey box covers the part's region of the aligned face (transfer_lib.evaluate.occlusion). --json then
 writes {"occlusion": {"none": {"accuracy": a, "mean_class_accuracy": m, "per_class_accuracy":
 [...]}, "brows": {...}, ...}, ...} with fractions in [0, 1].
 """
@@ -39,12 +39,12 @@ from transfer_lib.evaluate import TTA_MODES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from transfer_lib import cli_types as T
-    from transfer_lib.train import DATASETS
+    from transfer_lib.cli import types as T
+    from transfer_lib.data import FORMATS
 
     parser.add_argument("--data", metavar="DIR",
                         help="data set root (default: the synthetic set, data/synthetic)")
-    parser.add_argument("--dataset", choices=DATASETS, default="rafdb")
+    parser.add_argument("--dataset", choices=FORMATS, default="rafdb")
     parser.add_argument("--split", default="test",
                         help="split to evaluate: test (default), val (the one best.pt was chosen "
                              "on) or train")
@@ -78,25 +78,23 @@ OFFICIAL_SELECTION = {
 
 def load_model(args: argparse.Namespace):
     """(model, source, selection): ``selection`` says which weights of a run these are."""
-    from transfer_lib.errors import CheckpointError
+    from transfer_lib.utils.errors import CheckpointError
 
     if args.checkpoint:
-        from transfer_lib.checkpoint import describe_checkpoint, model_and_checkpoint
+        from transfer_lib.weights.checkpoint import describe_checkpoint, model_and_checkpoint
 
         model, ckpt = model_and_checkpoint(args.checkpoint)
         return model, args.checkpoint, describe_checkpoint(args.checkpoint, ckpt)
     if not Path(args.official).is_file():
         raise CheckpointError(f"--official file not found: {args.official}. Expected the authors' "
                               f"RAF-DB weights, RAFa_2_6131_ep33_90p91.pdparams (Paddle pickle).")
-    from transfer_lib.pretrained import load_official_transfer
+    from transfer_lib.weights.convert import load_official_transfer
 
     return load_official_transfer(args.official), args.official, dict(OFFICIAL_SELECTION)
 
 
 def run(args: argparse.Namespace) -> int:
     from transfer_lib.cli import check_output_file
-    from transfer_lib.distributed import pick_device
-    from transfer_lib.errors import TransferError
     from transfer_lib.evaluate import (
         check_class_names,
         check_split,
@@ -104,7 +102,9 @@ def run(args: argparse.Namespace) -> int:
         format_metrics,
         load_eval_set,
     )
-    from transfer_lib.occlusion import parse_parts
+    from transfer_lib.evaluate.occlusion import parse_parts
+    from transfer_lib.train.distributed import pick_device
+    from transfer_lib.utils.errors import TransferError
 
     if not args.occlusion and (args.parts or args.render_workers is not None):
         raise TransferError("--parts and --render-workers go with --occlusion")
@@ -143,8 +143,8 @@ def _write_json(path: str | None, result: dict) -> None:
     """``result`` as JSON at ``path`` (``--json``), if one was given, with the provenance of
     the machine that computed it; written atomically (a full disk leaves the old file whole)."""
     if path:
-        from transfer_lib.atomic import atomic_write_text
-        from transfer_lib.kernels import provenance
+        from transfer_lib.utils.atomic import atomic_write_text
+        from transfer_lib.utils.kernels import provenance
 
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps({**result, "provenance": provenance()}, indent=1))
@@ -154,7 +154,7 @@ def _write_json(path: str | None, result: dict) -> None:
 def _run_occlusion(args: argparse.Namespace, model, source, data: str, device,
                    selection: dict) -> int:
     from transfer_lib.data.labels import class_table, describe_class, label_kind
-    from transfer_lib.occlusion import evaluate_occlusion, format_occlusion
+    from transfer_lib.evaluate.occlusion import evaluate_occlusion, format_occlusion
 
     result = evaluate_occlusion(model, data, args.dataset, split=args.split, parts=args.parts,
                                 batch_size=args.batch_size, device=device, tta=args.tta,

@@ -9,7 +9,7 @@ temporary is created with mode 0666 less the umask, like any new file (``tempfil
 would be 0600), and is removed when the write fails (a full disk).
 
 A process killed mid-write leaves its temporary behind: :func:`remove_stale_temporaries` removes,
-at the next start, those whose process is gone (:mod:`transfer_lib.rundir` for a run's files,
+at the next start, those whose process is gone (:mod:`transfer_lib.train.rundir` for a run's files,
 :mod:`transfer_lib.export`, :mod:`transfer_lib.data.fast`'s cache, the occlusion test's cache).
 """
 

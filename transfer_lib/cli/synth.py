@@ -31,7 +31,7 @@ from transfer_lib.data import synth
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from transfer_lib import cli_types as T
+    from transfer_lib.cli import types as T
 
     images = T.nonnegative_int(T.MAX_IMAGES)
     parser.add_argument("--out", default="data/synthetic", help="output folder (gets basic/...)")

@@ -5,14 +5,14 @@ The design, the hypotheses and the decision rule are fixed in
 that design as data (:data:`SETS`, :data:`REGIME`, :func:`design`, :data:`HYPOTHESES`,
 :data:`CONTROLS`), runs it run by run and analyses what it produced.
 
-    python -m transfer_lib.suite --stage pilot      # the pilot (its own seeds, its own file)
-    python -m transfer_lib.suite --stage tune       # drop rates of MAD and the comparators
-    python -m transfer_lib.suite --stage main       # the confirmatory runs
-    python -m transfer_lib.suite --analyse          # book/results/suite.json from the runs
+    python -m transfer_lib.book.suite --stage pilot      # the pilot (its own seeds, its own file)
+    python -m transfer_lib.book.suite --stage tune       # drop rates of MAD and the comparators
+    python -m transfer_lib.book.suite --stage main       # the confirmatory runs
+    python -m transfer_lib.book.suite --analyse          # book/results/suite.json from the runs
 
 Every finished run is appended to its JSONL file at once (``book/results/suite-<stage>.jsonl``)
 and a rerun of the command skips the runs already there, so the suite is made in chunks of any
-length. Kernels are pinned (:mod:`transfer_lib.kernels`): every figure repeats on any x86 CPU
+length. Kernels are pinned (:mod:`transfer_lib.utils.kernels`): every figure repeats on any x86 CPU
 with AVX2. ``--runs N`` stops after N runs; ``--only PATTERN`` runs the keys that contain it.
 """
 
@@ -70,7 +70,7 @@ class RunSpec:
     stage: str  # pilot | tune | main
     group: str  # the hypothesis or control it serves (H1, C2, tune, ...)
     set: str  # a key of SETS (or "relational-shuffled")
-    row: str  # an ablation row (transfer_lib.ablate.ROWS): variant and map regulariser
+    row: str  # an ablation row (transfer_lib.book.ablate.ROWS): variant and map regulariser
     seed: int
     control: str | None = None  # None | "positive" | "negative"
     arm: str = ""  # a name for the overrides below ("" for none)
@@ -227,7 +227,7 @@ CONTROLS: list[dict] = [
 # Data and runs
 # ---------------------------------------------------------------------------------------------
 def data_root(name: str) -> Path:
-    from transfer_lib.profiles import project_root
+    from transfer_lib.train.profiles import project_root
 
     return project_root() / "data" / "suite" / name
 
@@ -253,7 +253,7 @@ def shuffled_copy(src: Path, dst: Path, seed: int = 0) -> Path:
 
     import numpy as np
 
-    from transfer_lib.atomic import atomic_write_text
+    from transfer_lib.utils.atomic import atomic_write_text
 
     labels = src / "basic" / "EmoLabel" / "list_patition_label.txt"
     marker = json.loads((src / "synthetic.json").read_text())
@@ -291,13 +291,13 @@ def ensure_stem(out_root: str | Path = "runs/suite") -> Path:
     record, with the run's validation and test figures, goes to ``book/results/suite-stem.json``."""
     import torch
 
-    from transfer_lib.ablate import git_state, run_config
-    from transfer_lib.atomic import atomic_write_text
-    from transfer_lib.checkpoint import save_atomic
+    from transfer_lib.book.ablate import git_state, run_config
     from transfer_lib.data.synth import ensure_synthetic
-    from transfer_lib.kernels import provenance
-    from transfer_lib.profiles import project_root
     from transfer_lib.train import run_or_load
+    from transfer_lib.train.profiles import project_root
+    from transfer_lib.utils.atomic import atomic_write_text
+    from transfer_lib.utils.kernels import provenance
+    from transfer_lib.weights.checkpoint import save_atomic
 
     weights = data_root("stem") / "ir50-tiny-additive.pth"
     local = weights.with_suffix(".json")  # this machine's record of the file
@@ -331,7 +331,7 @@ def ensure_stem(out_root: str | Path = "runs/suite") -> Path:
 
 def train_config(spec: RunSpec, out: Path, pretrained: Path, **changes):
     """The TrainConfig of ``spec``: the regime (with ``changes`` on top) and the row's switches."""
-    from transfer_lib.ablate import run_config
+    from transfer_lib.book.ablate import run_config
 
     regime = {**REGIME, **changes}
     overrides = {**regime.pop("model_overrides"), **spec.model_overrides}
@@ -358,10 +358,10 @@ def run_spec(spec: RunSpec, out_root: Path, pretrained: Path, **changes) -> dict
     mean class accuracy of the final weights on train (eval mode, no augmentation), val and
     test, and on the occlusion-shift sets each part hidden in turn. Returns its record.
     ``changes``: TrainConfig fields on top of the regime (:func:`rerun`)."""
-    from transfer_lib.ablate import git_state, run_occlusion
-    from transfer_lib.checkpoint import model_from_checkpoint
-    from transfer_lib.kernels import provenance
+    from transfer_lib.book.ablate import git_state, run_occlusion
     from transfer_lib.train import run_or_load
+    from transfer_lib.utils.kernels import provenance
+    from transfer_lib.weights.checkpoint import model_from_checkpoint
 
     t0 = time.perf_counter()
     out = out_root / spec.key
@@ -394,7 +394,7 @@ def find_spec(key: str) -> RunSpec:
         for spec in design(stage, tune):
             if spec.key == key:
                 return spec
-    raise KeyError(f"no run of the suite is called {key!r}: see `python -m transfer_lib.suite "
+    raise KeyError(f"no run of the suite is called {key!r}: see `python -m transfer_lib.book.suite "
                    f"--stage main --list`")
 
 
@@ -411,8 +411,8 @@ def rerun(key: str, out_root: str | Path = "runs/suite-rerun", **changes) -> dic
 def check_rerun(record: dict, runs: list[dict], metric: str = "test_mca") -> dict:
     """A rerun against the committed runs of its row: equal to its own seed's figure (to 1e-6)
     where the kernels were pinned and the stem is the committed one, else inside the 99 %
-    prediction interval of the row's seeds (:func:`transfer_lib.ablate.check_rerun`)."""
-    from transfer_lib.ablate import check_rerun as against
+    prediction interval of the row's seeds (:func:`transfer_lib.book.ablate.check_rerun`)."""
+    from transfer_lib.book.ablate import check_rerun as against
 
     prefix = record["key"].rsplit("/seed", 1)[0]
     committed = _by_seed(runs, prefix, metric)
@@ -437,7 +437,7 @@ def stage_name(stage: str) -> str:
 
 
 def jsonl_path(stage: str) -> Path:
-    from transfer_lib.profiles import project_root
+    from transfer_lib.train.profiles import project_root
 
     return project_root() / "book" / "results" / f"suite-{stage_name(stage)}.jsonl"
 
@@ -483,7 +483,7 @@ def run_stage(stage: str, limit: int | None = None, only: str | None = None,
 # Analysis
 # ---------------------------------------------------------------------------------------------
 def t_two_sided_p(t: float, df: int) -> float:
-    from transfer_lib.ablate import _t_central_mass
+    from transfer_lib.book.ablate import _t_central_mass
 
     return 1.0 - _t_central_mass(abs(t), df)
 
@@ -515,7 +515,7 @@ def analyse(runs: list[dict], hypotheses: list[Hypothesis], alpha: float = 0.05)
     *supported* (Holm rejects 'no difference' and the mean is in the claimed direction), *not
     supported* (the adjusted interval lies below the smallest effect that matters, or Holm
     rejects in the other direction) or *inconclusive*."""
-    from transfer_lib.ablate import t_quantile
+    from transfer_lib.book.ablate import t_quantile
 
     m = len(hypotheses)
     out, pvals = [], {}
@@ -559,7 +559,7 @@ def _values(runs: list[dict], prefix: str, metric: str) -> list[float]:
 def control_results(runs: list[dict]) -> list[dict]:
     """Each control of :data:`CONTROLS` with its figures and ``passed`` (None while its runs
     are not all in)."""
-    from transfer_lib.ablate import paired_difference, t_quantile
+    from transfer_lib.book.ablate import paired_difference, t_quantile
 
     out = []
     planned = [s.key for s in design("main")]
@@ -614,7 +614,7 @@ def results(main_runs: list[dict] | None = None, tune_runs: list[dict] | None = 
     """The suite's results: every run, the chosen drop rates, each control and each hypothesis
     (:func:`analyse`), the stalls, the number of runs planned and made, and where the
     pre-registration is."""
-    from transfer_lib.ablate import git_state
+    from transfer_lib.book.ablate import git_state
 
     main_runs = read_jsonl(jsonl_path("main")) if main_runs is None else main_runs
     tune_runs = read_jsonl(jsonl_path("tune")) if tune_runs is None else tune_runs
@@ -638,8 +638,8 @@ def results(main_runs: list[dict] | None = None, tune_runs: list[dict] | None = 
 
 def write_results(path: str | Path | None = None) -> Path:
     """Write :func:`results` to ``book/results/suite.json`` (atomically)."""
-    from transfer_lib.atomic import atomic_write_text
-    from transfer_lib.profiles import project_root
+    from transfer_lib.train.profiles import project_root
+    from transfer_lib.utils.atomic import atomic_write_text
 
     path = Path(path) if path is not None else project_root() / RESULTS
     atomic_write_text(path, json.dumps(results(), indent=1) + "\n")
@@ -648,7 +648,7 @@ def write_results(path: str | Path | None = None) -> Path:
 
 def load_results(path: str | Path | None = None) -> dict:
     """The committed ``book/results/suite.json``."""
-    from transfer_lib.profiles import project_root
+    from transfer_lib.train.profiles import project_root
 
     path = Path(path) if path is not None else project_root() / RESULTS
     return json.loads(path.read_text())
@@ -657,7 +657,7 @@ def load_results(path: str | Path | None = None) -> dict:
 def stem_reproduced() -> bool | None:
     """Whether this machine's pretrained stem is the committed one, byte for byte (None while
     either record is missing): expected wherever the kernels are pinned."""
-    from transfer_lib.profiles import project_root
+    from transfer_lib.train.profiles import project_root
 
     local = data_root("stem") / "ir50-tiny-additive.json"
     committed = project_root() / "book" / "results" / "suite-stem.json"
@@ -728,7 +728,7 @@ def plot_forest(result: dict, ax=None):
 def results_markdown(res: dict) -> str:
     """The results page's section on the suite, from :func:`results` (its machine, commands,
     controls, verdicts and wall time)."""
-    from transfer_lib.viz import markdown_rows
+    from transfer_lib.book.viz import markdown_rows
 
     prov = next((r["provenance"] for r in res["runs"] if r.get("provenance")), {})
     flags = ", ".join(k for k, v in (prov.get("cpu_flags") or {}).items() if v)
@@ -737,8 +737,8 @@ def results_markdown(res: dict) -> str:
         "## The pre-registered suite (chapters 7, 9 and 11)",
         "",
         f"`book/results/preregistration.md` (committed before any tuning or main run), then "
-        f"`python -m transfer_lib.suite --stage tune` and `--stage main` (two processes, "
-        f"`--shard 0/2` and `1/2`, one a core) and `python -m transfer_lib.suite --analyse`, "
+        f"`python -m transfer_lib.book.suite --stage tune` and `--stage main` (two processes, "
+        f"`--shard 0/2` and `1/2`, one a core) and `python -m transfer_lib.book.suite --analyse`, "
         f"which writes `book/results/suite.json`. {res['made']} of {res['planned']} runs"
         f"{' (complete)' if res['complete'] else ' (not complete)'}, pinned kernels, on a "
         f"{prov.get('cpu_count', '?')}-core {prov.get('cpu_model', '?')} ({flags}); each run "

@@ -31,10 +31,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from transfer_lib.errors import CheckpointError
 from transfer_lib.models.msad import MSADTransformer
 from transfer_lib.models.stem import IR50Stem
 from transfer_lib.models.transfer import TransFER, build_model
+from transfer_lib.utils.errors import CheckpointError
 
 
 @dataclass
@@ -148,7 +148,7 @@ def read_torch_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001
-        from transfer_lib.checkpoint import load_failure
+        from transfer_lib.weights.checkpoint import load_failure
 
         raise CheckpointError(
             f"{path} is not a torch file that loads safely ({load_failure(err)}); for the "

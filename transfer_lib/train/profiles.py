@@ -41,7 +41,7 @@ schedule, evaluation cadence and, for the synthetic data set, how many images to
   - 48 x 48 input instead of the tiny size's 64: 126 against 81-92 images/s for a training step
     on this project's 2-core AVX2 CPU (``benchmarks/cpu_step_speed.py``);
   - the fast input pipeline (``cpu_fast``) and fp32 (``cpu_amp=False``): bf16 pays only on CPUs
-    with native bf16; fp32 with the pinned kernels (``transfer_lib.kernels``) gives the same
+    with native bf16; fp32 with the pinned kernels (``transfer_lib.utils.kernels``) gives the same
     numbers on every x86 CPU, which the committed ablations rely on to be reproducible.
 
   The identity-pretrained stem (``python -m transfer_lib pretrain``) is *not* used by default:
@@ -272,7 +272,7 @@ def project_root() -> Path:
     ``pyproject.toml`` or the book's ``_config.yml`` (chapters run from inside ``book/``); else
     the working directory (a pip install, e.g. on Colab).
     """
-    package_root = Path(__file__).resolve().parent.parent
+    package_root = Path(__file__).resolve().parents[2]  # transfer_lib/train/profiles.py
     if (package_root / "pyproject.toml").is_file():
         return package_root
     cwd = Path.cwd().resolve()

@@ -7,7 +7,7 @@ it when the process ends in any way, SIGKILL included, so a killed run never blo
 ``--resume``. Where ``fcntl`` is missing (Windows) runs are not locked.
 
 A killed run may also leave the temporary of an atomic write behind (``.last.pt.PID.XXXXXXXX.tmp``,
-:func:`transfer_lib.checkpoint.save_atomic`, :mod:`transfer_lib.atomic`): at the start of a run
+:func:`transfer_lib.weights.checkpoint.save_atomic`, :mod:`transfer_lib.utils.atomic`): at the start of a run
 :func:`remove_stale_temporaries` removes those whose process is gone.
 """
 
@@ -17,8 +17,8 @@ import os
 import re
 from pathlib import Path
 
-from transfer_lib import atomic
-from transfer_lib.errors import TransferError
+from transfer_lib.utils import atomic
+from transfer_lib.utils.errors import TransferError
 
 try:
     import fcntl
@@ -29,7 +29,7 @@ LOCK_NAME = ".lock"
 #: The files a run writes atomically, whose temporaries :func:`remove_stale_temporaries` removes.
 RUN_FILES: tuple[str, ...] = ("last.pt", "best.pt", "config.json", "summary.json",
                               "metrics.jsonl")
-#: This program's temporaries: ``.NAME.PID.XXXXXXXX.tmp`` (save_atomic, transfer_lib.atomic).
+#: This program's temporaries: ``.NAME.PID.XXXXXXXX.tmp`` (save_atomic, transfer_lib.utils.atomic).
 TEMP_NAME = atomic.TEMP_NAME
 #: Temporaries of earlier versions of save_atomic (``tempfile.mkstemp``: ``.last.pt.XXXXXXXX.tmp``,
 #: no pid), removed once they are this many seconds old: no checkpoint takes that long to write.
@@ -44,7 +44,7 @@ def remove_stale_temporaries(run_dir: str | os.PathLike, quiet: bool = False) ->
     program's ``.NAME.PID.XXXXXXXX.tmp`` of a run file (:data:`RUN_FILES`) whose process is no
     longer running, and an earlier version's ``.last.pt.XXXXXXXX.tmp`` / ``.best.pt.XXXXXXXX.tmp``
     older than :data:`LEGACY_TEMP_AGE` seconds (the rule of
-    :func:`transfer_lib.atomic.remove_stale_temporaries`). Each removal is printed on stderr
+    :func:`transfer_lib.utils.atomic.remove_stale_temporaries`). Each removal is printed on stderr
     unless ``quiet``. Returns the removed paths. Call it holding the run's :class:`RunLock`."""
     return atomic.remove_stale_temporaries(run_dir, RUN_FILES, quiet=quiet, legacy=[LEGACY_TEMP],
                                            max_age=LEGACY_TEMP_AGE)

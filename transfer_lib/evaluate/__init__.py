@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from transfer_lib.errors import TransferError
+from transfer_lib.utils.errors import TransferError
 
 TTA_MODES: tuple[str, ...] = ("none", "flip")
 

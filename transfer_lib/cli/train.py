@@ -18,7 +18,7 @@ goes with its process). --resume refuses a changed recipe and lists the changes;
 goes on anyway and config.json keeps the earlier recipe under "history".
 On CUDA the fast input pipeline is on by default (--no-fast: the per-image DataLoader); on a
 CPU it is off (--fast turns it on); config.json and the metrics record which one ran.
-Profiles (transfer_lib/profiles.py): smoke, cpu, paper, gpu; options below override their fields.
+Profiles (transfer_lib/train/profiles.py): smoke, cpu, paper, gpu; options below override their fields.
 The paper profile needs --ir50 and --vit (face.evoLVe's IR-50 on MS-Celeb-1M; timm's ViT-Small):
 without them it stops (exit 2) unless --from-scratch is given. Its augmentation is the authors'
 as they ran it: PaddleClas's RandAugment (--randaugment paddle) and their RandomErasing applied
@@ -33,7 +33,7 @@ import json
 import os
 
 from transfer_lib.models.config import MAP_REGULARISERS, MSAD_MODES, PROJ_INITS, SIZES, VARIANTS
-from transfer_lib.profiles import (
+from transfer_lib.train.profiles import (
     BALANCES,
     ERASINGS,
     OPTIMISERS,
@@ -44,12 +44,13 @@ from transfer_lib.profiles import (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from transfer_lib import cli_types as T
-    from transfer_lib.train import AMP_DTYPES, COMPILE_MODES, DATASETS
+    from transfer_lib.cli import types as T
+    from transfer_lib.data import FORMATS
+    from transfer_lib.train import AMP_DTYPES, COMPILE_MODES
 
     g = parser.add_argument_group("data")
     g.add_argument("--data", metavar="DIR", help="data set root (default: the synthetic set)")
-    g.add_argument("--dataset", choices=DATASETS, default="rafdb")
+    g.add_argument("--dataset", choices=FORMATS, default="rafdb")
     g.add_argument("--workers", type=T.WORKERS, metavar="N", help="data loader processes")
     g.add_argument("--fast", action=argparse.BooleanOptionalAction, default=None,
                    help="the fast input pipeline: images decoded once into a uint8 cache, whole "
@@ -135,9 +136,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    from transfer_lib.errors import TransferError
-    from transfer_lib.profiles import active_profile
     from transfer_lib.train import TrainConfig
+    from transfer_lib.train.profiles import active_profile
+    from transfer_lib.utils.errors import TransferError
 
     milestones = None
     if args.milestones is not None:

@@ -14,31 +14,31 @@ import shlex
 import sys
 from collections.abc import Iterable, Sequence
 
-from transfer_lib.cli_types import BadValue
-from transfer_lib.errors import TransferError
+from transfer_lib.cli.types import BadValue
+from transfer_lib.utils.errors import TransferError
 
 # command -> (module, one-line help). Order is the order shown by --help.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "summary": ("transfer_lib.summary", "build a model, print its summary and run a forward pass"),
-    "synth": ("transfer_lib.data.synth_cli", "write the synthetic expression data set in RAF-DB's layout"),
-    "pretrain": ("transfer_lib.pretrain", "train the tiny stem to recognise synthetic identities (IR-50 analogue)"),
-    "train": ("transfer_lib.train_cli", "train a model (profiles smoke, cpu, paper)"),
-    "eval": ("transfer_lib.evaluate_cli", "evaluate a checkpoint or the authors' released weights"),
-    "ablate": ("transfer_lib.ablate", "run the paper's ablation rows over seeds and tabulate"),
-    "attention": ("transfer_lib.attention", "measure the LANet maps and attention rollout of an ablation's runs"),
+    "summary": ("transfer_lib.cli.summary", "build a model, print its summary and run a forward pass"),
+    "synth": ("transfer_lib.cli.synth", "write the synthetic expression data set in RAF-DB's layout"),
+    "pretrain": ("transfer_lib.weights.pretrain", "train the tiny stem to recognise synthetic identities (IR-50 analogue)"),
+    "train": ("transfer_lib.cli.train", "train a model (profiles smoke, cpu, paper)"),
+    "eval": ("transfer_lib.cli.evaluate", "evaluate a checkpoint or the authors' released weights"),
+    "ablate": ("transfer_lib.book.ablate", "run the paper's ablation rows over seeds and tabulate"),
+    "attention": ("transfer_lib.book.attention", "measure the LANet maps and attention rollout of an ablation's runs"),
     "bench": ("transfer_lib.bench", "benchmark the data pipeline or training speed"),
     "predict": ("transfer_lib.predict", "detect faces in photos and print expression probabilities"),
-    "weights": ("transfer_lib.weights", "download timm's ViT-Small; say where to get the IR-50"),
+    "weights": ("transfer_lib.weights.fetch", "download timm's ViT-Small; say where to get the IR-50"),
     "export": ("transfer_lib.export", "export a checkpoint to ONNX and check it in onnxruntime"),
 }
 
 
 class UsageError(TransferError):
-    """A value that an option's type (:mod:`transfer_lib.cli_types`) refused."""
+    """A value that an option's type (:mod:`transfer_lib.cli.types`) refused."""
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse's parser, except that a value refused by its :mod:`~transfer_lib.cli_types`
+    """argparse's parser, except that a value refused by its :mod:`~transfer_lib.cli.types`
     type raises :class:`UsageError` ``--OPTION VALUE: expected ...``, which ``main`` prints as
     every other bad input, one ``error:`` line and exit 2. Sub-commands' parsers are of this
     class too (argparse makes them of their parent's class)."""
@@ -191,7 +191,7 @@ def check_output_dir(path: str | os.PathLike | None, option: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from transfer_lib import kernels
+    from transfer_lib.utils import kernels
 
     argv = sys.argv[1:] if argv is None else list(argv)
     # before the commands' modules load torch: its kernels are chosen when it loads

@@ -4,7 +4,7 @@ Examples:
   python -m transfer_lib attention --runs runs/ablate-cpu --out book/results/attention-cpu
   python -m transfer_lib attention --runs runs/ablate-smoke --rows local,local_mad --seeds 2
 
-Input: the run directories of an ablation (``transfer_lib.ablate``), RUNS/ROW/seedS. Every row
+Input: the run directories of an ablation (``transfer_lib.book.ablate``), RUNS/ROW/seedS. Every row
 with attention is read (all but the CNN baseline ``ir50``); the final weights (``last.pt``, the
 ones the ablation reports) are loaded with ``weights_only=True``; nothing is trained.
 
@@ -21,7 +21,7 @@ For every run, over the whole test split of the run's data set:
 
 Each run's figures are means over the test faces; each row gets mean ± std over its seeds,
 and the steps that add MAD or MSAD (:data:`COMPARISONS`) a paired difference over the seeds
-both rows ran, with a 95 % Student-t interval (:func:`transfer_lib.ablate.paired_difference`).
+both rows ran, with a 95 % Student-t interval (:func:`transfer_lib.book.ablate.paired_difference`).
 
 For a handful of test faces (the first of each class in :data:`FIGURE_CLASSES`), the maps
 themselves: A_i, the fused map (their maximum) and the attention rollout's cls row
@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from transfer_lib.ablate import (
+from transfer_lib.book.ablate import (
     ROWS,
     Comparison,
     _loadavg,
@@ -62,7 +62,7 @@ from transfer_lib.ablate import (
     parse_rows,
     read_results,
 )
-from transfer_lib.errors import CheckpointError, DataError, TransferError
+from transfer_lib.utils.errors import CheckpointError, DataError, TransferError
 
 #: Version of the layout of the results file (:func:`load_attention` checks it).
 SCHEMA = 1
@@ -159,9 +159,9 @@ def branch_diversity(lanet_maps: torch.Tensor,
 
 
 def rollout_map(attentions: Sequence[torch.Tensor], grid: int) -> torch.Tensor:
-    """The cls token's row of the attention rollout (:func:`transfer_lib.viz.attention_rollout`,
+    """The cls token's row of the attention rollout (:func:`transfer_lib.book.viz.attention_rollout`,
     heads averaged, residual 0.5 A + 0.5 I) without its own column: (n, grid, grid)."""
-    from transfer_lib.viz import attention_rollout
+    from transfer_lib.book.viz import attention_rollout
 
     return attention_rollout(attentions)[:, 0, 1:].reshape(-1, grid, grid)
 
@@ -222,8 +222,8 @@ def measure_run(run_dir: str | Path, checkpoint: str = CHECKPOINT, data: str | N
     ``maps`` has ``rollout`` (faces, H, W) and, with LANets, ``lanet`` (faces, B, H, W) and
     ``fused`` (faces, H, W), as float32 arrays.
     """
-    from transfer_lib.checkpoint import load_checkpoint, model_from_checkpoint
-    from transfer_lib.distributed import pick_device
+    from transfer_lib.train.distributed import pick_device
+    from transfer_lib.weights.checkpoint import load_checkpoint, model_from_checkpoint
 
     run_dir = Path(run_dir)
     ckpt = run_dir / checkpoint
@@ -297,7 +297,7 @@ def measure_run(run_dir: str | Path, checkpoint: str = CHECKPOINT, data: str | N
 # ---------------------------------------------------------------------------------------------
 def find_runs(runs: str | Path, rows: Sequence[str] | None = None,
               seeds: int | None = None) -> dict[str, list[int]]:
-    """The rows (in :data:`transfer_lib.ablate.ROWS` order, all but ``ir50``) and seeds that
+    """The rows (in :data:`transfer_lib.book.ablate.ROWS` order, all but ``ir50``) and seeds that
     have a run directory under ``runs`` (RUNS/ROW/seedS); ``seeds``: only seeds 0..N-1."""
     runs = Path(runs)
     if not runs.is_dir():
@@ -571,8 +571,8 @@ def _pm3(stat: dict | None) -> str:
 # Command line
 # ---------------------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from transfer_lib import cli_types as T
-    from transfer_lib.train import DATASETS
+    from transfer_lib.cli import types as T
+    from transfer_lib.data import FORMATS
 
     parser.add_argument("--runs", required=True, metavar="DIR",
                         help="the ablation's run directories (DIR/ROW/seedS), e.g. "
@@ -587,7 +587,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="which weights of each run (default last.pt, the final ones)")
     parser.add_argument("--data", metavar="DIR",
                         help="test set root (default: the one each run trained on)")
-    parser.add_argument("--dataset", choices=DATASETS, default="rafdb")
+    parser.add_argument("--dataset", choices=FORMATS, default="rafdb")
     parser.add_argument("--top", type=T.OPEN_FRACTION, default=TOP_FRACTION, metavar="KAPPA",
                         help="share of positions in a map's top region, between 0 and 1 "
                              "(default 0.25)")

@@ -11,16 +11,16 @@ import argparse
 import importlib
 
 TARGETS = {
-    "data": "transfer_lib.data.bench",
-    "train": "transfer_lib.train_bench",
+    "data": "transfer_lib.bench.data",
+    "train": "transfer_lib.bench.train",
 }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from transfer_lib import cli_types as T
+    from transfer_lib.cli import types as T
     from transfer_lib.data import DATASETS
 
-    # the options transfer_lib/data/bench.py declares with plain int / float, checked here
+    # the options transfer_lib/bench/data.py declares with plain int / float, checked here
     checked = {"data": {"batch_size": dict(type=T.BATCH_SIZE), "seconds": dict(type=T.SECONDS),
                         "workers": dict(type=T.WORKERS), "dataset": dict(choices=DATASETS)}}
     sub = parser.add_subparsers(dest="target", metavar="TARGET")

@@ -19,7 +19,7 @@ exits 0 when the file is already in place, 1 when it is not.
 
 The chapters and ``train --profile paper`` look for both files in ``weights/`` (of the working
 folder and of the project) and in ``/content/drive/MyDrive/weights`` (Colab, Drive mounted);
-``$TRANSFER_VIT`` / ``$TRANSFER_IR50`` name a file anywhere (:func:`transfer_lib.viz.find_weights`).
+``$TRANSFER_VIT`` / ``$TRANSFER_IR50`` name a file anywhere (:func:`transfer_lib.book.viz.find_weights`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from transfer_lib.errors import TransferError
+from transfer_lib.utils.errors import TransferError
 
 VIT_FILE = "vit_small_p16_224-15ec54c9.pth"
 VIT_URL = ("https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-weights/"
@@ -55,8 +55,8 @@ CHUNK = 1 << 20
 
 
 def default_dir() -> Path:
-    """``weights/`` of the project (:func:`transfer_lib.viz.project_root`)."""
-    from transfer_lib.profiles import project_root
+    """``weights/`` of the project (:func:`transfer_lib.book.viz.project_root`)."""
+    from transfer_lib.train.profiles import project_root
 
     return project_root() / "weights"
 
@@ -154,7 +154,7 @@ def fetch_vit(out_dir: str | os.PathLike | None = None, url: str = VIT_URL,
 
 def ir50_instructions(found: Path | None) -> str:
     """Where face.evoLVe publishes the IR-50 and where this project looks for it."""
-    from transfer_lib.viz import WEIGHT_DIRS
+    from transfer_lib.book.viz import WEIGHT_DIRS
 
     places = ", ".join(f"{d}/" for d in WEIGHT_DIRS)
     lines = [
@@ -192,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
     from transfer_lib.cli import check_output_dir
 
     if args.which == "ir50":
-        from transfer_lib.viz import find_weights
+        from transfer_lib.book.viz import find_weights
 
         if args.dir:
             candidate = Path(args.dir) / IR50_FILE

@@ -5,7 +5,7 @@ the notebooks hold the idea and not the plotting code. Each function returns the
 ``Figure`` (or ``Axes``) it drew on; nothing here calls ``plt.show()``.
 
 matplotlib and seaborn are optional dependencies (``pip install transfer_lib[viz]``); they are
-imported inside the functions so that ``import transfer_lib.viz`` is cheap.
+imported inside the functions so that ``import transfer_lib.book.viz`` is cheap.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from transfer_lib.profiles import project_root  # one notion of the project's root
+from transfer_lib.train.profiles import project_root  # one notion of the project's root
 
 __all__ = [
     "use_book_style", "describe_setup", "find_weights", "to_image", "show_grid", "overlay", "plot_class_counts",
@@ -71,8 +71,8 @@ def markdown_rows(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 def describe_setup(profile: Any, rafdb: str | os.PathLike | None = None) -> str:
     """Two lines for the top of a chapter: the active profile and the data it would run on.
 
-    ``profile`` is a :class:`transfer_lib.profiles.Profile`; ``rafdb`` the RAF-DB root found by
-    :func:`transfer_lib.profiles.find_rafdb` (None: the chapter falls back on synthetic faces).
+    ``profile`` is a :class:`transfer_lib.train.profiles.Profile`; ``rafdb`` the RAF-DB root found by
+    :func:`transfer_lib.train.profiles.find_rafdb` (None: the chapter falls back on synthetic faces).
     """
     data = (f"RAF-DB at {rafdb}" if rafdb is not None
             else "synthetic faces in RAF-DB's layout (RAF-DB not found; set TRANSFER_RAFDB)")
@@ -649,7 +649,7 @@ def show_ablation_maps(maps: dict, committed: dict, rows: Sequence[str], seed: i
     """The attention study's figure (chapter 8): for each face of the maps file (one row of the
     grid), the face, then for each of ``rows`` at ``seed`` its LANet maps A_1..A_B (where it
     has LANets) and its rollout's cls row, each overlay scaled to its own range. ``maps`` and
-    ``committed`` are :func:`transfer_lib.attention.load_maps` and ``load_attention`` of the
+    ``committed`` are :func:`transfer_lib.book.attention.load_maps` and ``load_attention`` of the
     same results. Returns the Figure."""
     roman = dict(zip(rows, ("(i)", "(ii)", "(iii)", "(iv)", "(v)", "(vi)")))
     pixels = maps["faces"]  # (faces, S, S, 3) uint8: what the models saw, unnormalised
@@ -783,7 +783,7 @@ def explorer_states(model: nn.Module, class_names: Sequence[str], transform: Cal
     """Everything chapter 8's explorer shows, computed in advance: for ``faces_per_class``
     synthetic faces of every class (seeds 0, 1, ...), the class probabilities under every on/off
     state of the switches (the B LANet branches, then the h heads;
-    :func:`transfer_lib.explorer.switch_states`) and the fused map over the face for every
+    :func:`transfer_lib.book.explorer.switch_states`) and the fused map over the face for every
     state of the branches (the maps do not depend on the heads, which act after them).
 
     Returns ``labels``, ``switches`` (names), ``probabilities`` (faces, states, classes, on the
@@ -791,8 +791,8 @@ def explorer_states(model: nn.Module, class_names: Sequence[str], transform: Cal
     moved to ``device`` for the passes and back to the CPU."""
     from PIL import Image
 
+    from transfer_lib.book.explorer import switch_states
     from transfer_lib.data.synth import render_face
-    from transfer_lib.explorer import switch_states
 
     b, h = len(model.local_cnn.lanets), model.config.num_heads
     switches = [f"LANet {i + 1}" for i in range(b)] + [f"head {k + 1}" for k in range(h)]
@@ -909,7 +909,7 @@ def evaluate_authors_checkpoint(rafdb: str | os.PathLike | None) -> tuple[dict |
     if missing:
         return None, f"skipped: {word_list(missing)} not found"
     from transfer_lib.evaluate import evaluate, format_metrics, load_eval_set
-    from transfer_lib.pretrained import load_official_transfer
+    from transfer_lib.weights.convert import load_official_transfer
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     authors = load_official_transfer(official, verbose=False).to(device)
@@ -923,7 +923,7 @@ __all__ += ["run_machine"]
 def run_machine(summary: dict) -> str:
     """What a run ran on, from its summary: the GPU (``cuda:0 (NVIDIA H200)``), or the CPU's
     model and whether its kernels were pinned (``AMD EPYC, pinned kernels``; see
-    :mod:`transfer_lib.kernels`); ``cpu`` for a run that records no provenance."""
+    :mod:`transfer_lib.utils.kernels`); ``cpu`` for a run that records no provenance."""
     device = str(summary.get("device", ""))
     prov = summary.get("provenance") or {}
     if not device.startswith("cpu"):
@@ -958,7 +958,7 @@ def cpu_recipe_evidence(bench, cpu):
     import pandas as pd
 
     from transfer_lib import build_model
-    from transfer_lib.summary import forward_flops
+    from transfer_lib.cli.summary import forward_flops
 
     sweep_files = sorted(bench.glob("recipe_sweep*_h200.jsonl"))
     runs = pd.DataFrame([json.loads(line) for path in sweep_files

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps
 
-from transfer_lib.errors import TransferError
+from transfer_lib.utils.errors import TransferError
 
 #: where ``align_face`` puts the eyes, as fractions of the output side: (x, y) left, right
 TEMPLATE_EYES: tuple[tuple[float, float], tuple[float, float]] = ((0.33, 0.40), (0.67, 0.40))

@@ -29,8 +29,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import math
-import multiprocessing as mp
 import os
 import time
 from collections.abc import Sequence
@@ -42,7 +40,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from transfer_lib.data.synth import PARTS
-from transfer_lib.errors import DataError, TransferError, ignore_interrupts
+from transfer_lib.utils.errors import DataError, TransferError
+from transfer_lib.utils.pool import chunk_size, map_chunks
 
 #: The conditions of an occlusion test, in the order they are reported.
 CONDITIONS: tuple[str, ...] = ("none", *PARTS)
@@ -232,7 +231,7 @@ def _render_chunk(job: tuple) -> dict[str, list[bytes]]:
 def _save_jpegs(path: Path, jpegs: Sequence[bytes]) -> None:
     """JPEG files as one .npz: their bytes end to end (``jpeg``, uint8) and where each starts
     (``offsets``, int64, N + 1); no pickle, so it loads safely."""
-    from transfer_lib.atomic import atomic_path
+    from transfer_lib.utils.atomic import atomic_path
 
     offsets = np.cumsum([0] + [len(j) for j in jpegs]).astype(np.int64)
     data = np.frombuffer(b"".join(jpegs), dtype=np.uint8)
@@ -316,16 +315,11 @@ def rendered_split(root: str | os.PathLike, dataset, parts: Sequence[str], *,
             f"written by another drawing of generator version {marker['version']}. Regenerate "
             f"it (delete {root}) so that its faces can be drawn again with a part hidden.")
     workers = workers or RENDER_WORKERS
-    step = max(1, min(100, math.ceil(len(items) / (4 * workers))))
+    step = chunk_size(len(items), workers, 100)
     jobs = [(marker, split, items[i:i + step], todo) for i in range(0, len(items), step)]
     t0 = time.perf_counter()
-    if workers > 1 and len(jobs) > 1:
-        with mp.get_context("spawn" if os.name == "nt" else "fork").Pool(
-                workers, initializer=ignore_interrupts) as pool:
-            chunks = pool.map(_render_chunk, jobs)
-    else:
-        chunks = [_render_chunk(job) for job in jobs]
-    from transfer_lib.atomic import atomic_write_text, remove_stale_temporaries
+    chunks = map_chunks(_render_chunk, jobs, workers)
+    from transfer_lib.utils.atomic import atomic_write_text, remove_stale_temporaries
 
     folder.mkdir(parents=True, exist_ok=True)
     # what killed runs left: the shared naming, and this module's earlier .PART.PID.npz

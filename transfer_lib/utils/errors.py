@@ -16,12 +16,3 @@ class DataError(TransferError):
 class CheckpointError(TransferError):
     """A checkpoint is missing, of the wrong kind, or does not match the model."""
 
-
-def ignore_interrupts() -> None:
-    """A process pool's initializer: its workers ignore Ctrl-C (SIGINT), which the terminal sends
-    to the whole process group, so that only the parent reacts (``cli.main`` says "interrupted"
-    and exits 130, the pool's ``with`` block terminates the workers) and no worker prints a
-    traceback."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -69,7 +69,7 @@ MEMORY_HEADROOM = 0.92
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from transfer_lib import cli_types as T
+    from transfer_lib.cli import types as T
     from transfer_lib.models.config import SIZES
     from transfer_lib.train import COMPILE_MODES
 
@@ -324,10 +324,10 @@ def bench(device: str | None = None, size: str | None = None, batch_sizes: list[
           profile_steps: int = 5) -> dict:
     """Run the benchmark and return the results dict; with ``out``, write it there after every
     measurement too, so a run cut short by a time limit still leaves its figures."""
-    from transfer_lib.distributed import pick_device
-    from transfer_lib.errors import TransferError
+    from transfer_lib.cli.summary import forward_flops
     from transfer_lib.models import build_model
-    from transfer_lib.summary import forward_flops
+    from transfer_lib.train.distributed import pick_device
+    from transfer_lib.utils.errors import TransferError
 
     dev = pick_device(device)
     cuda = dev.type == "cuda"
@@ -426,7 +426,7 @@ def bench(device: str | None = None, size: str | None = None, batch_sizes: list[
 def _earlier_results(out: str | Path) -> dict:
     """The results file ``--append`` adds to, checked: a file that is not this command's JSON
     (a dict with a ``results`` list) raises TransferError, and is left as it is."""
-    from transfer_lib.errors import TransferError
+    from transfer_lib.utils.errors import TransferError
 
     try:
         before = json.loads(Path(out).read_bytes())
@@ -442,7 +442,7 @@ def _earlier_results(out: str | Path) -> dict:
 
 
 def _write(path: str | Path, result: dict) -> None:
-    from transfer_lib.atomic import atomic_write_text
+    from transfer_lib.utils.atomic import atomic_write_text
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(result, indent=1))  # a temporary of its own a process
@@ -496,7 +496,7 @@ def _line(r: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from transfer_lib.errors import TransferError
+    from transfer_lib.utils.errors import TransferError
 
     try:
         batch_sizes = ([int(b) for b in args.batch_sizes.split(",") if b.strip()]

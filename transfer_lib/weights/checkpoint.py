@@ -16,13 +16,13 @@ from typing import Any
 
 import torch
 
-from transfer_lib.atomic import atomic_path
-from transfer_lib.errors import CheckpointError
+from transfer_lib.utils.atomic import atomic_path
+from transfer_lib.utils.errors import CheckpointError
 
 
 def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``
-    (:func:`transfer_lib.atomic.atomic_path`: the temporary is created 0666 less the umask, like
+    (:func:`transfer_lib.utils.atomic.atomic_path`: the temporary is created 0666 less the umask, like
     any new file, and removed when the save fails).
 
     A crash at any moment leaves either the old file or the new one, never half of one.

@@ -3,7 +3,7 @@
 The offline analogue of face.evoLVe's IR-50 trained on MS-Celeb-1M: the stem (tiny by default)
 learns to tell *people* apart, each shown under every expression, pose, lighting and occluder,
 and is written in face.evoLVe's key layout so that ``train --ir50 FILE`` loads it with
-:func:`transfer_lib.pretrained.load_ir50_stem`, exactly like the real file.
+:func:`transfer_lib.weights.convert.load_ir50_stem`, exactly like the real file.
 
 Examples:
   python -m transfer_lib pretrain --out data/pretrained/ir50-tiny-identity   # a few minutes
@@ -46,7 +46,6 @@ import argparse
 import dataclasses
 import json
 import math
-import multiprocessing as mp
 import os
 import platform
 import time
@@ -58,12 +57,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from transfer_lib.checkpoint import save_atomic
 from transfer_lib.data import synth
-from transfer_lib.errors import TransferError, ignore_interrupts
 from transfer_lib.models.config import SIZES, make_config
 from transfer_lib.models.stem import IR50Stem
-from transfer_lib.profiles import project_root
+from transfer_lib.train.profiles import project_root
+from transfer_lib.utils.errors import TransferError
+from transfer_lib.utils.pool import chunk_size, map_chunks
+from transfer_lib.weights.checkpoint import save_atomic
 
 #: Bump when the recipe's meaning changes: :func:`ensure_pretrained` then trains again.
 PRETRAIN_VERSION = 1
@@ -156,24 +156,14 @@ def render_identities(identities: int, image_ids: list[int] | range, seed: int =
     """
     image_ids = list(image_ids)
     workers = workers or min(2, os.cpu_count() or 1)
-    per_chunk = max(1, min(16, math.ceil(identities / (4 * workers))))
+    per_chunk = chunk_size(identities, workers, 16)
     jobs = [(list(range(p, min(p + per_chunk, identities))), image_ids, seed, occlusion, size)
             for p in range(0, identities, per_chunk)]
     from tqdm.auto import tqdm
 
     bar = tqdm(total=identities * len(image_ids), desc="render", unit="img", disable=not progress,
                leave=False, dynamic_ncols=True)
-    chunks = []
-    if workers > 1 and len(jobs) > 1:
-        with mp.get_context("spawn" if os.name == "nt" else "fork").Pool(
-                workers, initializer=ignore_interrupts) as pool:
-            for chunk in pool.imap(_render_chunk, jobs):  # imap keeps the order
-                chunks.append(chunk)
-                bar.update(len(chunk))
-    else:
-        for job in jobs:
-            chunks.append(_render_chunk(job))
-            bar.update(len(chunks[-1]))
+    chunks = map_chunks(_render_chunk, jobs, workers, on_result=lambda c: bar.update(len(c)))
     bar.close()
     images = torch.from_numpy(np.concatenate(chunks)).permute(0, 3, 1, 2).contiguous()
     labels = torch.arange(identities).repeat_interleave(len(image_ids))
@@ -408,8 +398,8 @@ def ensure_pretrained(root: str | os.PathLike = DEFAULT_ROOT, workers: int | Non
         return weights
     t0 = time.perf_counter()
     net, record = pretrain(cfg, workers=workers, progress=progress, threads=threads)
-    from transfer_lib.atomic import atomic_write_text
-    from transfer_lib.kernels import provenance
+    from transfer_lib.utils.atomic import atomic_write_text
+    from transfer_lib.utils.kernels import provenance
 
     state = net.backbone_state_dict()
     save_atomic(state, weights)
@@ -445,7 +435,7 @@ def _pct(x: float | None) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from transfer_lib import cli_types as T
+    from transfer_lib.cli import types as T
 
     d = PretrainConfig()
     parser.add_argument("--out", metavar="DIR", default=DEFAULT_ROOT,

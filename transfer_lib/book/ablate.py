@@ -22,7 +22,7 @@ number, the others keep the default plan).
 Runs: one run directory per row and seed (OUT/ROW/seedS); runs already complete are skipped,
 interrupted ones resume (``train.run_or_load``). After a run, its final weights (``last.pt``,
 the weights that ``final_accuracy`` comes from) are evaluated with each facial part hidden
-(:func:`transfer_lib.occlusion.evaluate_occlusion`) and the result is kept in
+(:func:`transfer_lib.evaluate.occlusion.evaluate_occlusion`) and the result is kept in
 OUT/ROW/seedS/occlusion.json, so tabulating again computes nothing.
 
 Results: OUT/ablation.json and OUT/ablation.md (and PREFIX.json / PREFIX.md with --results
@@ -236,11 +236,11 @@ def check_rerun(live: float, committed: dict[int, float], seed: int, provenance:
                 bounds: tuple[float, float] | None = (0.0, 100.0),
                 committed_provenance: dict | None = None) -> dict:
     """Check a live rerun of ``seed`` against the committed runs ``{seed: value}``, as its
-    kernels allow: with the pinned kernels on x86 (:func:`transfer_lib.kernels.reproduces_committed`)
+    kernels allow: with the pinned kernels on x86 (:func:`transfer_lib.utils.kernels.reproduces_committed`)
     it must equal the committed value (to ``exact_tolerance``); otherwise it is another draw and
     must land inside the committed seeds' ``confidence`` prediction interval
     (:func:`prediction_interval`). Returns ``{"mode", "ok", "low", "high", "why", "message"}``."""
-    from transfer_lib.kernels import reproduces_committed
+    from transfer_lib.utils.kernels import reproduces_committed
 
     exact, why = (reproduces_committed(provenance, committed_provenance) if provenance
                   else (False, "this run records no provenance, so it is taken as another draw"))
@@ -268,7 +268,7 @@ def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
 # Rows and seeds
 # ---------------------------------------------------------------------------------------------
 def parse_rows(text: str | Sequence[str]) -> list[str]:
-    from transfer_lib.errors import TransferError
+    from transfer_lib.utils.errors import TransferError
 
     names = [r.strip() for r in (text.split(",") if isinstance(text, str) else text) if r.strip()]
     bad = [r for r in names if r not in ROWS]
@@ -281,7 +281,7 @@ def parse_rows(text: str | Sequence[str]) -> list[str]:
 def parse_seeds(spec: int | str | None) -> tuple[int | None, dict[str, int]]:
     """``--seeds``: N, or ROW=N items with at most one bare N (for the rows not named), as
     ``(N or None, {row: N})``. ``"3,local=5"`` gives ``(3, {"local": 5})``."""
-    from transfer_lib.errors import TransferError
+    from transfer_lib.utils.errors import TransferError
 
     if spec is None or isinstance(spec, int):
         every, per_row = spec, {}
@@ -314,7 +314,7 @@ def seed_plan(rows: Sequence[str] | None = None,
     """The seeds each row runs, 0..N-1: N = ``seeds`` for every row; when ``seeds`` is None,
     N = :data:`DEFAULT_SEEDS` of the row (5 for ir50 and the paper's rows, 3 otherwise); or a
     ``--seeds`` text with counts per row (:func:`parse_seeds`), e.g. ``"3,local=5"``."""
-    from transfer_lib.errors import TransferError
+    from transfer_lib.utils.errors import TransferError
 
     names = parse_rows(rows if rows is not None else list(ROWS))
     every, per_row = parse_seeds(seeds)
@@ -343,16 +343,16 @@ def run_occlusion(run_dir: str | os.PathLike, data_root: str | os.PathLike | Non
                   progress: bool = False) -> dict:
     """The occlusion test of the final weights of ``run_dir`` (``last.pt``), from
     ``run_dir/occlusion.json`` when it was made from the same checkpoint file and data root,
-    else computed (:func:`~transfer_lib.occlusion.evaluate_occlusion`) and written there.
+    else computed (:func:`~transfer_lib.evaluate.occlusion.evaluate_occlusion`) and written there.
 
     ``data_root`` defaults to the one the run trained on (its ``config.json``). Returns the
     evaluate_occlusion dict plus ``checkpoint``, ``checkpoint_sha1`` and ``epoch``.
     """
-    from transfer_lib.atomic import atomic_write_text, remove_stale_temporaries
-    from transfer_lib.checkpoint import model_from_checkpoint
-    from transfer_lib.distributed import pick_device
-    from transfer_lib.errors import CheckpointError
-    from transfer_lib.occlusion import evaluate_occlusion, synthetic_marker
+    from transfer_lib.evaluate.occlusion import evaluate_occlusion, synthetic_marker
+    from transfer_lib.train.distributed import pick_device
+    from transfer_lib.utils.atomic import atomic_write_text, remove_stale_temporaries
+    from transfer_lib.utils.errors import CheckpointError
+    from transfer_lib.weights.checkpoint import model_from_checkpoint
 
     run_dir = Path(run_dir)
     ckpt = run_dir / OCCLUSION_CHECKPOINT
@@ -493,7 +493,7 @@ def run_one(run_dir: str | os.PathLike, cfg, occlusion: bool = True,
 # Provenance
 # ---------------------------------------------------------------------------------------------
 def _project_root() -> Path:
-    from transfer_lib.profiles import project_root
+    from transfer_lib.train.profiles import project_root
 
     return project_root()
 
@@ -518,10 +518,10 @@ def git_state() -> dict | None:
 
 def machine() -> dict:
     """The CPU model, core count, torch's thread count, the platform, any CUDA device and the
-    kernels' provenance (:func:`transfer_lib.kernels.provenance`)."""
+    kernels' provenance (:func:`transfer_lib.utils.kernels.provenance`)."""
     import torch
 
-    from transfer_lib.kernels import provenance
+    from transfer_lib.utils.kernels import provenance
 
     cpu = None
     try:
@@ -663,7 +663,7 @@ def ablate(profile: str = "cpu", seeds: int | str | None = None, rows: Sequence[
                        "occlusion_seconds": r["occlusion_seconds"]}
                       for n in names for r in table[n]["runs"]])
     prov["runs_wall_seconds"] = sum(r["wall_seconds"] or 0.0 for r in prov["runs"])
-    from transfer_lib.occlusion import PARTS
+    from transfer_lib.evaluate.occlusion import PARTS
 
     result = {
         "schema": SCHEMA, "profile": profile, "dataset": dataset,
@@ -731,7 +731,7 @@ def read_results(path: str | Path, schema: int, what: str, command: str) -> dict
     """The results file ``path`` (or its prefix) + ``.json`` of a command of this library
     (``what``: "ablation", "attention"), checked to hold layout version ``schema``; a missing,
     damaged or outdated file is a DataError that names ``command``, which writes it."""
-    from transfer_lib.errors import DataError
+    from transfer_lib.utils.errors import DataError
 
     p = _prefix(path)
     p = p.with_name(p.name + ".json")
@@ -751,7 +751,7 @@ def read_results(path: str | Path, schema: int, what: str, command: str) -> dict
 def describe_seed_plan(plan: dict[str, list[int]]) -> str:
     """A seed plan in words, rows grouped by their seeds in the plan's order:
     ``"seeds 0-4 for ir50 and local; 0-2 for local_dropout"``."""
-    from transfer_lib.viz import word_list
+    from transfer_lib.book.viz import word_list
 
     groups: dict[tuple[int, ...], list[str]] = {}
     for row, seeds in plan.items():
@@ -798,7 +798,7 @@ def run_table(result: dict) -> list[dict]:
 def seed_values(result: dict, row: str, metric: str = "accuracy") -> dict[int, float]:
     """``{seed: value}`` of ``metric`` for every run of ``row`` in the ablation ``result``; a
     TransferError names the rows or the metrics recorded when ``row`` or ``metric`` is absent."""
-    from transfer_lib.errors import TransferError
+    from transfer_lib.utils.errors import TransferError
 
     entry = next((r for r in result["rows"] if r["row"] == row), None)
     if entry is None:
@@ -846,7 +846,7 @@ def committed_figure(result: dict | str | Path, row: str, seed: int,
                      metric: str = "accuracy") -> float:
     """The figure (in %) that ``result`` (a dict or a path for :func:`load_ablation`) holds for
     ``row`` at ``seed``, e.g. to check that a rerun (:func:`rerun`) lands within 1 point."""
-    from transfer_lib.errors import TransferError
+    from transfer_lib.utils.errors import TransferError
 
     if not isinstance(result, dict):
         result = load_ablation(result)
@@ -958,9 +958,9 @@ def markdown_table(result: dict) -> str:
 # Command line
 # ---------------------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from transfer_lib import cli_types as T
-    from transfer_lib.profiles import PROFILE_NAMES
-    from transfer_lib.train import DATASETS
+    from transfer_lib.cli import types as T
+    from transfer_lib.data import FORMATS
+    from transfer_lib.train.profiles import PROFILE_NAMES
 
     parser.add_argument("--profile", choices=PROFILE_NAMES, default=None,
                         help="scale of every run (default: $TRANSFER_PROFILE, else cpu/paper)")
@@ -974,7 +974,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", metavar="PREFIX",
                         help="also write PREFIX.json and PREFIX.md (e.g. book/results/ablation-cpu)")
     parser.add_argument("--data", metavar="DIR", help="data set root (default: the synthetic set)")
-    parser.add_argument("--dataset", choices=DATASETS, default="rafdb")
+    parser.add_argument("--dataset", choices=FORMATS, default="rafdb")
     parser.add_argument("--epochs", type=T.EPOCHS, metavar="N",
                         help="override the profile's epochs")
     parser.add_argument("--warmup-epochs", type=T.EPOCHS_FLOAT, metavar="E",
@@ -1002,8 +1002,8 @@ def _seeds_arg(text: str) -> int | str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from transfer_lib.errors import TransferError
-    from transfer_lib.profiles import active_profile
+    from transfer_lib.train.profiles import active_profile
+    from transfer_lib.utils.errors import TransferError
 
     try:
         profile = args.profile or active_profile().name

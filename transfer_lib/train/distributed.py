@@ -37,7 +37,7 @@ class DistContext:
 
 def pick_device(name: str | None = None, local_rank: int = 0) -> torch.device:
     """``name`` ("cuda", "cpu", "cuda:1"...) or the best available: CUDA, else CPU."""
-    from transfer_lib.errors import TransferError
+    from transfer_lib.utils.errors import TransferError
 
     if name is None or name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"

@@ -16,7 +16,7 @@ from transfer_lib.models.config import MSAD_MODES, SIZES, VARIANTS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from transfer_lib import cli_types as T
+    from transfer_lib.cli import types as T
 
     parser.add_argument("--variant", choices=VARIANTS, default="transfer")
     parser.add_argument("--size", choices=SIZES, default="paper")
