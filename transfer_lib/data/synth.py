@@ -37,7 +37,7 @@ label file lists train, then test, then val (``val_00001.jpg 4``). The trainer p
 on ``val`` and reports ``test``.
 
 Difficulty (default embedded set: train 3000 / test 700 (val 700), seed 0, RAF-DB balance, generator
-version 2; ``python -m transfer_lib.data.difficulty`` on a 2-core CPU shared with other jobs,
+version 2; ``python benchmarks/data_difficulty.py`` on a 2-core CPU shared with other jobs,
 figures in ``data/README.md``): the majority class gives 38.9 % test accuracy (balanced 14.3 %),
 a logistic regression on raw pixels 52.6 % (balanced 38.4 %), a small CNN trained for two
 minutes (11 epochs at 48 px) 90.4 % (balanced 88.4 %). Version 1 (intensity 0.25..1, smaller

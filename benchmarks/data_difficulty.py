@@ -1,6 +1,6 @@
 """How hard the synthetic set is: a linear model on raw pixels and a small CNN, on the CPU.
 
-Run ``python -m transfer_lib.data.difficulty [--minutes 2] [--json PATH]``; it generates (or
+Run ``python benchmarks/data_difficulty.py [--minutes 2] [--json PATH]``; it generates (or
 reuses) the default embedded set with :func:`ensure_synthetic` and prints test accuracy and
 balanced accuracy (mean per-class recall) of: the majority class, a logistic regression on the
 raw 48 x 48 pixels (downsampled for memory), and a small CNN trained for ``--minutes``. The
