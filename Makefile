@@ -58,11 +58,16 @@ train: setup
 ## the whole test suite (what CI runs): lint, actionlint, unit tests (the Colab path
 ## included), chapters under nbval, the book build, then the built pages in headless Chromium.
 ## Chromium is looked for (or installed) first, so a machine without one stops in seconds.
+## Every chapter runs once: nbval keeps what each printed in $(NB_CACHE) (book/conftest.py)
+## and the build reads it from there; a chapter nbval did not pass is executed by the build.
+NB_CACHE := _build/.nbval_cache
 test: chromium-early setup chromium
 	$(PY) -m ruff check transfer_lib tests book
 	$(VENV)/bin/actionlint -no-color
-	TRANSFER_PROFILE=smoke $(PY) -m pytest -q tests --nbval-lax book -m "not device_script and not browser"
-	TRANSFER_PROFILE=smoke $(VENV)/bin/jupyter-book build . -W -n --keep-going
+	rm -rf $(NB_CACHE)
+	TRANSFER_PROFILE=smoke TRANSFER_NB_CACHE=$(NB_CACHE) $(PY) -m pytest -q tests --nbval-lax book -m "not device_script and not browser"
+	$(PY) book/conftest.py _build/config-test.yml $(NB_CACHE)
+	TRANSFER_PROFILE=smoke $(VENV)/bin/jupyter-book build . -W -n --keep-going --config _build/config-test.yml
 	$(MAKE) --no-print-directory test-browser
 
 ## the pages of the built book (_build/html) in headless Chromium; screenshots in _build/screenshots
