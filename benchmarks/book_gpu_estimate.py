@@ -40,6 +40,7 @@ from transfer_lib.cli.summary import forward_flops
 from transfer_lib.data.synth import PARTS, generate
 from transfer_lib.models import build_model
 from transfer_lib.train.profiles import get_profile
+from transfer_lib.utils.atomic import atomic_write_text
 
 T4_PEAK_TFLOPS = 65.0  # dense fp16 tensor cores; a T4 has no bf16 (the trainer picks fp16)
 UTILISATIONS = (0.15, 0.25, 0.35)
@@ -164,8 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                                          for r in result["by_utilisation"].values())
           + f"   (budget {BUDGET_MINUTES:.0f} min)")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+        atomic_write_text(args.json, json.dumps(result, indent=1) + "\n")
     return 0
 
 

@@ -23,6 +23,7 @@ from torch.nn import functional as F
 
 from transfer_lib.data import build_dataset, ensure_synthetic
 from transfer_lib.data.synth import GENERATOR_VERSION
+from transfer_lib.utils.atomic import atomic_write_text
 
 
 def _load(root, split: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,8 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                load_average=[load_start, round(os.getloadavg()[0], 2)])
     print(json.dumps(res, indent=1))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(res, f, indent=1)
+        atomic_write_text(args.json, json.dumps(res, indent=1) + "\n")
     return 0
 
 

@@ -118,8 +118,9 @@ def test_curves_confusion_and_run_helpers(tmp_path):
                {"epoch": 2, "loss": 1.5, "train_accuracy": 0.4}]
     (tmp_path / "metrics.jsonl").write_text("\n".join(__import__("json").dumps(m) for m in metrics))
     assert viz.read_metrics(tmp_path) == metrics
-    fig = viz.plot_curves(metrics, chance=0.25, title="t")
+    fig = viz.plot_run_curves(metrics, chance=0.25, title="t")
     assert len(fig.axes) == 2
+    assert [len(line.get_xdata()) for line in fig.axes[1].lines[:2]] == [2, 1]  # train, test
     ax = viz.plot_confusion([[3, 1], [0, 0]], ["a", "b"], title="c")
     assert [t.get_text() for t in ax.texts] == ["75", "25", "0", "0"]
     smoke = get_profile("smoke")

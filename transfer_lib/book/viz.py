@@ -327,7 +327,7 @@ def record_shapes(model: nn.Module, x: torch.Tensor,
 # (this section is maintained with chapters 6-9; the helpers above are chapters 1-5's)
 # =============================================================================================
 __all__ += [
-    "project_root", "book_run_dir", "transfer_run_config", "read_metrics", "plot_curves",
+    "project_root", "book_run_dir", "transfer_run_config", "read_metrics",
     "plot_confusion", "attention_rollout", "token_reshape_transform",
 ]
 
@@ -374,23 +374,6 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
 
     lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines if line.strip()]
-
-
-def plot_curves(metrics: Sequence[dict], chance: float | None = None, title: str = ""):
-    """Training loss (left) and train / test accuracy (right) per epoch; returns the Figure.
-    ``chance`` draws the accuracy of always predicting the most frequent class."""
-    import matplotlib.pyplot as plt
-
-    epochs = [m["epoch"] for m in metrics]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 2.8))
-    a.plot(epochs, [m["loss"] for m in metrics], "o-", ms=3)
-    a.set_xlabel("epoch")
-    a.set_ylabel("training loss (cross-entropy)")
-    b.plot(epochs, [100 * m["train_accuracy"] for m in metrics], "o-", ms=3, label="train")
-    tested = [m for m in metrics if "test_accuracy" in m]
-    b.plot([m["epoch"] for m in tested], [100 * m["test_accuracy"] for m in tested], "s-", ms=3,
-           label="test")
-    return _finish_curves(fig, a, b, chance, title)
 
 
 def plot_confusion(confusion: Sequence[Sequence[int]], class_names: Sequence[str],
