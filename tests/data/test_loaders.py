@@ -308,6 +308,88 @@ def test_affectnet_blank_lines_and_byte_order_mark(tmp_path):
     assert build_dataset("affectnet8", root, "train").targets == [0, 1, 2]
 
 
+# Subtly wrong FERPlus and AffectNet files: each was read without a word (a label from the wrong
+# column, a NaN vote counted as Neutral, a face in no split), and is now refused naming the file,
+# the line and what was expected.
+def _edit_csv_line(path: Path, index: int, edit) -> None:
+    lines = path.read_text().splitlines()
+    lines[index] = edit(lines[index])
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("name, index, edit, words", [
+    # a row with a 13th cell (an unquoted comma) shifted nothing it read, but may have
+    ("fer2013new.csv", 2, lambda ln: ln + ",3", "line 3: expected 12 columns (Usage,Image name and "
+                                                "10 vote counts), got 13"),
+    ("fer2013.csv", 2, lambda ln: ln + ",x", "line 3: expected 3 columns"),
+    # the first two columns' names were not looked at
+    ("fer2013new.csv", 0, lambda ln: ln.replace("Usage,Image name", "Image name,Usage"),
+     "line 1: expected the header 'Usage,Image name,neutral,"),
+    ("fer2013.csv", 0, lambda ln: ln + ",extra", "line 1: expected the header 'emotion,pixels,"
+                                                 "Usage', got 'emotion,pixels,Usage,extra'"),
+    # a header-less file: its first row shown cut short, not 2,304 pixel values
+    ("fer2013.csv", 0, lambda ln: "0," + " ".join(["7"] * 2304) + ",Training",
+     "got '0,7 7 7"),
+    # votes: all zero, a fraction, a negative count, NaN (was labelled Neutral), inf
+    ("fer2013new.csv", 1, lambda ln: ln.rsplit(",", 10)[0] + ",0" * 10,
+     "line 2: no votes for fer0000000.png"),
+    ("fer2013new.csv", 1, lambda ln: ln.replace(",8,", ",7.5,", 1), "line 2: vote counts must be "
+                                                                    "whole numbers, 0 or more"),
+    ("fer2013new.csv", 1, lambda ln: ln.replace(",8,", ",-8,", 1), "line 2: vote counts must be"),
+    ("fer2013new.csv", 1, lambda ln: ln.replace(",0,8,", ",nan,8,", 1), "line 2: vote counts must"),
+    ("fer2013new.csv", 1, lambda ln: ln.replace(",8,", ",inf,", 1), "line 2: vote counts must be"),
+    # a Usage that is none of the three: the face was in no split
+    ("fer2013new.csv", 1, lambda ln: ln.replace("Training", "Train", 1),
+     "line 2: Usage 'Train' is none of Training, PublicTest, PrivateTest"),
+    ("fer2013.csv", 4, lambda ln: ln.replace("Training", "training"),
+     "fer2013.csv, line 5: Usage 'training' is none of"),
+])
+def test_ferplus_subtly_wrong_files(tmp_path, name, index, edit, words):
+    root = write_ferplus(tmp_path / "f", FER_ROWS)
+    _edit_csv_line(root / name, index, edit)
+    with pytest.raises(DataError) as err:
+        build_dataset("ferplus", root, "train")
+    assert str(root / name) in str(err.value) and words in str(err.value), str(err.value)
+
+
+def test_ferplus_file_in_latin1_is_refused_naming_it(tmp_path):
+    root = write_ferplus(tmp_path / "f", FER_ROWS)
+    f = root / "fer2013new.csv"
+    f.write_bytes(f.read_bytes().replace(b"fer0000002", "f\xe9r0000002".encode("latin-1")))
+    with pytest.raises(DataError, match=r"fer2013new.csv.*not UTF-8 text"):
+        build_dataset("ferplus", root, "train")
+
+
+@pytest.mark.parametrize("edit, words", [
+    # the columns are read by position: a header naming them in another order was skipped
+    (lambda ln: ln.replace("facial_landmarks,expression", "expression,facial_landmarks"),
+     "line 1: expected the header 'subDirectory_filePath,face_x,"),
+    (lambda ln: ln.replace("face_x,face_y", "face_y,face_x"), "line 1: expected the header"),
+    (lambda ln: ln.replace("subDirectory_filePath", "path"), "line 1: expected the header"),
+    (lambda ln: ln + ",note", "line 1: expected the header"),
+])
+def test_affectnet_header_in_another_order_is_refused(tmp_path, edit, words):
+    root = write_affectnet(tmp_path / "an", [0, 1, 2, 3], [1])
+    f = root / "Manually_Annotated_file_lists" / "training.csv"
+    _edit_csv_line(f, 0, edit)
+    with pytest.raises(DataError) as err:
+        build_dataset("affectnet8", root, "train")
+    assert f"{f}, {words}" in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("edit, found", [
+    (lambda ln: ln + ",x", 10),                   # an extra cell (an unquoted comma)
+    (lambda ln: ln.rsplit(",", 1)[0], 8),         # arousal missing
+    (lambda ln: ln.replace(",1.0;2.0;3.0;4.0", "", 1), 8),  # landmarks missing: shifted labels
+])
+def test_affectnet_row_with_a_missing_or_extra_column(tmp_path, edit, found):
+    root = write_affectnet(tmp_path / "an", [0, 1, 2, 3], [1])
+    f = root / "Manually_Annotated_file_lists" / "training.csv"
+    _edit_csv_line(f, 2, edit)
+    with pytest.raises(DataError, match=rf"training.csv, line 3: expected 9 columns .* got {found}"):
+        build_dataset("affectnet8", root, "train")
+
+
 # ---------------------------------------------------------------------------------------------
 # The validation split: the data set's own list, or carved from train (stratified, seed 0)
 # ---------------------------------------------------------------------------------------------

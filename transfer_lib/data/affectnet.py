@@ -6,7 +6,9 @@ valence, arousal``; images lie under ``Manually_Annotated_Images/``. Codes 8-10 
 uncertain, non-face) are dropped; ``affectnet7`` also drops 7 (contempt). The validation list is
 the test split (AffectNet's test set is not public); the ``val`` split is carved from the training
 list (:data:`~transfer_lib.data.base.VAL_CARVED`: 10 % of each class, seed 0) and ``train`` is the
-rest. A header line is optional (some copies of ``validation.csv`` have none).
+rest. A header line is optional (some copies of ``validation.csv`` have none); one that is
+there must name the nine columns in this order, and every row must have nine cells: the
+columns are read by position, so a shifted one would give wrong labels without a word.
 
 Images are returned whole by default; ``crop_face=True`` crops the annotated face box
 (face_x, face_y, face_width, face_height), for copies whose images are not already face crops.
@@ -74,10 +76,16 @@ class AffectNet(ImageListDataset):
         samples, boxes, seen = [], [], {}
         with open_text(list_file) as f:
             for lineno, row in enumerate(csv.reader(f), start=1):
-                if not "".join(row).strip() or (lineno == 1 and row[0].strip() == COLUMNS[0]):
-                    continue  # a blank line (or one of spaces), the header
+                if not "".join(row).strip():
+                    continue  # a blank line (or one of spaces)
                 where = f"{list_file}, line {lineno}"
-                if len(row) < 7:
+                if lineno == 1 and set(COLUMNS) & {c.strip() for c in row}:
+                    # the header: the columns are read by position, so each must be in its place
+                    if [c.strip() for c in row] != list(COLUMNS):
+                        raise DataError(f"{where}: expected the header '{','.join(COLUMNS)}' "
+                                        f"(or no header), got {','.join(row)!r}")
+                    continue
+                if len(row) != len(COLUMNS):
                     raise DataError(f"{where}: expected {len(COLUMNS)} columns "
                                     f"({','.join(COLUMNS)}), got {len(row)}")
                 name = row[0].strip()

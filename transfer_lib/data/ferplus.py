@@ -3,6 +3,9 @@
 ``fer2013.csv`` (``emotion,pixels,Usage``) gives the pixels, ``fer2013new.csv`` (same row order:
 ``Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF``)
 the votes. Labels follow the majority protocol of FERPlus's own code (:func:`majority_label`).
+Both headers must be exactly these, every row must have their number of cells, every Usage must
+be one of the three and every vote count a whole number, 0 or more (not all 0 for a face with an
+image name): a file that is not is refused naming its line, never read into wrong labels.
 Splits: ``train`` = Training, ``test`` = PrivateTest (the usual FERPlus test set), ``val`` =
 PublicTest. Images are returned as PIL RGB (grey copied to three channels).
 """
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -48,6 +52,30 @@ def majority_label(votes: Sequence[float]) -> int | None:
     return k
 
 
+OLD_HEADER = ("emotion", "pixels", "Usage")
+NEW_HEADER = ("Usage", "Image name", *VOTE_COLUMNS)
+
+
+def _shown(row: list[str] | None, at_most: int = 80) -> str:
+    """A CSV row as its line, cut short (a pixel row is 2,304 numbers); None: an empty file."""
+    if row is None:
+        return "nothing (the file is empty)"
+    line = ",".join(row)
+    return repr(line[:at_most] + ("..." if len(line) > at_most else ""))
+
+
+def _vote_counts(cells: list[str], path: Path, lineno: int) -> list[float]:
+    """A row's 10 vote counts: whole numbers, 0 or more (a NaN made a face Neutral)."""
+    try:
+        votes = [float(x) for x in cells]
+    except ValueError:
+        votes = None
+    if votes is None or not all(math.isfinite(v) and v >= 0 and v == int(v) for v in votes):
+        raise DataError(f"{path}, line {lineno}: vote counts must be whole numbers, 0 or more "
+                        f"(how many annotators chose each column), got {cells}")
+    return votes
+
+
 class FERPlus(ImageListDataset):
     name = "ferplus"
     native_size = 48
@@ -68,11 +96,11 @@ class FERPlus(ImageListDataset):
         with open_text(fer) as f_old, open_text(new) as f_new:
             old_rows, new_rows = csv.reader(f_old), csv.reader(f_new)
             h_old, h_new = next(old_rows, None), next(new_rows, None)
-            if h_old is None or [h.strip() for h in h_old[:3]] != ["emotion", "pixels", "Usage"]:
-                raise DataError(f"{fer}, line 1: expected header 'emotion,pixels,Usage', got {h_old}")
-            if h_new is None or [h.strip() for h in h_new[2:12]] != list(VOTE_COLUMNS):
-                raise DataError(f"{new}, line 1: expected header 'Usage,Image name,"
-                                f"{','.join(VOTE_COLUMNS)}', got {h_new}")
+            # the whole header, each column where it belongs: the rows are read by position
+            for path, header, expected in ((fer, h_old, OLD_HEADER), (new, h_new, NEW_HEADER)):
+                if header is None or [h.strip() for h in header] != list(expected):
+                    raise DataError(f"{path}, line 1: expected the header "
+                                    f"'{','.join(expected)}', got {_shown(header)}")
             lineno = 1
             for row_old, row_new in itertools.zip_longest(old_rows, new_rows):
                 lineno += 1
@@ -86,21 +114,29 @@ class FERPlus(ImageListDataset):
                             f"cut short or from another release; download both again "
                             f"(data/README.md).")
                     break
-                if len(row_new) < 12:
-                    raise DataError(f"{new}, line {lineno}: expected 12 columns, got {len(row_new)}")
-                if len(row_old) < 3:
+                if len(row_new) != len(NEW_HEADER):
+                    raise DataError(f"{new}, line {lineno}: expected 12 columns (Usage,Image name "
+                                    f"and 10 vote counts), got {len(row_new)}: {_shown(row_new)}")
+                if len(row_old) != len(OLD_HEADER):
                     raise DataError(f"{fer}, line {lineno}: expected 3 columns (emotion,pixels,"
                                     f"Usage), got {len(row_old)}")
-                if not row_new[1].strip() or row_new[0].strip() != usage:
+                for path, value in ((new, row_new[0]), (fer, row_old[2])):
+                    if value.strip() not in USAGE.values():
+                        raise DataError(f"{path}, line {lineno}: Usage {value!r} is none of "
+                                        f"{', '.join(USAGE.values())}")
+                votes = _vote_counts(row_new[2:12], new, lineno)
+                name = row_new[1].strip()
+                if not name:
                     continue  # no image name: FERPlus dropped this face
-                if row_old[2].strip() != usage:
+                if row_old[2].strip() != row_new[0].strip():
                     raise DataError(f"{fer}, line {lineno}: Usage {row_old[2]!r} differs from "
                                     f"{new}'s {row_new[0]!r}: the two files are not in the same order")
-                try:
-                    votes = [float(x) for x in row_new[2:12]]
-                except ValueError:
-                    raise DataError(f"{new}, line {lineno}: vote counts must be numbers, got "
-                                    f"{row_new[2:12]}") from None
+                if sum(votes) == 0:
+                    raise DataError(f"{new}, line {lineno}: no votes for {name} (its 10 counts "
+                                    f"are all 0), where FERPlus gives each face its annotators' "
+                                    f"votes: the file is damaged or not FERPlus's")
+                if row_new[0].strip() != usage:
+                    continue
                 k = majority_label(votes)
                 if k is None:
                     continue
