@@ -196,8 +196,28 @@ def check_run_dir(run: Run) -> tuple[list[str], tuple[dict, str] | None]:
                     f"continues a run as it began: repeat its options ({where}), pass "
                     f"--new-recipe (new_recipe=True) to go on under the new recipe (config.json "
                     f"then keeps the old one under 'history'), or choose another --out.")
+            if saved is not None and saved[1] == "config.json" and not cfg.new_recipe:
+                check_last_is_the_runs(run_dir, last_path, cfg)
     barrier(run.ctx)
     return changed, saved
+
+
+def check_last_is_the_runs(run_dir: Path, last_path: Path, cfg) -> None:
+    """Refuse to resume from a ``last.pt`` that records another recipe than the one asked for,
+    which config.json agrees with: another run's last.pt copied in (it was resumed from
+    silently, under this run's name), or one written before a --new-recipe change took
+    effect (--new-recipe goes on from it)."""
+    recorded = run_files.last_recipe(last_path)
+    if recorded is None:  # damaged or older: the resume itself says so, or cannot tell
+        return
+    differ = run_files._recipe_differences(run_dir, cfg, (recorded, last_path.name))
+    if differ:
+        raise TransferError(
+            f"{last_path} records another recipe than {run_dir / 'config.json'} and this "
+            f"resume ({'; '.join(differ)}): it is another run's last.pt, or one written before "
+            f"a --new-recipe change. Put this run's own last.pt back, pass --new-recipe to go "
+            f"on from it under the recipe asked for, or choose another --out. Nothing was "
+            f"changed.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -287,6 +307,7 @@ def restore(run: Run, parts: Parts, optimiser, scaler) -> Progress:
         seed_everything(cfg.seed * 7919 + ctx.rank)  # the weights are already equal
         return Progress()
     ckpt = run_files._load_last(run.last_path, run.best_path, run.device)
+    run_files.check_resume_state(ckpt, run.last_path)
     if run_files._saved_model_config(ckpt.get("config")) != parts.mc.to_dict():
         raise CheckpointError(f"{run.last_path} was trained as another model; resume with the "
                               f"same --variant/--size/model options, or choose another --out")

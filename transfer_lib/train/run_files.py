@@ -56,7 +56,13 @@ def saved_recipe(run_dir: Path) -> tuple[dict, str] | None:
     saved = _read_config(run_dir)
     if saved is not None:
         return saved, "config.json"
-    last = run_dir / "last.pt"
+    recorded = last_recipe(run_dir / "last.pt")
+    return None if recorded is None else (recorded, "last.pt")
+
+
+def last_recipe(last: Path) -> dict | None:
+    """The recipe a ``last.pt`` records, ``{"train": ..., "profile": ...}``, or None where it
+    records none (missing, damaged, written by an older version, or no last.pt of a run)."""
     if not last.is_file():
         return None
     try:  # memory-mapped: only the two small dicts are read, not the weights
@@ -66,7 +72,7 @@ def saved_recipe(run_dir: Path) -> tuple[dict, str] | None:
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("train_config"), dict) \
             or not isinstance(ckpt.get("profile"), dict):
         return None
-    return {"train": ckpt["train_config"], "profile": ckpt["profile"]}, "last.pt"
+    return {"train": ckpt["train_config"], "profile": ckpt["profile"]}
 
 
 def _recipe_differences(run_dir: Path, cfg: TrainConfig,
@@ -122,6 +128,26 @@ def _load_last(last_path: Path, best_path: Path, device: torch.device) -> dict:
         f"Cannot resume: {last_path} is truncated or damaged (a full disk, or a copy cut short). "
         f"Restore an earlier copy of it (a backup, Drive's version history) and --resume again, "
         f"or start a new --out; {best}."))
+
+
+#: What a resume reads from ``last.pt`` besides the model: a file without them (a best.pt, a
+#: weights file) holds no training to go on with.
+RESUME_STATE = ("optimizer", "scaler", "rng", "epoch", "global_step", "best_accuracy",
+                "wall_seconds")
+
+
+def check_resume_state(ckpt: dict, last_path: Path) -> None:
+    """Refuse a ``last.pt`` without the training state a resume needs (:data:`RESUME_STATE`):
+    a best.pt or a weights file copied over it (it failed with a KeyError)."""
+    from transfer_lib.utils.errors import CheckpointError
+
+    missing = [k for k in RESUME_STATE if k not in ckpt]
+    if missing:
+        raise CheckpointError(
+            f"{last_path} holds weights but no training state to resume from (no "
+            f"{', '.join(missing)}): it is a best.pt or a weights file, not a run's last.pt. Put "
+            f"the run's own last.pt back, or start a new --out; the weights can be evaluated with "
+            f"`eval --checkpoint {last_path}`. Nothing was changed.")
 
 
 def _saved_model_config(saved) -> dict | None:
