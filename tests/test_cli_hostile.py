@@ -147,3 +147,172 @@ def test_a_label_file_that_is_a_folder_is_said_to_be_one(tmp_path):
     (basic / "Image" / "aligned").mkdir(parents=True)
     with pytest.raises(DataError, match="is a folder, not a file"):
         build_dataset("rafdb", tmp_path, "train")
+
+
+# The command with a Ctrl-C sent from inside its first fork (the moment a pool or a DataLoader
+# forks its workers), as a terminal's Ctrl-C that lands there: Python ran the KeyboardInterrupt
+# inside the fork's own handlers (logging's), printed "Exception ignored ... KeyboardInterrupt",
+# and the command went on to the end (or hung on the lock logging's handler never released).
+_CTRL_C_IN_FORK = """
+import os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a terminal's, not a background job's
+sent = []
+def before_fork():
+    if not sent:
+        sent.append(1)
+        os.kill(os.getpid(), signal.SIGINT)
+os.register_at_fork(before=before_fork)
+from transfer_lib.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("command", [
+    ["synth", "--out", "out", "--train", "40", "--test", "4", "--workers", "2"],
+    ["train", "--profile", "smoke", "--epochs", "1", "--max-steps", "1", "--no-progress",
+     "--no-fast", "--workers", "2", "--out", "out"],
+])
+def test_ctrl_c_while_workers_are_forked(command, tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", _CTRL_C_IN_FORK, *command], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 130, r.stderr
+    assert r.stderr.strip() == "interrupted", r.stderr
+    if command[0] == "synth":
+        assert list(tmp_path.iterdir()) == []
+        return
+    # the run stopped in its first epoch: no checkpoint, and --resume starts it over
+    assert not (tmp_path / "out" / "last.pt").exists()
+    monkeypatch.chdir(tmp_path)
+    assert main([*command, "--resume"]) == 0
+    assert (tmp_path / "out" / "summary.json").is_file()
+
+
+def test_ctrl_c_while_the_command_loads(monkeypatch, capsys):
+    # importing the command's module (torch: seconds) was outside main's try: a traceback
+    import importlib
+
+    def interrupted(name, *args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(importlib, "import_module", interrupted)
+    try:
+        code = main(["summary"])
+    except KeyboardInterrupt:  # not pytest's own Ctrl-C: that would end the session
+        pytest.fail("a Ctrl-C while the command's module loaded escaped main with a traceback")
+    assert code == 130
+    assert capsys.readouterr().err == "interrupted\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# folders the user may not write to: said before the work, naming the option and the folder
+# ---------------------------------------------------------------------------------------------
+def _read_only_runner():
+    """How to run a command that a read-only folder stops: as root (who writes anywhere) without
+    the capabilities that override file permissions; as another user, as it is. None: no way."""
+    import os
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0:
+        return []
+    drop = "-dac_override,-dac_read_search"
+    prefix = [shutil.which("setpriv") or "setpriv", f"--bounding-set={drop}", f"--inh-caps={drop}"]
+    try:
+        ok = subprocess.run([*prefix, "true"], capture_output=True).returncode == 0
+    except OSError:
+        ok = False
+    return prefix if ok else None
+
+
+def _run_in_read_only(tmp_path, argv):
+    import subprocess
+    import sys
+
+    prefix = _read_only_runner()
+    if prefix is None:
+        pytest.skip("root cannot drop its capabilities here (setpriv)")
+    return subprocess.run([*prefix, sys.executable, "-m", "transfer_lib", *argv], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_read_only_folder_is_refused_before_the_work(tmp_path, ckpt):
+    # eval evaluated the whole data set (bench measured, synth drew) and only then failed
+    from tests.data.conftest import write_rafdb
+
+    data = write_rafdb(tmp_path / "RAF-DB", n_train=8, n_test=3)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        for argv, option in (
+                (["eval", "--data", str(data), "--checkpoint", str(ckpt), "--device", "cpu",
+                  "--json", str(ro / "m.json")], "--json"),
+                (["synth", "--out", str(ro / "set"), "--train", "20", "--test", "2"], "--out"),
+                (["predict", str(tmp_path), "--checkpoint", str(ckpt), "--no-detect",
+                  "--save-crops", str(ro / "crops" / "a")], "--save-crops")):
+            r = _run_in_read_only(tmp_path, argv)
+            assert r.returncode == 2, r.stderr
+            assert r.stderr.startswith(f"error: {option} {argv[argv.index(option) + 1]}: cannot "
+                                       f"write in {ro} (Permission denied"), r.stderr
+            assert "Traceback" not in r.stderr and r.stdout == "", (r.stdout, r.stderr)
+        assert list(ro.iterdir()) == []
+    finally:
+        ro.chmod(0o755)
+
+
+def test_resume_in_a_read_only_run_folder_says_how_to_go_on(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.pt").write_bytes(b"weights")
+    run.chmod(0o555)
+    try:
+        r = _run_in_read_only(tmp_path, ["train", "--profile", "smoke", "--out", str(run),
+                                         "--resume"])
+    finally:
+        run.chmod(0o755)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert f"cannot write the run directory {run} (Permission denied)" in r.stderr
+    assert "make it writable or copy it to a folder that is and --resume there" in r.stderr
+
+
+def test_eval_json_in_a_folder_nobody_can_write_is_refused_first(tmp_path, ckpt, capsys):
+    # /sys takes no new file, root or not: the in-process twin of the test above
+    import os
+    import sys
+
+    if sys.platform != "linux" or not os.path.isdir("/sys"):
+        pytest.skip("needs Linux's /sys")
+    from tests.data.conftest import write_rafdb
+
+    data = write_rafdb(tmp_path / "RAF-DB", n_train=8, n_test=3)
+    argv = ["eval", "--data", str(data), "--checkpoint", str(ckpt), "--json", "/sys/m.json"]
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith("error: --json /sys/m.json: cannot write in /sys") and out == "", err
+
+
+@pytest.mark.parametrize("value", ["maybe", "2", "ja"])
+def test_transfer_native_of_an_unknown_value_is_refused(value, monkeypatch, capsys):
+    # it was taken as "off" without a word: pinned kernels for someone who asked for something
+    from transfer_lib.utils.kernels import kernel_state
+
+    monkeypatch.setenv("TRANSFER_NATIVE", value)
+    assert main(["summary", "--help"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: TRANSFER_NATIVE={value!r}: expected 1 (or true, yes, on) for "
+                   f"PyTorch's own CPU kernels, or 0 (or false, no, off, empty) for the pinned "
+                   f"ones; unset it or give one of these\n")
+    with pytest.raises(ValueError, match="TRANSFER_NATIVE"):  # a run's provenance, in Python
+        kernel_state()
+
+
+@pytest.mark.parametrize("value", ["", "0", "off", "No", "1", "TRUE", " yes "])
+def test_transfer_native_documented_values_are_taken(value, monkeypatch):
+    from transfer_lib.utils.kernels import native_env_problem, native_requested
+
+    monkeypatch.setenv("TRANSFER_NATIVE", value)
+    assert native_env_problem() is None
+    assert native_requested() == (value.strip().lower() in ("1", "true", "yes"))

@@ -173,11 +173,32 @@ def check_output_file(path: str | os.PathLike | None, option: str,
         if parent.exists():
             if not parent.is_dir():
                 raise TransferError(f"{option} {path}: {parent} is a file, not a folder")
+            check_writable(parent, option, path)
             break
 
 
+def check_writable(folder: str | os.PathLike, option: str, path: str | os.PathLike) -> None:
+    """Refuse ``option path`` when ``folder`` (the one it goes in, or the nearest of its parents
+    that exists, where its folders will be made) takes no new file, before any work is done
+    (eval, bench and synth wrote nothing until the end). Tried by making an empty file there
+    and removing it again: the permission bits do not tell (root, a read-only mount, /sys)."""
+    from pathlib import Path
+
+    from transfer_lib.utils.atomic import temporary_name
+
+    probe = temporary_name(Path(folder) / Path(path).name)
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError as err:
+        hint = OS_ERROR_HINTS.get(err.errno, "choose another place")
+        raise TransferError(f"{option} {path}: cannot write in {folder} ({err.strerror}: "
+                            f"{hint})") from None
+    os.unlink(probe)
+
+
 def check_output_dir(path: str | os.PathLike | None, option: str) -> None:
-    """Refuse an output folder path that is a file (or lies under one)."""
+    """Refuse an output folder path that is a file (or lies under one), or where no file can be
+    written (:func:`check_writable`)."""
     if path is None:
         return
     from pathlib import Path
@@ -187,6 +208,7 @@ def check_output_dir(path: str | os.PathLike | None, option: str) -> None:
         if p.exists():
             if not p.is_dir():
                 raise TransferError(f"{option} {path}: {p} is a file, not a folder")
+            check_writable(p, option, path)
             break
 
 
@@ -198,11 +220,16 @@ def main(argv: list[str] | None = None) -> int:
     if "--native" in argv:
         kernels.use_native()
     else:
+        problem = kernels.native_env_problem()  # "maybe" was taken as "no" without a word
+        if problem is not None:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
         kernels.pin()
     # only the chosen command's module is imported: --help and a mistyped command are instant
     command = chosen_command(argv)
-    parser = build_parser([command] if command else [])
     try:
+        # a Ctrl-C while the command's module (torch) loads is one too
+        parser = build_parser([command] if command else [])
         args = parser.parse_args(argv)
         return int(args._module.run(args) or 0)
     except TransferError as err:

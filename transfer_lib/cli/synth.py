@@ -59,6 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from transfer_lib.cli import check_output_dir
+
+    check_output_dir(args.out, "--out")  # before drawing, not at the end, naming --out
     synth.generate(args.out, train=args.train, test=args.test, val=args.val, seed=args.seed,
                    occlusion=args.occlusion, balance=args.balance, workers=args.workers,
                    progress=True, force=args.force, task=args.task,

@@ -12,10 +12,11 @@ from typing import IO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from transfer_lib.utils.atomic import process_alive  # noqa: F401  (re-exported: data.fast, synth)
 from transfer_lib.utils.errors import DataError
+from transfer_lib.utils.pool import interrupts_deferred
 
 README_HINT = "See data/README.md for how to obtain the data set and where to put it."
 
@@ -143,6 +144,18 @@ class FolderListing:
             except OSError:
                 self._dirs[d] = set()
         return path.name in self._dirs[d]
+
+
+class WorkerLoader(DataLoader):
+    """torch's DataLoader, whose worker processes start with Ctrl-C held back until they are up
+    (:func:`~transfer_lib.utils.pool.interrupts_deferred`): one that came while they were forked
+    was lost in the fork's handlers, and training went on."""
+
+    def _get_iterator(self):
+        if self.num_workers == 0:
+            return super()._get_iterator()
+        with interrupts_deferred():
+            return super()._get_iterator()
 
 
 class ImageListDataset(Dataset):

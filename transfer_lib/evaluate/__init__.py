@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from transfer_lib.data.base import WorkerLoader
 from transfer_lib.utils.errors import TransferError
 
 TTA_MODES: tuple[str, ...] = ("none", "flip")
@@ -77,8 +78,8 @@ def check_class_names(model_names: Sequence[str], data_names: Sequence[str], sou
 
 def _as_batches(data, batch_size: int, workers: int) -> Iterable:
     if isinstance(data, Dataset):
-        return DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=workers,
-                          persistent_workers=False)
+        return WorkerLoader(data, batch_size=batch_size, shuffle=False, num_workers=workers,
+                            persistent_workers=False)
     return data  # a DataLoader or any iterable of (images, labels) batches
 
 

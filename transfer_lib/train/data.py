@@ -14,8 +14,9 @@ import os
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import Sampler
 
+from transfer_lib.data.base import WorkerLoader
 from transfer_lib.train.config import TrainConfig
 from transfer_lib.train.distributed import DistContext, barrier, broadcast_object
 from transfer_lib.train.profiles import Profile
@@ -176,13 +177,13 @@ def build_loaders(cfg: TrainConfig, prof: Profile, model_config, root: Path, ctx
     pin = ctx.device.type == "cuda"
     per_rank_batch = max(1, prof.batch_size // ctx.world_size) if ctx.distributed else prof.batch_size
     drop_last = len(sampler) >= per_rank_batch * 2  # BatchNorm needs more than one image
-    train_loader = DataLoader(train_set, batch_size=per_rank_batch, sampler=sampler,
-                              num_workers=workers, pin_memory=pin, drop_last=drop_last,
-                              generator=generator, persistent_workers=workers > 0)
+    train_loader = WorkerLoader(train_set, batch_size=per_rank_batch, sampler=sampler,
+                                num_workers=workers, pin_memory=pin, drop_last=drop_last,
+                                generator=generator, persistent_workers=workers > 0)
 
     def eval_loader(dataset):
-        return DataLoader(dataset, batch_size=max(64, prof.batch_size), shuffle=False,
-                          num_workers=workers, pin_memory=pin, persistent_workers=workers > 0)
+        return WorkerLoader(dataset, batch_size=max(64, prof.batch_size), shuffle=False,
+                            num_workers=workers, pin_memory=pin, persistent_workers=workers > 0)
 
     test_loader = eval_loader(test_set)
     val_loader = eval_loader(val_set) if val_set is not None else None

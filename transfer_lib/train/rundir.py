@@ -70,9 +70,11 @@ class RunLock:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             f = open(self.path, "a+")  # noqa: SIM115 - held open for the run's life
         except OSError as err:
+            held = ("; to go on with the run it holds, make it writable or copy it to a folder "
+                    "that is and --resume there" if (self.run_dir / "last.pt").is_file() else "")
             raise TransferError(f"cannot write the run directory {self.run_dir} "
                                 f"({err.strerror}): choose a folder you can write to with "
-                                f"--out") from None
+                                f"--out{held}") from None
         if fcntl is not None:
             try:
                 fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

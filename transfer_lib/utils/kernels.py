@@ -17,6 +17,8 @@ Opting out: ``TRANSFER_NATIVE=1`` in the environment (the book: ``make run NATIV
 ``--native`` on the command line, keeps PyTorch's own choice of kernels and threads: faster,
 and another draw of the same recipe. ARM CPUs (Apple Silicon, Graviton) cannot be pinned to
 x86 kernels and are always another draw. :func:`provenance` records which case a run was.
+``TRANSFER_NATIVE`` takes 1, true, yes, on (native) or 0, false, no, off, empty (pinned); any
+other value is refused (the command line: one ``error:`` line, exit 2) rather than taken as off.
 """
 
 from __future__ import annotations
@@ -76,8 +78,27 @@ def _torch_loaded() -> bool:
     return "torch" in sys.modules
 
 
+#: The values of :data:`NATIVE_ENV` that ask for native kernels, and those that do not (unset
+#: is as empty); any other (``maybe``, ``2``) is refused (:func:`native_env_problem`).
+NATIVE_ON: tuple[str, ...] = ("1", "true", "yes", "on")
+NATIVE_OFF: tuple[str, ...] = ("", "0", "false", "no", "off")
+
+
 def native_requested() -> bool:
-    return os.environ.get(NATIVE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    return os.environ.get(NATIVE_ENV, "").strip().lower() in NATIVE_ON
+
+
+def native_env_problem() -> str | None:
+    """What is wrong with :data:`NATIVE_ENV`'s value, or None where it is one of
+    :data:`NATIVE_ON` / :data:`NATIVE_OFF` (any case) or unset. Another value was taken as off
+    without a word: the command line refuses it, :func:`kernel_state` (every run's provenance)
+    raises."""
+    value = os.environ.get(NATIVE_ENV, "")
+    if value.strip().lower() in NATIVE_ON + NATIVE_OFF:
+        return None
+    return (f"{NATIVE_ENV}={value!r}: expected 1 (or true, yes, on) for PyTorch's own CPU "
+            f"kernels, or 0 (or false, no, off, empty) for the pinned ones; unset it or give "
+            f"one of these")
 
 
 def pin() -> str:
@@ -134,6 +155,9 @@ def kernel_state() -> dict:
     with ``why``."""
     import torch
 
+    problem = native_env_problem()
+    if problem is not None:  # a run must not record a choice the user did not make
+        raise ValueError(problem)
     capability = torch.backends.cpu.get_cpu_capability()
     threads = torch.get_num_threads()
     flags = cpu_flags()
@@ -201,5 +225,5 @@ def reproduces_committed(prov: dict, committed: dict | None = None) -> tuple[boo
 
 
 __all__ = ["KERNEL_FLAGS", "NATIVE_ENV", "PINNED_ENV", "PINNED_THREADS", "apply_threads",
-           "cpu_flags", "cpu_model", "kernel_state", "pin", "pinnable", "provenance",
+           "cpu_flags", "cpu_model", "kernel_state", "native_env_problem", "pin", "pinnable", "provenance",
            "reproduces_committed", "use_native"]
