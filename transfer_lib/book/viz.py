@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from transfer_lib.train.profiles import project_root  # one notion of the project's root
+from transfer_lib.weights.fetch import WEIGHT_DIRS, find_weights  # noqa: F401  (chapters)
 
 __all__ = [
     "use_book_style", "describe_setup", "find_weights", "to_image", "show_grid", "overlay", "plot_class_counts",
@@ -78,25 +79,6 @@ def describe_setup(profile: Any, rafdb: str | os.PathLike | None = None) -> str:
             else "synthetic faces in RAF-DB's layout (RAF-DB not found; set TRANSFER_RAFDB)")
     return (f"profile: {profile.name} - {profile.description}\n"
             f"data:    {data}")
-
-
-#: Where :func:`find_weights` looks for a pretrained file, after its environment variable.
-WEIGHT_DIRS: tuple[str, ...] = ("weights", "/content/drive/MyDrive/weights")
-
-
-def find_weights(filename: str, env: str | None = None) -> Path | None:
-    """The path of a pretrained file the reader supplied, or None.
-
-    Looks at ``$env`` (a file path), then for ``filename`` in ``weights/`` of the working
-    directory and of the project root, and in ``/content/drive/MyDrive/weights`` (Colab).
-    """
-    candidates: list[Path] = []
-    if env and os.environ.get(env):
-        candidates.append(Path(os.environ[env]).expanduser())
-    root = project_root()
-    for d in WEIGHT_DIRS:
-        candidates += [Path(d) / filename, root / d / filename]
-    return next((c for c in candidates if c.is_file()), None)
 
 
 def to_image(x: torch.Tensor | np.ndarray | Any, mean: Sequence[float] | None = None,

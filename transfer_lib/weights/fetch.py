@@ -19,7 +19,7 @@ exits 0 when the file is already in place, 1 when it is not.
 
 The chapters and ``train --profile paper`` look for both files in ``weights/`` (of the working
 folder and of the project) and in ``/content/drive/MyDrive/weights`` (Colab, Drive mounted);
-``$TRANSFER_VIT`` / ``$TRANSFER_IR50`` name a file anywhere (:func:`transfer_lib.book.viz.find_weights`).
+``$TRANSFER_VIT`` / ``$TRANSFER_IR50`` name a file anywhere (:func:`find_weights`).
 """
 
 from __future__ import annotations
@@ -54,8 +54,29 @@ NAME_HASH = re.compile(r"-([a-f0-9]{8,64})\.")
 CHUNK = 1 << 20
 
 
+#: Where :func:`find_weights` looks for a pretrained file, after its environment variable.
+WEIGHT_DIRS: tuple[str, ...] = ("weights", "/content/drive/MyDrive/weights")
+
+
+def find_weights(filename: str, env: str | None = None) -> Path | None:
+    """The path of a pretrained file the reader supplied, or None.
+
+    Looks at ``$env`` (a file path), then for ``filename`` in ``weights/`` of the working
+    directory and of the project root, and in ``/content/drive/MyDrive/weights`` (Colab).
+    """
+    candidates: list[Path] = []
+    if env and os.environ.get(env):
+        candidates.append(Path(os.environ[env]).expanduser())
+    from transfer_lib.train.profiles import project_root
+
+    root = project_root()
+    for d in WEIGHT_DIRS:
+        candidates += [Path(d) / filename, root / d / filename]
+    return next((c for c in candidates if c.is_file()), None)
+
+
 def default_dir() -> Path:
-    """``weights/`` of the project (:func:`transfer_lib.book.viz.project_root`)."""
+    """``weights/`` of the project (:func:`transfer_lib.train.profiles.project_root`)."""
     from transfer_lib.train.profiles import project_root
 
     return project_root() / "weights"
@@ -154,8 +175,6 @@ def fetch_vit(out_dir: str | os.PathLike | None = None, url: str = VIT_URL,
 
 def ir50_instructions(found: Path | None) -> str:
     """Where face.evoLVe publishes the IR-50 and where this project looks for it."""
-    from transfer_lib.book.viz import WEIGHT_DIRS
-
     places = ", ".join(f"{d}/" for d in WEIGHT_DIRS)
     lines = [
         f"The IR-50 stem (face.evoLVe, trained on MS-Celeb-1M) is {IR50_FILE}.",
@@ -192,8 +211,6 @@ def run(args: argparse.Namespace) -> int:
     from transfer_lib.cli import check_output_dir
 
     if args.which == "ir50":
-        from transfer_lib.book.viz import find_weights
-
         if args.dir:
             candidate = Path(args.dir) / IR50_FILE
             found = candidate if candidate.is_file() else None
