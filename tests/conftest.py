@@ -76,6 +76,9 @@ FAST_FILES: dict[str, tuple[str, ...]] = {
         "test_refused_files_never_advise_weights_only_false", "test_own_checkpoint_given_as_ir50",
     ),
     "tests/test_weights.py": (),
+    "tests/test_layout.py": (),
+    "tests/test_pool.py": (),
+    "tests/test_book_cache.py": (),
 }
 
 
