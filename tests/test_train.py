@@ -268,3 +268,29 @@ def test_regularisers_are_the_map_regulariser_and_the_msad_droppings():
     assert kinds("transfer") == [MultiAttentionDropping.__name__] + \
         [MultiHeadSelfAttentionDropping.__name__] * depth
     assert kinds("local_mad", map_regulariser="spatial") == ["Dropout2d"]
+
+
+def test_update_is_the_manual_step_and_clips_the_global_norm():
+    """train.model.update, the one optimiser step of the trainer, pretrain and bench train."""
+    from transfer_lib.train.model import update
+
+    def fresh():
+        torch.manual_seed(0)
+        net = torch.nn.Linear(4, 3)
+        return net, torch.optim.SGD(net.parameters(), lr=0.1)
+
+    x, y = torch.randn(8, 4) * 100, torch.randint(3, (8,))
+    a, opt_a = fresh()
+    loss = torch.nn.functional.cross_entropy(a(x), y)
+    opt_a.zero_grad()
+    loss.backward()
+    opt_a.step()
+    b, opt_b = fresh()
+    update(opt_b, torch.nn.functional.cross_entropy(b(x), y),
+           torch.amp.GradScaler("cpu", enabled=False))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    c, opt_c = fresh()
+    before = [p.detach().clone() for p in c.parameters()]
+    update(opt_c, torch.nn.functional.cross_entropy(c(x), y), grad_clip=0.5)
+    step = torch.cat([(p.detach() - q).flatten() for p, q in zip(c.parameters(), before)])
+    assert abs(step.norm().item() - 0.1 * 0.5) < 1e-6  # lr x the clipped norm

@@ -140,6 +140,7 @@ def make_step(size: str, config: dict, batch: int, device: torch.device):
     fixed random data (the trainer's forward/loss, then backward and SGD)."""
     from transfer_lib.models import build_model
     from transfer_lib.train import CUDA_GRAPH_MODES, compile_step, make_forward_loss
+    from transfer_lib.train.model import update
 
     cuda = device.type == "cuda"
     torch.manual_seed(0)
@@ -165,9 +166,7 @@ def make_step(size: str, config: dict, batch: int, device: torch.device):
         if graphs:
             torch.compiler.cudagraph_mark_step_begin()
         loss, _ = forward_loss(x, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        update(opt, loss)
 
     return step
 

@@ -45,6 +45,7 @@ from transfer_lib.train.model import (
     compile_step,
     cpu_has_native_bf16,
     make_forward_loss,
+    update,
 )
 from transfer_lib.train.profiles import Profile
 from transfer_lib.train.rng import rng_state, seed_everything, set_rng_state
@@ -434,13 +435,7 @@ def train_epoch(run: Run, parts: Parts, step: Step, optimiser, scaler, progress:
         if step.cuda_graphs:  # a new iteration: the graphs' previous outputs may be overwritten
             torch.compiler.cudagraph_mark_step_begin()
         loss, n_correct = step.forward_loss(images, labels)
-        optimiser.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if prof.grad_clip > 0:  # the gradient's global norm, unscaled first under fp16
-            scaler.unscale_(optimiser)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), prof.grad_clip)
-        scaler.step(optimiser)
-        scaler.update()
+        update(optimiser, loss, scaler, prof.grad_clip, model.parameters())
         progress.global_step += 1
         loss_sum += loss.detach() * labels.shape[0]  # on the device: no sync
         correct += n_correct

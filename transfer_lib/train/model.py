@@ -121,6 +121,31 @@ def make_forward_loss(net, label_smoothing: float = 0.0, device_type: str = "cpu
     return forward_loss
 
 
+def update(optimiser: torch.optim.Optimizer, loss: torch.Tensor,
+           scaler: torch.amp.GradScaler | None = None, grad_clip: float = 0.0,
+           parameters=None) -> None:
+    """One optimiser step from ``loss``, the library's only one (the trainer, ``pretrain`` and
+    ``bench train`` take it): clear the gradients, back-propagate (through ``scaler`` under
+    fp16), clip their global norm to ``grad_clip`` when it is positive (unscaled first), step,
+    and let the scaler adapt. Without a scaler it is ``zero_grad``, ``backward``, ``step``."""
+    optimiser.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+    else:
+        scaler.scale(loss).backward()
+    if grad_clip > 0:
+        if scaler is not None:
+            scaler.unscale_(optimiser)
+        if parameters is None:
+            parameters = [p for group in optimiser.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
+    if scaler is None:
+        optimiser.step()
+    else:
+        scaler.step(optimiser)
+        scaler.update()
+
+
 def compile_step(fn, mode: str | None = "default", fullgraph: bool = True):
     """``torch.compile(fn)`` in ``mode`` (one of COMPILE_MODES). ``fullgraph``: fail on a graph
     break instead of silently splitting the step (off under DDP, whose optimiser splits it)."""

@@ -60,6 +60,7 @@ from torch import nn
 from transfer_lib.data import synth
 from transfer_lib.models.config import SIZES, make_config
 from transfer_lib.models.stem import IR50Stem
+from transfer_lib.train.model import update
 from transfer_lib.train.profiles import project_root
 from transfer_lib.utils.errors import TransferError
 from transfer_lib.utils.pool import chunk_size, map_chunks
@@ -328,9 +329,7 @@ def pretrain(cfg: PretrainConfig = PretrainConfig(), workers: int | None = None,
                 group["lr"] = cfg.lr * lr_factor(step)
             logits = net(x, y)
             loss = F.cross_entropy(logits, y)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
+            update(optimiser, loss)
             loss_value = float(loss.detach())
             if not math.isfinite(loss_value):
                 raise TransferError(f"pretraining loss is {loss_value} at step {step}; lower --lr")
