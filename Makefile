@@ -65,7 +65,7 @@ test: chromium-early setup chromium
 	$(PY) -m ruff check transfer_lib tests book
 	$(VENV)/bin/actionlint -no-color
 	rm -rf $(NB_CACHE)
-	TRANSFER_PROFILE=smoke TRANSFER_NB_CACHE=$(NB_CACHE) $(PY) -m pytest -q tests --nbval-lax book -m "not device_script and not browser"
+	TRANSFER_PROFILE=smoke TRANSFER_NB_CACHE=$(NB_CACHE) $(PY) -m pytest -q tests --nbval-lax book -m "not device_script and not browser" --durations=15
 	$(PY) book/conftest.py _build/config-test.yml $(NB_CACHE)
 	TRANSFER_PROFILE=smoke $(VENV)/bin/jupyter-book build . -W -n --keep-going --config _build/config-test.yml
 	$(MAKE) --no-print-directory test-browser
