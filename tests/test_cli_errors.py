@@ -131,6 +131,15 @@ def test_ferplus_malformed_rows(tmp_path, bad_row, capsys):
     assert "fer2013.csv, line 3" in _error(capsys)
 
 
+def test_eval_says_how_many_faces_the_protocol_left_out(tmp_path, capsys):
+    rows = [("PrivateTest", f"fer{i:07d}.png", [0, 8, 0, 0, 0, 0, 0, 0, 0, 0]) for i in range(3)]
+    rows.append(("PrivateTest", "fer0000009.png", [0, 0, 0, 0, 0, 0, 0, 0, 8, 2]))  # unknown
+    root = write_ferplus(tmp_path / "fer", rows)
+    ck = fake_checkpoint(tmp_path / "f.pt", FERPLUS_CLASSES)
+    assert main(["eval", "--dataset", "ferplus", "--data", str(root), "--checkpoint", str(ck)]) == 0
+    assert "left out by the data set's protocol: 1 no majority label" in capsys.readouterr().out
+
+
 # ---------------------------------------------------------------------------------------------
 # checkpoints
 # ---------------------------------------------------------------------------------------------

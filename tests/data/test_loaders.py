@@ -141,12 +141,15 @@ def test_ferplus_loader(tmp_path):
     train = build_dataset("ferplus", root, "train")
     assert train.classes == FERPLUS_CLASSES and len(train.classes) == 8
     assert train.targets == [0, 2]
+    assert train.left_out == {"no image name (dropped by FERPlus)": 1,
+                              "no majority label (FERPlus's rule)": 1}  # counted, not silent
+    assert "1 no majority label" in train.describe_left_out()
     img, _ = train[1]
     assert img.mode == "RGB" and img.size == (48, 48)
     a = np.asarray(img)
     assert (a[..., 0] == a[..., 1]).all()
     test = build_dataset("ferplus", root, "test")
-    assert test.targets == [7, 6]
+    assert test.targets == [7, 6] and test.left_out == {} and test.describe_left_out() is None
     # pixels of row 3 (file line 4) are the third data row of fer2013.csv
     line = (root / "fer2013.csv").read_text().splitlines()[3]
     expected = np.array(line.split(",")[1].split(), dtype=np.uint8).reshape(48, 48)
@@ -170,6 +173,8 @@ def test_affectnet_7_and_8(tmp_path):
     a7 = build_dataset("affectnet7", root, "train")
     assert a8.targets == [0, 1, 7, 6, 3] and a8.classes == AFFECTNET_CLASSES
     assert a7.targets == [0, 1, 6, 3] and a7.classes == AFFECTNET_CLASSES[:7]
+    assert a8.left_out == {"none (code 8)": 1, "uncertain (code 9)": 1, "non-face (code 10)": 1}
+    assert a7.left_out["contempt (code 7; affectnet8 keeps it)"] == 1
     test = build_dataset("affectnet7", root, "test")  # validation.csv without a header
     assert test.targets == [2, 5]
     img, _ = test[0]

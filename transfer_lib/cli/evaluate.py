@@ -135,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
                    checkpoint=selection)
     print(format_metrics(metrics, title=f"{source} on {args.dataset} {args.split} ({data})"))
     print(f"weights: {selection['note']}")
+    if test_set.describe_left_out():
+        print(test_set.describe_left_out())
     _write_json(args.json, metrics)
     return 0
 

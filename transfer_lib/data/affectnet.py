@@ -17,6 +17,7 @@ Images are returned whole by default; ``crop_face=True`` crops the annotated fac
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
@@ -38,6 +39,8 @@ AFFECTNET_CLASSES: tuple[str, ...] = ("Neutral", "Happy", "Sad", "Surprise", "Fe
 COLUMNS = ("subDirectory_filePath", "face_x", "face_y", "face_width", "face_height",
            "facial_landmarks", "expression", "valence", "arousal")
 #: The list each split is read from (``val`` is carved from the training list).
+#: Why AffectNet's codes beyond the classes are left out (code 7, contempt, only by affectnet7).
+LEFT_OUT = {8: "none (code 8)", 9: "uncertain (code 9)", 10: "non-face (code 10)"}
 LISTS = {"train": "training.csv", "val": "training.csv", "test": "validation.csv"}
 LAYOUT = """\
   ROOT/Manually_Annotated_file_lists/training.csv     subDirectory_filePath,face_x,face_y,
@@ -74,6 +77,7 @@ class AffectNet(ImageListDataset):
             raise missing("AffectNet image folder", image_dir, LAYOUT)
         listing = FolderListing()
         samples, boxes, seen = [], [], {}
+        left_out: Counter[str] = Counter()
         with open_text(list_file) as f:
             for lineno, row in enumerate(csv.reader(f), start=1):
                 if not "".join(row).strip():
@@ -98,8 +102,9 @@ class AffectNet(ImageListDataset):
                 if not 0 <= code <= 10:
                     raise DataError(f"{where}: unknown expression code {code} for {name} "
                                     "(AffectNet codes are 0..10)")
-                if code >= num_classes:
-                    continue  # 8-10 none/uncertain/non-face; 7 contempt for affectnet7
+                if code >= num_classes:  # 8-10 none/uncertain/non-face; 7 contempt
+                    left_out[LEFT_OUT.get(code, "contempt (code 7; affectnet8 keeps it)")] += 1
+                    continue
                 if name in seen:
                     raise DataError(f"{where}: duplicate entry {name} (first at line {seen[name]})")
                 seen[name] = lineno
@@ -121,6 +126,7 @@ class AffectNet(ImageListDataset):
                     f"class has two")
             raise DataError(f"{list_file}: no {what}.\n{LAYOUT}")
         self.val_source = VAL_CARVED
+        self.left_out = dict(left_out)
         self.boxes = boxes
         self.crop_face = crop_face
         self.name = f"affectnet{num_classes}"

@@ -170,6 +170,9 @@ class ImageListDataset(Dataset):
     name = "images"
     native_size: int | None = None  # side of the images when they all share one square size
     val_source: str | None = None
+    #: rows of the label files that the data set's own protocol leaves out, by reason (FERPlus's
+    #: majority rule, AffectNet's codes beyond the classes); counted, never silent
+    left_out: dict[str, int] = {}
 
     def __init__(self, samples: Sequence[tuple[Path, int]], classes: Sequence[str], root: Path,
                  split: str, transform: Callable | None = None,
@@ -197,6 +200,14 @@ class ImageListDataset(Dataset):
         """Every file the samples come from (label files, images): keys the fast cache."""
         return self._sources + [p for p, _ in self.samples]
 
+    def describe_left_out(self) -> str | None:
+        """``left out by the data set's protocol: 1,203 no majority label, ...`` or None."""
+        if not self.left_out:
+            return None
+        return "left out by the data set's protocol: " + ", ".join(
+            f"{n:,} {why}" for why, n in self.left_out.items())
+
     def __repr__(self) -> str:
+        left = f", left_out={self.left_out}" if self.left_out else ""
         return (f"{type(self).__name__}(split={self.split!r}, n={len(self)}, "
-                f"classes={len(self.classes)}, root='{self.root}')")
+                f"classes={len(self.classes)}, root='{self.root}'{left})")

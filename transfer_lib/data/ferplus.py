@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import itertools
 import math
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -93,6 +94,7 @@ class FERPlus(ImageListDataset):
                 raise missing("FERPlus file", f, LAYOUT)
         usage = USAGE[split]
         pixels, labels, samples = [], [], []
+        left_out: Counter[str] = Counter()
         with open_text(fer) as f_old, open_text(new) as f_new:
             old_rows, new_rows = csv.reader(f_old), csv.reader(f_new)
             h_old, h_new = next(old_rows, None), next(new_rows, None)
@@ -126,8 +128,10 @@ class FERPlus(ImageListDataset):
                                         f"{', '.join(USAGE.values())}")
                 votes = _vote_counts(row_new[2:12], new, lineno)
                 name = row_new[1].strip()
-                if not name:
-                    continue  # no image name: FERPlus dropped this face
+                if not name:  # no image name: FERPlus dropped this face
+                    if row_new[0].strip() == usage:
+                        left_out["no image name (dropped by FERPlus)"] += 1
+                    continue
                 if row_old[2].strip() != row_new[0].strip():
                     raise DataError(f"{fer}, line {lineno}: Usage {row_old[2]!r} differs from "
                                     f"{new}'s {row_new[0]!r}: the two files are not in the same order")
@@ -139,6 +143,7 @@ class FERPlus(ImageListDataset):
                     continue
                 k = majority_label(votes)
                 if k is None:
+                    left_out["no majority label (FERPlus's rule)"] += 1
                     continue
                 try:
                     px = np.array(row_old[1].split(), dtype=np.int64)
@@ -155,6 +160,7 @@ class FERPlus(ImageListDataset):
             raise DataError(f"{new}: no usable '{usage}' rows.\n{LAYOUT}")
         #: (N, 48, 48) uint8 grey faces
         self.pixels = np.stack(pixels)
+        self.left_out = {why: n for why, n in left_out.items() if n}
         super().__init__(samples, FERPLUS_CLASSES, root, split, transform, sources=[fer, new])
 
     def load_image(self, index: int) -> Image.Image:
