@@ -316,3 +316,89 @@ def test_transfer_native_documented_values_are_taken(value, monkeypatch):
     monkeypatch.setenv("TRANSFER_NATIVE", value)
     assert native_env_problem() is None
     assert native_requested() == (value.strip().lower() in ("1", "true", "yes"))
+
+
+# ---------------------------------------------------------------------------------------------
+# a third round: downloads, environment variables, outputs among a command's inputs
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture
+def bad_server():
+    """A server on 127.0.0.1 whose /stall sends 10 of 1000 promised bytes and then nothing, and
+    whose /short sends 10 and closes the connection."""
+    import http.server
+    import threading
+
+    release = threading.Event()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b"x" * 10)
+            self.wfile.flush()
+            if self.path == "/stall":
+                release.wait(30)
+            self.close_connection = True
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    release.set()
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("path, words", [
+    ("/stall", "(stopped after 10 bytes): timed out"),  # was a TimeoutError traceback
+    ("/short", "ended after 10 of its 1000 bytes (the connection was closed)"),  # "sha256 ..."
+])
+def test_weights_fetch_from_a_server_that_stalls_or_hangs_up(path, words, bad_server, tmp_path,
+                                                             monkeypatch, capsys):
+    from transfer_lib.weights import fetch
+
+    monkeypatch.setattr(fetch, "TIMEOUT", 1)
+    argv = ["weights", "fetch", "vit", "--url", bad_server + path, "--dir", str(tmp_path),
+            "--no-progress"]
+    assert main(argv) == 2
+    assert words in _error(capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_weights_fetch_writes_a_file_others_may_read(tmp_path, capsys):
+    # the download kept mkstemp's mode 0600: a shared weights/ folder others could not read
+    import hashlib
+    import os
+
+    source = tmp_path / "source.pth"
+    source.write_bytes(b"weights")
+    old = os.umask(0o022)
+    try:
+        assert main(["weights", "fetch", "vit", "--url", source.as_uri(), "--dir",
+                     str(tmp_path / "w"), "--sha256", hashlib.sha256(b"weights").hexdigest(),
+                     "--no-progress"]) == 0
+    finally:
+        os.umask(old)
+    (written,) = (tmp_path / "w").iterdir()
+    assert written.stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("kind, words", [
+    ("folder", "is a folder, not a file"),  # was passed over: "not found in any of those places"
+    ("missing", "names nothing (no such file)"),  # the same
+    ("empty", "is an empty file (0 bytes)"),  # was "found: ..." and exit 0
+])
+def test_transfer_ir50_that_names_no_weights_file(kind, words, tmp_path, monkeypatch, capsys):
+    target = tmp_path / "ir50.pth"
+    if kind == "folder":
+        target.mkdir()
+    elif kind == "empty":
+        target.write_bytes(b"")
+    monkeypatch.setenv("TRANSFER_IR50", str(target))
+    assert main(["weights", "fetch", "ir50"]) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith(f"error: TRANSFER_IR50={target} {words}: expected the file ")
+    assert "unset TRANSFER_IR50" in err and out == "" and "Traceback" not in err

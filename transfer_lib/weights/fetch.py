@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import http.client
 import os
 import re
 import sys
@@ -52,6 +53,8 @@ IR50_SOURCE = "https://github.com/ZhaoJ9014/face.evoLVe"
 NAME_HASH = re.compile(r"-([a-f0-9]{8,64})\.")
 
 CHUNK = 1 << 20
+#: Seconds a download waits for the server to answer or send more bytes.
+TIMEOUT = 60
 
 
 #: Where :func:`find_weights` looks for a pretrained file, after its environment variable.
@@ -62,11 +65,22 @@ def find_weights(filename: str, env: str | None = None) -> Path | None:
     """The path of a pretrained file the reader supplied, or None.
 
     Looks at ``$env`` (a file path), then for ``filename`` in ``weights/`` of the working
-    directory and of the project root, and in ``/content/drive/MyDrive/weights`` (Colab).
+    directory and of the project root, and in ``/content/drive/MyDrive/weights`` (Colab). A
+    ``$env`` that names no file, a folder or an empty file raises TransferError (it was passed
+    over for the folders without a word, or an empty file taken for the weights).
     """
     candidates: list[Path] = []
     if env and os.environ.get(env):
-        candidates.append(Path(os.environ[env]).expanduser())
+        given = Path(os.environ[env]).expanduser()
+        problem = ("names nothing (no such file)" if not given.exists() else
+                   "is a folder, not a file" if given.is_dir() else
+                   "is not a regular file" if not given.is_file() else
+                   "is an empty file (0 bytes)" if given.stat().st_size == 0 else None)
+        if problem is not None:
+            raise TransferError(f"{env}={os.environ[env]} {problem}: expected the file "
+                                f"{filename}. Point {env} at it, or unset {env} to look for it "
+                                f"in {', '.join(f'{d}/' for d in WEIGHT_DIRS)}")
+        return given
     from transfer_lib.train.profiles import project_root
 
     root = project_root()
@@ -119,18 +133,35 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None,
     want = expected_hash(dest.name, sha256)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    # mkstemp's file is 0600: the weights would be unreadable to the group (a shared weights/)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
     h = hashlib.sha256()
     size = 0
+
+    def cannot(err: BaseException, during: str = "") -> TransferError:
+        return TransferError(f"cannot download {url}{during}: {getattr(err, 'reason', err)}. "
+                             f"Check the address and the network, or download the file by hand "
+                             f"and put it at {dest}")
+
     try:
         try:
-            response = urllib.request.urlopen(url, timeout=60)  # noqa: S310 - the user's URL
-        except (urllib.error.URLError, OSError, ValueError) as err:
-            raise TransferError(f"cannot download {url}: {getattr(err, 'reason', err)}. Check the "
-                                f"address and the network, or download the file by hand and put "
-                                f"it at {dest}") from None
+            response = urllib.request.urlopen(url, timeout=TIMEOUT)  # noqa: S310 - the user's URL
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as err:
+            os.close(fd)
+            raise cannot(err) from None
         with response, os.fdopen(fd, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0)
-            for chunk in iter(lambda: response.read(CHUNK), b""):
+            # what has arrived (read would wait for a whole chunk): the count below is true
+            read = getattr(response, "read1", response.read)
+            while True:
+                try:  # a server that stalls (a timeout) or drops the connection mid-file
+                    chunk = read(CHUNK)
+                except (OSError, http.client.HTTPException) as err:
+                    raise cannot(err, f" (stopped after {size} bytes)") from None
+                if not chunk:
+                    break
                 out.write(chunk)
                 h.update(chunk)
                 size += len(chunk)
@@ -141,6 +172,11 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None,
             os.fsync(out.fileno())
         if progress and total:
             print(file=sys.stderr)
+        if total and size < total:
+            raise TransferError(f"the download of {url} ended after {size} of its {total} bytes "
+                                f"(the connection was closed), so {dest} was not written. Try "
+                                f"again; if it persists, download the file by hand and put it "
+                                f"at {dest}")
         got = h.hexdigest()
         if not got.startswith(want):
             raise TransferError(
