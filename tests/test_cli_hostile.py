@@ -402,3 +402,20 @@ def test_transfer_ir50_that_names_no_weights_file(kind, words, tmp_path, monkeyp
     out, err = capsys.readouterr()
     assert err.startswith(f"error: TRANSFER_IR50={target} {words}: expected the file ")
     assert "unset TRANSFER_IR50" in err and out == "" and "Traceback" not in err
+
+
+def test_bench_data_on_a_set_smaller_than_a_batch(tmp_path, capsys):
+    # StopIteration with a traceback: no whole batch of 64 among 8 images
+    from tests.data.conftest import write_rafdb
+
+    data = write_rafdb(tmp_path / "RAF-DB", n_train=8, n_test=3)
+    argv = ["bench", "data", "--data", str(data), "--seconds", "1", "--workers", "0",
+            "--cache-dir", str(tmp_path / "cache")]
+    assert main(argv) == 2
+    assert "--batch-size 64 is more than the 7 training images of " in _error(capsys)
+
+
+def test_bench_data_dataset_without_data(capsys):
+    # it measured the synthetic set and called it ferplus
+    assert main(["bench", "data", "--dataset", "ferplus"]) == 2
+    assert "--dataset ferplus needs --data DIR" in _error(capsys)

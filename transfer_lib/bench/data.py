@@ -24,11 +24,13 @@ from torch.utils.data import DataLoader
 from transfer_lib.data import build_dataset, ensure_synthetic, train_transform
 from transfer_lib.data.fast import BatchAugment, FastLoader, build_cache
 from transfer_lib.models.config import TransFERConfig
+from transfer_lib.utils.errors import TransferError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None, help="RAF-DB-layout folder (default: synthetic)")
-    parser.add_argument("--dataset", default="rafdb", help="data set name for --data")
+    parser.add_argument("--dataset", default=None,
+                        help="data set name for --data (default rafdb)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=15.0, help="time per path")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
@@ -76,13 +78,21 @@ def run(args: argparse.Namespace) -> int:
     from transfer_lib.cli import check_output_file
 
     check_output_file(args.json, "--json")  # before the minutes of measuring, not after
+    if args.data is None and args.dataset not in (None, "rafdb"):
+        # it measured the synthetic set under the name asked for, without a word
+        raise TransferError(f"--dataset {args.dataset} needs --data DIR (its root): without "
+                            f"--data the synthetic set, in RAF-DB's layout, is measured")
     config = TransFERConfig()
-    name = args.dataset if args.data else "synthetic"
+    name = (args.dataset or "rafdb") if args.data else "synthetic"
     root = args.data or ensure_synthetic()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     ds = build_dataset(name, root, "train", transform=train_transform(config))
+    if len(ds) < args.batch_size:  # no whole batch to time: StopIteration, with a traceback
+        raise TransferError(f"--batch-size {args.batch_size} is more than the {len(ds)} training "
+                            f"images of {root}: give --batch-size {len(ds)} or less, or a larger "
+                            f"data set")
     std_loader = DataLoader(ds, batch_size=args.batch_size, shuffle=True, drop_last=True,
                             num_workers=args.workers, persistent_workers=args.workers > 0,
                             pin_memory=device.type == "cuda")
@@ -110,5 +120,7 @@ def run(args: argparse.Namespace) -> int:
           "other jobs slow both paths)")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+        from transfer_lib.utils.atomic import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(result, indent=1) + "\n")
     return 0
