@@ -419,3 +419,18 @@ def test_bench_data_dataset_without_data(capsys):
     # it measured the synthetic set and called it ferplus
     assert main(["bench", "data", "--dataset", "ferplus"]) == 2
     assert "--dataset ferplus needs --data DIR" in _error(capsys)
+
+
+@pytest.mark.parametrize("argv, words", [
+    # BatchNorm's ValueError with a traceback, after the rendering
+    (["--identities", "2", "--images", "1", "--batch-size", "1"],
+     "batch_size=1: the network's BatchNorm needs at least 2 images a batch"),
+    # rendered 100 million images for hours, in memory, before running out of it
+    (["--identities", "100000", "--images", "10000"],
+     "pretraining on 100000 identities x 10002 images (1,000,200,000 images of "),
+])
+def test_pretrain_sizes_it_cannot_train(argv, words, tmp_path, capsys):
+    assert main(["pretrain", *argv, "--epochs", "1", "--out", str(tmp_path / "p"),
+                 "--no-progress"]) == 2
+    assert words in _error(capsys)
+    assert not (tmp_path / "p").exists()

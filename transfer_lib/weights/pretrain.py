@@ -113,6 +113,9 @@ class PretrainConfig:
                                 f"(got {self.identities}, {self.images}, {self.held_out})")
         if self.epochs < 1 or self.batch_size < 1 or self.embed_dim < 1 or self.top_width < 1:
             raise TransferError("epochs, batch_size, embed_dim and top_width must be at least 1")
+        if self.batch_size < 2:  # BatchNorm's ValueError, with a traceback, at the first step
+            raise TransferError(f"batch_size={self.batch_size}: the network's BatchNorm needs "
+                                f"at least 2 images a batch; give --batch-size 2 or more")
         if self.top_depth < 0:
             raise TransferError(f"top_depth={self.top_depth} must be at least 0")
         for name in ("occlusion", "grayscale"):
@@ -263,6 +266,29 @@ def identification_accuracy(net: IdentityNet, images: torch.Tensor, labels: torc
     return correct / max(1, len(images))
 
 
+def physical_memory() -> int | None:
+    """This machine's memory in bytes, or None where the system does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_memory(cfg: PretrainConfig, size: int) -> None:
+    """Refuse a set whose images (rendered in memory, held twice while the chunks are joined)
+    would not fit in this machine's memory: ``--identities 100000 --images 1000`` rendered for
+    hours and then died of it."""
+    images = cfg.identities * (cfg.images + cfg.held_out)
+    need = 2 * images * size * size * 3
+    have = physical_memory()
+    if have is not None and need > have:
+        raise TransferError(
+            f"pretraining on {cfg.identities} identities x {cfg.images + cfg.held_out} images "
+            f"({images:,} images of {size} x {size} pixels, rendered in memory) needs about "
+            f"{need / 1e9:,.0f} GB, more than this machine's {have / 1e9:,.0f} GB: give fewer "
+            f"--identities or --images")
+
+
 def pretrain(cfg: PretrainConfig = PretrainConfig(), workers: int | None = None,
              progress: bool = True, channels_last: bool = True,
              threads: int | None = None) -> tuple[IdentityNet, dict]:
@@ -277,6 +303,7 @@ def pretrain(cfg: PretrainConfig = PretrainConfig(), workers: int | None = None,
         torch.set_num_threads(threads)
     mc = make_config("ir50", cfg.size)
     size = mc.input_size
+    check_memory(cfg, size)
     t0 = time.perf_counter()
     train_x, train_y = render_identities(cfg.identities, range(cfg.images), cfg.seed,
                                          cfg.occlusion, size, workers, progress)
