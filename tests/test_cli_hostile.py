@@ -434,3 +434,19 @@ def test_pretrain_sizes_it_cannot_train(argv, words, tmp_path, capsys):
                  "--no-progress"]) == 2
     assert words in _error(capsys)
     assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_train_out_a_folder_holding_files_of_a_runs_names(resume, tmp_path, capsys):
+    # a project folder's own config.json and metrics.jsonl were replaced by the run's
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"my": "settings"}\n')
+    (folder / "metrics.jsonl").write_text("my notes\n")
+    argv = [*("train", "--profile", "smoke", "--epochs", "1", "--max-steps", "1"),
+            "--no-progress", "--out", str(folder)]
+    assert main(argv + (["--resume"] if resume else [])) == 2
+    assert (f"--out {folder} holds config.json, metrics.jsonl, which no run of this command "
+            f"wrote") in _error(capsys)
+    assert (folder / "config.json").read_text() == '{"my": "settings"}\n'
+    assert (folder / "metrics.jsonl").read_text() == "my notes\n"

@@ -174,6 +174,8 @@ def check_run_dir(run: Run) -> tuple[list[str], tuple[dict, str] | None]:
                 f"{run_dir} already holds a run ({last_path} exists). Pass --resume to continue "
                 f"it, or choose another --out.")
         config_path = run_dir / "config.json"
+        if not last_path.exists():
+            check_no_foreign_run_files(run_dir)
         if cfg.resume and not last_path.exists():
             if not config_path.exists():
                 raise TransferError(
@@ -201,6 +203,25 @@ def check_run_dir(run: Run) -> tuple[list[str], tuple[dict, str] | None]:
                 check_last_is_the_runs(run_dir, last_path, cfg)
     barrier(run.ctx)
     return changed, saved
+
+
+#: The files a run writes in its directory, replacing any of the same name.
+RUN_FILE_NAMES: tuple[str, ...] = ("config.json", "metrics.jsonl", "best.pt", "summary.json")
+
+
+def check_no_foreign_run_files(run_dir: Path) -> None:
+    """Refuse a run directory (without last.pt) holding files of a run's names that no run
+    wrote: a project's own config.json or notes in metrics.jsonl were replaced without a word.
+    A config.json of a run (one stopped before its first checkpoint) makes the folder a run's."""
+    if not run_dir.is_dir() or run_files._read_config(run_dir) is not None:
+        return
+    theirs = [name for name in RUN_FILE_NAMES if (run_dir / name).exists()]
+    if theirs:
+        raise TransferError(
+            f"--out {run_dir} holds {', '.join(theirs)}, which no run of this command wrote "
+            f"(no last.pt, no config.json of a run): a run there would replace "
+            f"{'them' if len(theirs) > 1 else 'it'}. Choose another --out (a new folder), or "
+            f"move {'them' if len(theirs) > 1 else 'it'} away. Nothing was changed.")
 
 
 def check_last_is_the_runs(run_dir: Path, last_path: Path, cfg) -> None:
