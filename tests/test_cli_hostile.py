@@ -450,3 +450,41 @@ def test_train_out_a_folder_holding_files_of_a_runs_names(resume, tmp_path, caps
             f"wrote") in _error(capsys)
     assert (folder / "config.json").read_text() == '{"my": "settings"}\n'
     assert (folder / "metrics.jsonl").read_text() == "my notes\n"
+
+
+def test_eval_json_over_a_file_of_the_data_set(tmp_path, ckpt, capsys):
+    # the metrics replaced RAF-DB's label file; an earlier --json in the folder is replaced
+    from tests.data.conftest import write_rafdb
+
+    data = write_rafdb(tmp_path / "RAF-DB", n_train=8, n_test=3)
+    labels = data / "basic" / "EmoLabel" / "list_patition_label.txt"
+    before = labels.read_bytes()
+    argv = ["eval", "--data", str(data), "--checkpoint", str(ckpt), "--device", "cpu", "--json"]
+    assert main([*argv, str(labels)]) == 2
+    assert f"--json {labels} is a file of the --data folder {data} this command reads" in \
+        _error(capsys)
+    assert labels.read_bytes() == before
+    (data / "metrics.json").write_text('{"accuracy": 0.5}\n')
+    assert main([*argv, str(data / "metrics.json")]) == 0
+    assert json.loads((data / "metrics.json").read_text())["accuracy"] == 0.0
+
+
+def test_export_onnx_to_a_path_ending_in_a_slash(tmp_path, ckpt, capsys):
+    # `--onnx out/sub/` wrote a file named sub
+    target = f"{tmp_path / 'out' / 'sub'}/"
+    assert main(["export", "--checkpoint", str(ckpt), "--onnx", target]) == 2
+    assert f"--onnx {target} ends in '/', as a folder's name: give a file name, e.g. " \
+           f"{target}model.onnx" in _error(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_predict_crops_beside_the_images_never_replace_one(tmp_path, ckpt, capsys):
+    # photos/a.png's crop went over photos/a_face1.png, an image it was reading
+    a, crop_named = _face(tmp_path / "photos" / "a.png", 40), _face(tmp_path / "photos" /
+                                                                   "a_face1.png", 200)
+    before = crop_named.read_bytes()
+    assert main(["predict", str(tmp_path / "photos"), "--checkpoint", str(ckpt), "--no-detect",
+                 "--save-crops", str(tmp_path / "photos")]) == 2
+    assert f"a crop of {a} saved there would replace {crop_named}" in _error(capsys)
+    assert crop_named.read_bytes() == before
+    assert sorted(p.name for p in (tmp_path / "photos").iterdir()) == ["a.png", "a_face1.png"]

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -88,6 +89,20 @@ def crop_names(images: list[Path]) -> dict[Path, str]:
     return names
 
 
+def check_crops_spare_images(folder: Path, images: list[Path], stems: dict[Path, str]) -> None:
+    """Refuse a ``--save-crops`` folder where a crop would replace one of the images read
+    (``predict photos --save-crops photos`` wrote a.png's crop over photos/a_face1.png)."""
+    from transfer_lib.cli import same_file
+
+    source = {stem: path for path, stem in stems.items()}
+    for image in images:
+        m = re.fullmatch(r"(.+)_face[0-9]+\.png", image.name)
+        if m and m[1] in source and same_file(image.parent, folder):
+            raise TransferError(f"--save-crops {folder}: a crop of {source[m[1]]} saved there "
+                                f"would replace {image}, one of the images read. Give another "
+                                f"folder for the crops")
+
+
 def _load_model(args: argparse.Namespace):
     from transfer_lib.train.distributed import pick_device
 
@@ -139,6 +154,8 @@ def run(args: argparse.Namespace) -> int:
                                             ("--official", args.official),
                                             *(("IMAGE", image) for image in images)])
     crop_stems = crop_names(images)
+    if args.save_crops is not None:
+        check_crops_spare_images(args.save_crops, images, crop_stems)
     model = _load_model(args)
     from transfer_lib.data.labels import class_table, label_kind
 

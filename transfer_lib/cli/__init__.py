@@ -150,17 +150,54 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
         return False
 
 
+def json_object_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds a JSON object (what a command's --json writes), read only when
+    small: no data set's labels or images are one."""
+    import json
+
+    try:
+        if os.path.getsize(path) > 1 << 22:
+            return False
+        with open(path, "rb") as f:
+            return isinstance(json.loads(f.read()), dict)
+    except (OSError, ValueError):
+        return False
+
+
+def inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    """Whether ``path`` lies somewhere under ``folder`` (links resolved)."""
+    from pathlib import Path
+
+    try:
+        return Path(folder).resolve() in Path(path).resolve().parents
+    except (OSError, RuntimeError):
+        return False
+
+
 def check_output_file(path: str | os.PathLike | None, option: str,
                       inputs: Iterable[tuple[str, str | os.PathLike | None]] = ()) -> None:
     """Refuse an output file path that cannot be written, before any work is done; ``inputs``
     ((option, path) pairs, e.g. ``("--checkpoint", ckpt)``) are files the command reads, which
-    the output must not replace (``eval --json best.pt`` would have put JSON over the weights)."""
+    the output must not replace (``eval --json best.pt`` would have put JSON over the weights);
+    an input that is a folder (``("--data", root)``) stands for every file under it."""
     if path is None:
         return
     from pathlib import Path
 
+    if isinstance(path, str) and path.endswith(("/", os.sep)):
+        # `export --onnx out/` wrote a file named out
+        example = {"--onnx": "model.onnx", "--profile-out": "profile.txt"}.get(option, "out.json")
+        raise TransferError(f"{option} {path} ends in '/', as a folder's name: give a file "
+                            f"name, e.g. {path}{example}")
     path = Path(path)
     for what, given in inputs:
+        if (given is not None and os.path.isdir(given) and path.is_file() and inside(path, given)
+                and not json_object_file(path)):
+            # eval --json DATA/basic/EmoLabel/list_patition_label.txt replaced the labels (an
+            # earlier --json there, a JSON object, is replaced as anywhere else)
+            raise TransferError(
+                f"{option} {path} is a file of the {what} folder {given} this command reads: "
+                f"writing there would replace it. Give a file name outside it, or a new one")
         if given is not None and same_file(path, given):
             raise TransferError(
                 f"{option} {path} is also the {what} file this command reads: writing there "

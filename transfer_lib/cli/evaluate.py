@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 0:
         raise TransferError(f"--workers {args.workers} must be 0 (load in this process) or more")
     check_output_file(args.json, "--json", [("--checkpoint", args.checkpoint),
-                                            ("--official", args.official)])
+                                            ("--official", args.official), ("--data", args.data)])
     check_split(args.dataset, args.split)
     args.parts = parse_parts(args.parts) if args.occlusion else None  # bad names fail first
     device = pick_device(args.device)
