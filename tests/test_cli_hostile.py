@@ -488,3 +488,17 @@ def test_predict_crops_beside_the_images_never_replace_one(tmp_path, ckpt, capsy
     assert f"a crop of {a} saved there would replace {crop_named}" in _error(capsys)
     assert crop_named.read_bytes() == before
     assert sorted(p.name for p in (tmp_path / "photos").iterdir()) == ["a.png", "a_face1.png"]
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["eval", "--data", "."], "--official"),
+    (["export", "--onnx", "x.onnx"], "--official"),
+    (["train", "--profile", "smoke", "--out", "run"], "--ir50"),
+])
+def test_weights_option_given_a_folder_says_so(argv, option, tmp_path, monkeypatch, capsys):
+    # a folder was said to be "file not found"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "weights").mkdir()
+    assert main([*argv, option, "weights"]) == 2
+    assert _error(capsys).startswith(f"error: {option} weights is a folder, not a file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["weights"]

@@ -232,11 +232,11 @@ def run(args: argparse.Namespace) -> int:
 
         model, source = model_from_checkpoint(args.checkpoint), args.checkpoint
     else:
-        from transfer_lib.utils.errors import CheckpointError
+        from transfer_lib.utils.errors import CheckpointError, not_a_file
         from transfer_lib.weights.convert import load_official_transfer
 
         if not Path(args.official).is_file():
-            raise CheckpointError(f"--official file not found: {args.official}. Expected the "
+            raise CheckpointError(f"{not_a_file('--official', args.official)}. Expected the "
                                   f"authors' RAF-DB weights, a Paddle .pdparams file.")
         from transfer_lib.weights.checkpoint import check_finite_weights
 

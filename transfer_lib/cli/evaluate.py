@@ -78,7 +78,7 @@ OFFICIAL_SELECTION = {
 
 def load_model(args: argparse.Namespace):
     """(model, source, selection): ``selection`` says which weights of a run these are."""
-    from transfer_lib.utils.errors import CheckpointError
+    from transfer_lib.utils.errors import CheckpointError, not_a_file
 
     if args.checkpoint:
         from transfer_lib.weights.checkpoint import describe_checkpoint, model_and_checkpoint
@@ -86,7 +86,7 @@ def load_model(args: argparse.Namespace):
         model, ckpt = model_and_checkpoint(args.checkpoint)
         return model, args.checkpoint, describe_checkpoint(args.checkpoint, ckpt)
     if not Path(args.official).is_file():
-        raise CheckpointError(f"--official file not found: {args.official}. Expected the authors' "
+        raise CheckpointError(f"{not_a_file('--official', args.official)}. Expected the authors' "
                               f"RAF-DB weights, RAFa_2_6131_ep33_90p91.pdparams (Paddle pickle).")
     from transfer_lib.weights.convert import load_official_transfer
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from transfer_lib.train.config import COMPILE_MODES, TrainConfig
 from transfer_lib.train.profiles import Profile
-from transfer_lib.utils.errors import CheckpointError, TransferError
+from transfer_lib.utils.errors import CheckpointError, TransferError, not_a_file
 
 
 def build_training_model(cfg: TrainConfig, prof: Profile, class_names: list[str]):
@@ -36,7 +36,7 @@ def build_training_model(cfg: TrainConfig, prof: Profile, class_names: list[str]
         if path is None:
             continue
         if not Path(path).is_file():
-            raise CheckpointError(f"--{what} file not found: {path}")
+            raise CheckpointError(not_a_file(f"--{what}", path))
         from transfer_lib.weights import convert as pretrained  # lazily: written by another module
 
         if what == "ir50":

@@ -16,3 +16,14 @@ class DataError(TransferError):
 class CheckpointError(TransferError):
     """A checkpoint is missing, of the wrong kind, or does not match the model."""
 
+
+
+def not_a_file(what: str, path) -> str:
+    """The start of the message for ``what`` (``--official``) naming no file: "--official
+    file not found: PATH", or "--official PATH is a folder, not a file" (a folder was said
+    to be "not found")."""
+    import os
+
+    if os.path.isdir(path):
+        return f"{what} {path} is a folder, not a file"
+    return f"{what} file not found: {path}"
