@@ -502,3 +502,23 @@ def test_weights_option_given_a_folder_says_so(argv, option, tmp_path, monkeypat
     assert main([*argv, option, "weights"]) == 2
     assert _error(capsys).startswith(f"error: {option} weights is a folder, not a file")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["weights"]
+
+
+def test_predict_a_large_photo_prints_no_python_warning(tmp_path, ckpt, monkeypatch, capsys):
+    # a photo of 90 to 179 megapixels printed PIL's DecompressionBombWarning and its source
+    # line; here the limit is lowered so that a 100 x 100 image stands for one
+    import warnings
+
+    from PIL import Image as PILImage
+
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 6000)
+    photo = _face(tmp_path / "big.png")
+    with warnings.catch_warnings(record=True) as caught:  # what python would have printed
+        warnings.simplefilter("always")
+        assert main(["predict", str(photo), "--checkpoint", str(ckpt), "--no-detect"]) == 0
+    assert not [w for w in caught if issubclass(w.category, PILImage.DecompressionBombWarning)]
+    out, err = capsys.readouterr()
+    assert err == "" and out.startswith(f"{photo}  face 1/1"), err
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 4000)  # twice over: refused, and said
+    assert main(["predict", str(photo), "--checkpoint", str(ckpt), "--no-detect"]) == 1
+    assert "Scale it down (a face needs a few hundred pixels)" in capsys.readouterr().err

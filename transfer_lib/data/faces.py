@@ -151,12 +151,22 @@ def load_image(path) -> np.ndarray:
     """The (H, W, 3) uint8 RGB pixels of an image file, as :func:`image_to_rgb` reads them (the
     first frame of an animation or multi-page file). Raises :class:`ImageError` when the file
     cannot be read as an image."""
+    import warnings
+
     from PIL import UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
-            return image_to_rgb(im, str(path))
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, SyntaxError) as err:
+        with warnings.catch_warnings():
+            # a photo of 90 to 179 megapixels is read (PIL's "could be decompression bomb DOS
+            # attack" warning, with its source line, was printed to the user); a larger one is
+            # refused below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                return image_to_rgb(im, str(path))
+    except Image.DecompressionBombError as err:
+        raise ImageError(f"cannot read {path}: {err} Scale it down (a face needs a few hundred "
+                         f"pixels) and try again") from None
+    except (OSError, UnidentifiedImageError, SyntaxError) as err:
         raise ImageError(f"cannot read {path}: {err}") from None
 
 
