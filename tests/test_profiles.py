@@ -47,6 +47,17 @@ def test_active_profile_reads_env(monkeypatch):
     assert active_profile().name == "cpu"
 
 
+def test_bad_transfer_profile_says_what_to_do(monkeypatch, capsys, tmp_path):
+    from transfer_lib.cli import main
+
+    monkeypatch.setenv("TRANSFER_PROFILE", "bogus")
+    with pytest.raises(ValueError, match="set it to one of them or unset it"):
+        active_profile()
+    assert main(["train", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "TRANSFER_PROFILE='bogus'" in err and "unset it" in err and "Traceback" not in err
+
+
 def test_active_profile_paper_on_gpu_with_rafdb(monkeypatch, tmp_path):
     (tmp_path / "basic" / "EmoLabel").mkdir(parents=True)
     (tmp_path / "basic" / "EmoLabel" / "list_patition_label.txt").write_text("train_00001.jpg 1\n")

@@ -323,7 +323,8 @@ def active_profile(default: str | None = None) -> Profile:
     if name:
         if name not in PROFILES:
             raise ValueError(
-                f"TRANSFER_PROFILE={name!r} is not one of {', '.join(PROFILE_NAMES)}"
+                f"TRANSFER_PROFILE={name!r} is not one of {', '.join(PROFILE_NAMES)}: set it "
+                f"to one of them or unset it"
             )
         return PROFILES[name]
     if default is not None:
