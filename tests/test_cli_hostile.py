@@ -522,3 +522,20 @@ def test_predict_a_large_photo_prints_no_python_warning(tmp_path, ckpt, monkeypa
     monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 4000)  # twice over: refused, and said
     assert main(["predict", str(photo), "--checkpoint", str(ckpt), "--no-detect"]) == 1
     assert "Scale it down (a face needs a few hundred pixels)" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# a fourth round: what a refused command leaves, environment variables, stdin
+# ---------------------------------------------------------------------------------------------
+def test_a_refused_train_leaves_its_out_folder_as_it_found_it(tmp_path, capsys):
+    # a .lock stayed in the folder found, and the parents of a nested --out stayed behind
+    found = tmp_path / "found"
+    found.mkdir()
+    (found / "metrics.jsonl").write_text("my notes\n")
+    base = ["train", "--profile", "smoke", "--epochs", "1", "--no-progress", "--out"]
+    assert main([*base, str(found)]) == 2
+    _error(capsys)
+    assert sorted(p.name for p in found.iterdir()) == ["metrics.jsonl"]
+    assert main([*base, str(tmp_path / "new" / "deep"), "--data", str(tmp_path / "none")]) == 2
+    _error(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["found"]

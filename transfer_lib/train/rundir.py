@@ -52,24 +52,32 @@ def remove_stale_temporaries(run_dir: str | os.PathLike, quiet: bool = False) ->
 
 class RunLock:
     """``with RunLock(run_dir):`` holds ``run_dir/.lock`` exclusively, or raises TransferError
-    naming the process that holds it. The folder is created if needed, and removed again on exit
-    when this lock created it and nothing else was written there."""
+    naming the process that holds it. The folder (and its missing parents) is created if
+    needed. On exit the lock file is removed when this lock created it and the run failed or was
+    refused (an exception), or wrote nothing in a folder this lock created; then the folders this
+    lock created are removed again where they are empty: a refused run leaves ``--out`` as it
+    found it."""
 
     def __init__(self, run_dir: str | os.PathLike) -> None:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / LOCK_NAME
         self._file = None
         self._created = False
+        self._made: list[Path] = []  # the folders __enter__ created, deepest first
+        self._lock_new = False  # whether __enter__ created the lock file
 
     def __enter__(self) -> RunLock:
         if self.run_dir.exists() and not self.run_dir.is_dir():
             raise TransferError(f"--out {self.run_dir} is a file, not a folder: choose a run "
                                 f"directory (a new folder, or one of an earlier run to --resume)")
-        self._created = not self.run_dir.exists()
+        self._made = [d for d in (self.run_dir, *self.run_dir.parents) if not d.exists()]
+        self._created = bool(self._made)
+        self._lock_new = not os.path.lexists(self.path)
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             f = open(self.path, "a+")  # noqa: SIM115 - held open for the run's life
         except OSError as err:
+            self._remove_made()
             held = ("; to go on with the run it holds, make it writable or copy it to a folder "
                     "that is and --resume there" if (self.run_dir / "last.pt").is_file() else "")
             raise TransferError(f"cannot write the run directory {self.run_dir} "
@@ -93,11 +101,23 @@ class RunLock:
         self._file = f
         return self
 
-    def __exit__(self, *exc) -> None:
+    def _remove_made(self) -> None:
+        """Remove the folders this lock created, deepest first, while they are empty."""
+        for folder in self._made:
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+
+    def __exit__(self, exc_type, *exc) -> None:
         if self._file is None:
             return
-        if self._created and {p.name for p in self.run_dir.iterdir()} == {LOCK_NAME}:
-            self.path.unlink(missing_ok=True)  # a run that failed before writing anything
-            self.run_dir.rmdir()
+        try:
+            nothing_written = {p.name for p in self.run_dir.iterdir()} == {LOCK_NAME}
+        except OSError:
+            nothing_written = False
+        if self._lock_new and (exc_type is not None or (self._created and nothing_written)):
+            self.path.unlink(missing_ok=True)  # a refused or failed run: the lock was ours
+        self._remove_made()
         self._file.close()  # releases the lock
         self._file = None
