@@ -539,3 +539,18 @@ def test_a_refused_train_leaves_its_out_folder_as_it_found_it(tmp_path, capsys):
     assert main([*base, str(tmp_path / "new" / "deep"), "--data", str(tmp_path / "none")]) == 2
     _error(capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["found"]
+
+
+@pytest.mark.parametrize("sub", ["", "sub"])
+def test_transfer_cache_that_is_a_file_is_named(sub, tmp_path, monkeypatch, capsys):
+    # "error: FILE/synthetic-48-21-XXXX: Not a directory", naming no variable
+    a_file = tmp_path / "cache"
+    a_file.write_text("not a folder\n")
+    monkeypatch.setenv("TRANSFER_CACHE", str(a_file / sub) if sub else str(a_file))
+    argv = ["train", "--profile", "smoke", "--fast", "--epochs", "1", "--max-steps", "1",
+            "--no-progress", "--out", str(tmp_path / "run")]
+    assert main(argv) == 2
+    err = _error(capsys)
+    assert err.startswith(f"error: TRANSFER_CACHE={a_file / sub if sub else a_file} ")
+    assert "not a folder" in err and "set it to a folder" in err and "or unset it" in err
+    assert not (tmp_path / "run").exists()

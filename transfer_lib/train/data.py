@@ -20,7 +20,7 @@ from transfer_lib.data.base import WorkerLoader
 from transfer_lib.train.config import TrainConfig
 from transfer_lib.train.distributed import DistContext, barrier, broadcast_object
 from transfer_lib.train.profiles import Profile
-from transfer_lib.utils.errors import DataError
+from transfer_lib.utils.errors import DataError, TransferError
 
 
 class EpochShardSampler(Sampler):
@@ -190,6 +190,22 @@ def build_loaders(cfg: TrainConfig, prof: Profile, model_config, root: Path, ctx
     return train_loader, sampler, generator, test_loader, val_loader
 
 
+def _check_cache_base(base: Path, source: str) -> None:
+    """Refuse a cache folder (``--cache-dir`` or ``$TRANSFER_CACHE``, ``source``) that is a
+    file or lies under one: the cache would fail with a path error naming neither."""
+    for part in (base, *base.parents):
+        if part.exists():
+            if part.is_dir():
+                return
+            what = ("is a file, not a folder" if part == base else
+                    f"lies under {part}, which is a file, not a folder")
+            shown = f"{CACHE_ENV}={base}" if source == CACHE_ENV else f"--cache-dir {base}"
+            fix = ("set it to a folder (made if missing), or unset it to cache beside the data"
+                   if source == CACHE_ENV else "give a folder (made if missing)")
+            raise TransferError(f"{shown} {what}: the fast pipeline caches the "
+                                f"decoded images there; {fix}")
+
+
 def cache_dir_for(cfg: TrainConfig, root: Path) -> Path:
     """Where the fast path caches ``root``: under ``cfg.cache_dir``, ``$TRANSFER_CACHE`` or
     ``root/../cache`` (``data/cache`` when that is read-only), a folder of its own per data root
@@ -197,7 +213,9 @@ def cache_dir_for(cfg: TrainConfig, root: Path) -> Path:
     synthetic sets must not share one)."""
     resolved = Path(root).resolve()
     base = cfg.cache_dir or os.environ.get(CACHE_ENV)
-    if not base:
+    if base:
+        _check_cache_base(Path(base), "--cache-dir" if cfg.cache_dir else CACHE_ENV)
+    else:
         base = resolved.parent / "cache" if os.access(resolved.parent, os.W_OK) else "data/cache"
     return Path(base) / f"{resolved.name}-{hashlib.sha1(str(resolved).encode()).hexdigest()[:8]}"
 
