@@ -157,3 +157,29 @@ def test_rerun_is_checked_exactly_when_pinned_and_by_distribution_otherwise(monk
     with pytest.raises(KeyError, match="no run"):
         suite.find_spec("relational/nonsense/seed0")
     assert suite.find_spec("relational/ir50/seed3").control == "positive"
+
+
+@pytest.mark.parametrize("argv, words", [
+    # "0 run(s) made" and exit 0; --list printed every run whatever --only said
+    (["--stage", "pilot", "--only", "zzzz"], "--only 'zzzz' matches no run of --stage pilot: "
+                                              "list the stage's run keys with --stage pilot --list"),
+    (["--stage", "pilot", "--list", "--only", "zzzz"], "--only 'zzzz' matches no run"),
+    (["--stage", "pilot", "--runs", "-1"], "argument --runs: expected an integer, 1 or more"),
+    # "--train N (N >= 7) is for the pilot only" said of the pilot
+    (["--stage", "pilot", "--train", "0"], "argument --train: expected an integer, 7 or more"),
+    (["--stage", "tune", "--train", "50"], "--train is for the pilot only (--stage pilot): "
+                                           "--stage tune uses the registered sizes"),
+])
+def test_main_refuses_what_it_cannot_do(argv, words, monkeypatch, capsys):
+    monkeypatch.setattr(suite, "run_stage", lambda *a, **k: pytest.fail("ran the stage"))
+    with pytest.raises(SystemExit) as exit_:
+        suite.main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and words in err, err
+
+
+def test_list_honours_only(capsys):
+    assert suite.main(["--stage", "pilot", "--list", "--only", "seed901"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    keys = [s.key for s in suite.design("pilot") if "seed901" in s.key]
+    assert lines and len(lines) == len(keys) and all("seed901" in line for line in lines)

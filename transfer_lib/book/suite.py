@@ -788,12 +788,16 @@ def runs_table(runs: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from transfer_lib.cli import types as T
+
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--stage", choices=("pilot", "tune", "main"))
     p.add_argument("--analyse", action="store_true",
                    help=f"write {RESULTS} from the runs made so far and print the verdicts")
-    p.add_argument("--runs", type=int, default=None, help="stop after this many runs")
-    p.add_argument("--only", default=None, help="run only the keys containing this text")
+    p.add_argument("--runs", type=T.positive_int(T.MAX_STEPS), default=None,
+                   help="stop after this many runs")
+    p.add_argument("--only", default=None, metavar="PATTERN",
+                   help="run (or --list) only the keys containing this text")
     p.add_argument("--out", default="runs/suite", help="run directories (default runs/suite)")
     p.add_argument("--shard", default="0/1", metavar="I/N",
                    help="make only every N-th run from the I-th (one process a core: 0/2, 1/2)")
@@ -802,7 +806,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="make one run of the suite again in --out (default runs/suite-rerun), "
                         "compare it with the committed runs and stop; appends to no file")
     p.add_argument("--table", action="store_true", help="print the stage's runs as a table")
-    p.add_argument("--train", type=int, default=None, metavar="N",
+    p.add_argument("--train", type=T.Number(int, 7, T.MAX_IMAGES), default=None, metavar="N",
                    help="pilot only: training images of each set (default "
                         f"{SIZES['train']})")
     a = p.parse_args(argv)
@@ -838,16 +842,23 @@ def main(argv: list[str] | None = None) -> int:
     if a.stage is None:
         p.error("--stage is required (or --analyse)")
     if a.train is not None:
-        if a.stage != "pilot" or a.train < 7:
-            p.error("--train N (N >= 7) is for the pilot only: the other stages use the "
-                    "registered sizes")
+        if a.stage != "pilot":
+            p.error(f"--train is for the pilot only (--stage pilot): --stage {a.stage} uses "
+                    f"the registered sizes")
         SIZES["train"] = a.train
     if a.table:
         print(runs_table(read_jsonl(jsonl_path(a.stage))))
         return 0
+    specs = design(a.stage, read_jsonl(jsonl_path("tune")))
+    if a.only is not None:
+        specs = [s for s in specs if a.only in s.key]
+        if not specs:
+            p.error(f"--only {a.only!r} matches no run of --stage {a.stage}: list the "
+                    f"stage's run keys with --stage {a.stage} --list (without --only) and "
+                    f"give a part of one")
     if a.list:
         have = {r["key"] for r in read_jsonl(jsonl_path(a.stage))}
-        for s in design(a.stage, read_jsonl(jsonl_path("tune"))):
+        for s in specs:
             print(("done  " if s.key in have else "to do ") + s.group.ljust(6) + s.key)
         return 0
     run_stage(a.stage, a.runs, a.only, a.out, shard)
