@@ -20,6 +20,7 @@ DOCS = [ROOT / "README.md", ROOT / "book" / "results.md", ROOT / "data" / "READM
         *sorted((ROOT / "benchmarks").glob("*.py")), *sorted((ROOT / "transfer_lib").rglob("*.py"))]
 PATH_RE = re.compile(r"transfer_lib/[\w/]+\.py")
 DOTTED_RE = re.compile(r"(?<![\w/.])transfer_lib(?:\.\w+)+")
+FROM_RE = re.compile(r"from (transfer_lib[\w.]*) import ([\w, ]+)")
 
 
 def _resolve(dotted: str) -> bool:
@@ -45,7 +46,10 @@ def test_readme_is_a_guide_of_at_most_200_lines():
 def test_named_paths_and_modules_exist(doc):
     text = doc.read_text()
     missing = [p for p in sorted(set(PATH_RE.findall(text))) if not (ROOT / p).is_file()]
-    unresolved = [d for d in sorted(set(DOTTED_RE.findall(text))) if not _resolve(d)]
+    named = set(DOTTED_RE.findall(text)) | {f"{module}.{name.split(' as ')[0].strip()}"
+                                            for module, names in FROM_RE.findall(text)
+                                            for name in names.split(",") if name.strip()}
+    unresolved = [d for d in sorted(named) if not _resolve(d)]
     assert not missing and not unresolved, f"{doc.name}: no such file {missing}, no such name " \
                                            f"{unresolved}"
 
