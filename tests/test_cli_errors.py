@@ -262,6 +262,15 @@ def test_predict_a_folder_reads_its_images(tmp_path, ckpt, capsys):
     assert "folder without images" in _error(capsys)
 
 
+def test_predict_dash_says_standard_input_is_not_read(tmp_path, ckpt, monkeypatch, capsys):
+    # "cannot read -: No such file or directory", exit 1
+    monkeypatch.chdir(tmp_path)
+    assert main(["predict", "-", "--checkpoint", str(ckpt), "--no-detect"]) == 2
+    err = _error(capsys)
+    assert "reading a photo from standard input is not supported" in err
+    assert "give an image file or a folder of images" in err
+
+
 # ---------------------------------------------------------------------------------------------
 # numbers and names
 # ---------------------------------------------------------------------------------------------

@@ -57,9 +57,14 @@ IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".t
 
 def expand_images(paths: list[Path]) -> list[Path]:
     """``paths`` with each folder replaced by the images in it (sorted by name); a folder
-    without images raises TransferError."""
+    without images, or ``-`` (standard input, not read) where no file has that name, raises
+    TransferError."""
     out: list[Path] = []
     for path in paths:
+        if str(path) == "-" and not path.exists():
+            raise TransferError("IMAGE '-': reading a photo from standard input is not "
+                                "supported; give an image file or a folder of images "
+                                "(save the photo to a file first)")
         if not path.is_dir():
             out.append(path)
             continue
