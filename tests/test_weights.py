@@ -99,3 +99,43 @@ def test_fetch_ir50_explains_where(tmp_path, capsys):
     (tmp_path / weights.IR50_FILE).write_bytes(b"x")
     assert main(["weights", "fetch", "ir50", "--dir", str(tmp_path)]) == 0
     assert f"found: {tmp_path / weights.IR50_FILE}" in capsys.readouterr().out
+
+
+def test_a_killed_fetch_leaves_a_temporary_the_next_one_removes(served, tmp_path, monkeypatch,
+                                                                capsys):
+    # mkstemp's .NAME.XXXXXXXX.part stayed after a kill, and nothing ever removed it
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from transfer_lib.utils.atomic import TEMP_NAME
+
+    url, data, digest = served
+    out = tmp_path / "weights"
+    out.mkdir()
+    seen = []
+
+    def killed(*args, **kwargs):  # the temporary exists while the download runs
+        seen.extend(p.name for p in out.iterdir())
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(weights.urllib.request, "urlopen", killed)
+    with pytest.raises(KeyboardInterrupt):
+        weights.download(url, out / weights.VIT_FILE, digest, progress=False)
+    (name,) = seen
+    match = TEMP_NAME.match(name)
+    assert match and match["target"] == weights.VIT_FILE and match["pid"] == str(os.getpid())
+    monkeypatch.undo()
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    stale = [out / f".{weights.VIT_FILE}.{proc.pid}.0123abcd.tmp",
+             out / f".{weights.VIT_FILE}.x_7kq2ab.part"]  # an earlier version's, 2 hours old
+    for p in stale:
+        p.write_bytes(b"half a download")
+    os.utime(stale[1], (time.time() - 7200,) * 2)
+    assert main(["weights", "fetch", "vit", "--url", url, "--sha256", digest, "--dir", str(out),
+                 "--no-progress"]) == 0
+    assert [p.name for p in out.iterdir()] == [weights.VIT_FILE]
+    err = capsys.readouterr().err
+    assert all(f"removed {p}: the temporary of an interrupted write" in err for p in stale)

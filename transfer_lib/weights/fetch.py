@@ -7,8 +7,9 @@ Examples:
 
 ``vit`` downloads timm's public ViT-Small (``vit_small_p16_224-15ec54c9.pth``, release
 ``v0.1-weights``; chapter 5 loads it) and checks its sha256 before the file appears under its
-name: the download goes to a temporary file in the same folder, which is renamed only once the
-hash matches and removed otherwise. The hash checked is ``--sha256`` when given, else
+name: the download goes to a temporary file in the same folder (``.NAME.PID.XXXXXXXX.tmp``, as
+:mod:`transfer_lib.utils.atomic` names them), which is renamed only once the hash matches and
+removed otherwise; one that a killed download left is removed at the next start. The hash checked is ``--sha256`` when given, else
 :data:`VIT_SHA256` when it is recorded, else the 8 hex digits in the file's own name
 (``15ec54c9``: torch.hub's convention, under which a name's ``-<hex>.`` part is the start of the
 file's sha256).
@@ -30,11 +31,11 @@ import http.client
 import os
 import re
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from transfer_lib.utils import atomic
 from transfer_lib.utils.errors import TransferError
 
 VIT_FILE = "vit_small_p16_224-15ec54c9.pth"
@@ -120,6 +121,18 @@ def sha256_of(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def remove_stale_downloads(dest: str | os.PathLike) -> list[Path]:
+    """Remove the temporaries that killed downloads of ``dest`` left beside it: this program's
+    ``.NAME.PID.XXXXXXXX.tmp`` whose process is gone, and an earlier version's
+    ``.NAME.XXXXXXXX.part`` (``tempfile.mkstemp``, no process recorded) once it is an hour old
+    (:func:`transfer_lib.utils.atomic.remove_stale_temporaries`). Each removal is printed on
+    stderr. Returns the removed paths."""
+    dest = Path(dest)
+    legacy = re.compile(rf"^\.{re.escape(dest.name)}\.[a-z0-9_]{{8}}\.part$")
+    return atomic.remove_stale_temporaries(dest.parent, [dest.name], quiet=False,
+                                           legacy=[legacy])
+
+
 def download(url: str, dest: str | os.PathLike, sha256: str | None = None,
              progress: bool = True) -> Path:
     """Download ``url`` (``https://``, ``http://`` or ``file://``) to ``dest`` atomically.
@@ -132,11 +145,14 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None,
     dest = Path(dest)
     want = expected_hash(dest.name, sha256)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    # mkstemp's file is 0600: the weights would be unreadable to the group (a shared weights/)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)
+    remove_stale_downloads(dest)
+    while True:  # .NAME.PID.XXXXXXXX.tmp, 0666 less the umask: readable in a shared weights/
+        tmp = atomic.temporary_name(dest)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:
+            continue
     h = hashlib.sha256()
     size = 0
 
@@ -196,6 +212,7 @@ def fetch_vit(out_dir: str | os.PathLike | None = None, url: str = VIT_URL,
     checked as :func:`download` says; a file already there is checked and kept if it matches."""
     dest = Path(out_dir or default_dir()) / VIT_FILE
     want = expected_hash(VIT_FILE, sha256 or VIT_SHA256)
+    remove_stale_downloads(dest)
     if dest.is_file() and not force:
         got = sha256_of(dest)
         if got.startswith(want):
