@@ -139,3 +139,19 @@ def test_a_killed_fetch_leaves_a_temporary_the_next_one_removes(served, tmp_path
     assert [p.name for p in out.iterdir()] == [weights.VIT_FILE]
     err = capsys.readouterr().err
     assert all(f"removed {p}: the temporary of an interrupted write" in err for p in stale)
+
+
+@pytest.mark.parametrize("kind, words", [
+    ("empty", "is an empty file (0 bytes)"),  # was "found: ..." and exit 0
+    ("folder", "is a folder, not a file"),
+])
+def test_fetch_ir50_dir_holding_no_weights_is_refused(kind, words, tmp_path, capsys):
+    target = tmp_path / weights.IR50_FILE
+    if kind == "empty":
+        target.write_bytes(b"")
+    else:
+        target.mkdir()
+    assert main(["weights", "fetch", "ir50", "--dir", str(tmp_path)]) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith(f"error: {target} {words}: expected face.evoLVe's IR-50 weights")
+    assert "found:" not in out and "Traceback" not in err

@@ -266,6 +266,13 @@ def run(args: argparse.Namespace) -> int:
     if args.which == "ir50":
         if args.dir:
             candidate = Path(args.dir) / IR50_FILE
+            problem = ("is a folder, not a file" if candidate.is_dir() else
+                       "is an empty file (0 bytes)" if candidate.is_file()
+                       and candidate.stat().st_size == 0 else None)
+            if problem is not None:
+                raise TransferError(f"{candidate} {problem}: expected face.evoLVe's IR-50 "
+                                    f"weights there. Replace it with the downloaded file (run "
+                                    f"without --dir to see where to get it), or remove it")
             found = candidate if candidate.is_file() else None
         else:
             found = find_weights(IR50_FILE, "TRANSFER_IR50")
