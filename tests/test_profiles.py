@@ -163,3 +163,33 @@ def test_one_project_root_for_data_weights_and_runs(monkeypatch, tmp_path):
     assert viz.find_weights("w.pth", "X_WEIGHTS") == project / "weights" / "w.pth"
     (project / "_config.yml").unlink()
     assert project_root() == project / "book" / "src"  # no marker: the working directory
+
+
+def test_transfer_rafdb_that_is_not_rafdb_is_said_once(monkeypatch, tmp_path, capsys):
+    # it was passed over without a word, and the book trained on the synthetic set
+    from transfer_lib.train import profiles
+    from transfer_lib.utils.errors import TransferError
+
+    monkeypatch.setattr(profiles, "_RAFDB_WARNED", set())
+    monkeypatch.setattr("transfer_lib.train.profiles.__file__",
+                        str(tmp_path / "pkg" / "train" / "profiles.py"))
+    monkeypatch.chdir(tmp_path)
+    wrong = tmp_path / "not-rafdb"
+    wrong.mkdir()
+    monkeypatch.setenv("TRANSFER_RAFDB", str(wrong))
+    assert find_rafdb() is None and find_rafdb() is None
+    err = capsys.readouterr().err
+    assert err.count("warning: ") == 1, err
+    assert (f"TRANSFER_RAFDB={wrong} is not a RAF-DB folder: expected RAF-DB's root, the folder "
+            f"holding basic/EmoLabel/list_patition_label.txt") in err and "unset it" in err
+    with pytest.raises(TransferError, match="TRANSFER_RAFDB=.* is not a RAF-DB folder"):
+        find_rafdb(required=True)
+    monkeypatch.setenv("TRANSFER_RAFDB", str(tmp_path / "missing"))
+    assert find_rafdb() is None
+    assert "names nothing (no such folder)" in capsys.readouterr().err
+    monkeypatch.delenv("TRANSFER_RAFDB")  # unset: nothing said, as before
+    assert find_rafdb() is None and capsys.readouterr().err == ""
+    _layout(wrong)  # now it is RAF-DB
+    monkeypatch.setenv("TRANSFER_RAFDB", str(wrong))
+    assert find_rafdb() == wrong and find_rafdb(required=True) == wrong
+    assert capsys.readouterr().err == ""

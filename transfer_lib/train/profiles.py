@@ -282,27 +282,69 @@ def project_root() -> Path:
     return cwd
 
 
-def find_rafdb(extra: list[str | os.PathLike] | None = None) -> Path | None:
+#: The values of ``$TRANSFER_RAFDB`` :func:`find_rafdb` has warned of (once each per process).
+_RAFDB_WARNED: set[str] = set()
+
+
+def _rafdb_root(path: Path) -> Path | None:
+    """RAF-DB's root if ``path`` is it (or its ``basic`` folder), else None."""
+    if (path / "basic" / "EmoLabel" / "list_patition_label.txt").is_file():
+        return path
+    if path.name == "basic" and (path / "EmoLabel" / "list_patition_label.txt").is_file():
+        return path.parent
+    return None
+
+
+def find_rafdb(extra: list[str | os.PathLike] | None = None,
+               required: bool = False) -> Path | None:
     """The root of RAF-DB in its distributed layout, or None.
 
     Looks in ``$TRANSFER_RAFDB``, then ``data/RAF-DB``, ``data/rafdb`` and Colab's
     ``/content/drive/MyDrive/RAF-DB``. The relative places are tried from the working directory
     and then from :func:`project_root`. A root qualifies when it holds
     ``basic/EmoLabel/list_patition_label.txt`` (or the root itself is the ``basic`` folder).
+
+    A ``$TRANSFER_RAFDB`` that is not RAF-DB's root is not passed over silently: a warning on
+    stderr names it and what was expected (once per value and process) before the other places
+    are tried; with ``required`` (the caller asked for RAF-DB explicitly) it raises
+    TransferError instead. Unset, nothing is printed.
     """
     candidates: list[str | os.PathLike] = []
-    if os.environ.get("TRANSFER_RAFDB"):
-        candidates.append(os.environ["TRANSFER_RAFDB"])
+    given = os.environ.get("TRANSFER_RAFDB")
+    if given:
+        path = Path(given).expanduser()
+        found = _rafdb_root(path)
+        if found is not None:
+            return found
+        problem = ("names nothing (no such folder)" if not path.exists() else
+                   "is a file, not a folder" if not path.is_dir() else
+                   "is not a RAF-DB folder")
+        message = (f"TRANSFER_RAFDB={given} {problem}: expected RAF-DB's root, the folder "
+                   f"holding basic/EmoLabel/list_patition_label.txt (and basic/Image/aligned/). "
+                   f"Point TRANSFER_RAFDB at it, or unset it")
+        if required:
+            from transfer_lib.utils.errors import DataError
+
+            raise DataError(message)
+        if given not in _RAFDB_WARNED:
+            _RAFDB_WARNED.add(given)
+            import sys
+
+            print(f"warning: {message}; looking in "
+                  f"{', '.join(RAFDB_CANDIDATES)} instead", file=sys.stderr)
     candidates += list(extra or []) + list(RAFDB_CANDIDATES)
     root = project_root()
     if root != Path.cwd().resolve():
         candidates += [root / c for c in RAFDB_CANDIDATES if not Path(c).expanduser().is_absolute()]
     for c in candidates:
-        root = Path(c).expanduser()
-        if (root / "basic" / "EmoLabel" / "list_patition_label.txt").is_file():
-            return root
-        if root.name == "basic" and (root / "EmoLabel" / "list_patition_label.txt").is_file():
-            return root.parent
+        found = _rafdb_root(Path(c).expanduser())
+        if found is not None:
+            return found
+    if required:
+        from transfer_lib.utils.errors import DataError
+
+        raise DataError(f"RAF-DB not found in {', '.join(RAFDB_CANDIDATES)}: set TRANSFER_RAFDB "
+                        f"to its root (the folder holding basic/EmoLabel/list_patition_label.txt)")
     return None
 
 
