@@ -4,6 +4,7 @@ and nothing half-written or unchecked is left behind. Served from local ``file:/
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 
@@ -155,3 +156,17 @@ def test_fetch_ir50_dir_holding_no_weights_is_refused(kind, words, tmp_path, cap
     out, err = capsys.readouterr()
     assert err.startswith(f"error: {target} {words}: expected face.evoLVe's IR-50 weights")
     assert "found:" not in out and "Traceback" not in err
+
+
+def test_an_empty_file_in_weights_is_passed_over_with_a_warning(tmp_path, monkeypatch, capsys):
+    """A failed download leaves a 0-byte file in weights/: the chapters must not load it."""
+    from transfer_lib.weights.fetch import find_weights
+
+    monkeypatch.delenv("X_WEIGHTS", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "w-empty.pth").write_bytes(b"")
+    assert find_weights("w-empty.pth", "X_WEIGHTS") is None
+    assert "w-empty.pth is an empty file (0 bytes), passed over" in capsys.readouterr().err
+    (tmp_path / "weights" / "w-empty.pth").write_bytes(b"x")
+    assert find_weights("w-empty.pth", "X_WEIGHTS") == Path("weights") / "w-empty.pth"

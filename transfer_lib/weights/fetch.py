@@ -68,7 +68,8 @@ def find_weights(filename: str, env: str | None = None) -> Path | None:
     Looks at ``$env`` (a file path), then for ``filename`` in ``weights/`` of the working
     directory and of the project root, and in ``/content/drive/MyDrive/weights`` (Colab). A
     ``$env`` that names no file, a folder or an empty file raises TransferError (it was passed
-    over for the folders without a word, or an empty file taken for the weights).
+    over for the folders without a word, or an empty file taken for the weights); an empty file
+    in the folders is passed over with a warning.
     """
     candidates: list[Path] = []
     if env and os.environ.get(env):
@@ -87,7 +88,15 @@ def find_weights(filename: str, env: str | None = None) -> Path | None:
     root = project_root()
     for d in WEIGHT_DIRS:
         candidates += [Path(d) / filename, root / d / filename]
-    return next((c for c in candidates if c.is_file()), None)
+    for candidate in candidates:
+        if not candidate.is_file():
+            continue
+        if candidate.stat().st_size == 0:  # a download that failed: not the weights
+            print(f"warning: {candidate} is an empty file (0 bytes), passed over: delete it and "
+                  f"download the file again", file=sys.stderr)
+            continue
+        return candidate
+    return None
 
 
 def default_dir() -> Path:
