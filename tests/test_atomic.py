@@ -153,3 +153,20 @@ def test_a_folder_one_cannot_write_to_is_named(tmp_path):
         with atomic_path(tmp_path / "missing" / "a.bin"):
             pass
     assert info.value.filename == str(tmp_path / "missing" / "a.bin")
+
+
+def test_link_or_copy_links_and_copies_where_links_fail(tmp_path, monkeypatch):
+    from transfer_lib.utils.atomic import link_or_copy
+
+    src = tmp_path / "a.jpg"
+    src.write_bytes(b"face")
+    link_or_copy(src, tmp_path / "linked.jpg")
+    assert (tmp_path / "linked.jpg").stat().st_ino == src.stat().st_ino
+
+    def no_links(*args):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr("os.link", no_links)
+    link_or_copy(src, tmp_path / "copied.jpg")
+    copied = tmp_path / "copied.jpg"
+    assert copied.read_bytes() == b"face" and copied.stat().st_ino != src.stat().st_ino

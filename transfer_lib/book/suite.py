@@ -248,12 +248,11 @@ def shuffled_copy(src: Path, dst: Path, seed: int = 0) -> Path:
     """``dst``: the set at ``src`` with the labels of its train and val images permuted among
     themselves (a seeded shuffle; test labels kept), the images linked. The negative control
     whose answer is known: nothing is learnable, so test accuracy is chance."""
-    import os
     import shutil
 
     import numpy as np
 
-    from transfer_lib.utils.atomic import atomic_write_text
+    from transfer_lib.utils.atomic import atomic_write_text, link_or_copy
 
     labels = src / "basic" / "EmoLabel" / "list_patition_label.txt"
     marker = json.loads((src / "synthetic.json").read_text())
@@ -266,10 +265,7 @@ def shuffled_copy(src: Path, dst: Path, seed: int = 0) -> Path:
     images = dst / "basic" / "Image" / "aligned"
     images.mkdir(parents=True)
     for f in (src / "basic" / "Image" / "aligned").iterdir():
-        try:
-            os.link(f, images / f.name)
-        except OSError:
-            shutil.copy2(f, images / f.name)
+        link_or_copy(f, images / f.name)
     lines = labels.read_text().split()
     names, values = lines[0::2], lines[1::2]
     rng = np.random.default_rng(seed)

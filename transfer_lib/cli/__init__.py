@@ -174,6 +174,11 @@ def inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
         return False
 
 
+def _example_file(option: str) -> str:
+    """A file name to suggest for ``option`` in a message."""
+    return {"--onnx": "model.onnx", "--profile-out": "profile.txt"}.get(option, "out.json")
+
+
 def check_output_file(path: str | os.PathLike | None, option: str,
                       inputs: Iterable[tuple[str, str | os.PathLike | None]] = ()) -> None:
     """Refuse an output file path that cannot be written, before any work is done; ``inputs``
@@ -186,9 +191,8 @@ def check_output_file(path: str | os.PathLike | None, option: str,
 
     if isinstance(path, str) and path.endswith(("/", os.sep)):
         # `export --onnx out/` wrote a file named out
-        example = {"--onnx": "model.onnx", "--profile-out": "profile.txt"}.get(option, "out.json")
         raise TransferError(f"{option} {path} ends in '/', as a folder's name: give a file "
-                            f"name, e.g. {path}{example}")
+                            f"name, e.g. {path}{_example_file(option)}")
     path = Path(path)
     for what, given in inputs:
         if (given is not None and os.path.isdir(given) and path.is_file() and inside(path, given)
@@ -204,8 +208,8 @@ def check_output_file(path: str | os.PathLike | None, option: str,
                 f"would replace it. Give another file name, e.g. "
                 f"{path.with_name(path.stem + '-out' + ('.json' if option == '--json' else path.suffix))}")
     if path.is_dir():
-        example = {"--onnx": "model.onnx", "--profile-out": "profile.txt"}.get(option, "out.json")
-        raise TransferError(f"{option} {path} is a folder: give a file name, e.g. {path / example}")
+        raise TransferError(f"{option} {path} is a folder: give a file name, e.g. "
+                            f"{path / _example_file(option)}")
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():

@@ -62,6 +62,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from transfer_lib.models.config import RAFDB_CLASSES
+from transfer_lib.utils.atomic import link_or_copy
 from transfer_lib.utils.pool import chunk_size, map_chunks
 
 #: Bump when the drawing changes: :func:`ensure_synthetic` then regenerates the embedded set.
@@ -1045,10 +1046,7 @@ def _complete_set(root: Path, tmp: Path, params: dict, workers: int | None) -> N
     dst.mkdir(parents=True)
     for f in src.iterdir():
         if f.name.startswith(("train_", "test_")) and f.is_file():
-            try:
-                os.link(f, dst / f.name)
-            except OSError:
-                shutil.copy2(f, dst / f.name)
+            link_or_copy(f, dst / f.name)
     _write_set(tmp, params, workers, progress=False, draw=("val",))
 
 

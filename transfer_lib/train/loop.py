@@ -175,7 +175,7 @@ def check_run_dir(run: Run) -> tuple[list[str], tuple[dict, str] | None]:
                 f"it, or choose another --out.")
         config_path = run_dir / "config.json"
         if not last_path.exists():
-            check_no_foreign_run_files(run_dir)
+            run_files.check_no_foreign_run_files(run_dir)
         if cfg.resume and not last_path.exists():
             if not config_path.exists():
                 raise TransferError(
@@ -200,46 +200,9 @@ def check_run_dir(run: Run) -> tuple[list[str], tuple[dict, str] | None]:
                     f"--new-recipe (new_recipe=True) to go on under the new recipe (config.json "
                     f"then keeps the old one under 'history'), or choose another --out.")
             if saved is not None and saved[1] == "config.json" and not cfg.new_recipe:
-                check_last_is_the_runs(run_dir, last_path, cfg)
+                run_files.check_last_is_the_runs(run_dir, last_path, cfg)
     barrier(run.ctx)
     return changed, saved
-
-
-#: The files a run writes in its directory, replacing any of the same name.
-RUN_FILE_NAMES: tuple[str, ...] = ("config.json", "metrics.jsonl", "best.pt", "summary.json")
-
-
-def check_no_foreign_run_files(run_dir: Path) -> None:
-    """Refuse a run directory (without last.pt) holding files of a run's names that no run
-    wrote: a project's own config.json or notes in metrics.jsonl were replaced without a word.
-    A config.json of a run (one stopped before its first checkpoint) makes the folder a run's."""
-    if not run_dir.is_dir() or run_files._read_config(run_dir) is not None:
-        return
-    theirs = [name for name in RUN_FILE_NAMES if (run_dir / name).exists()]
-    if theirs:
-        raise TransferError(
-            f"--out {run_dir} holds {', '.join(theirs)}, which no run of this command wrote "
-            f"(no last.pt, no config.json of a run): a run there would replace "
-            f"{'them' if len(theirs) > 1 else 'it'}. Choose another --out (a new folder), or "
-            f"move {'them' if len(theirs) > 1 else 'it'} away. Nothing was changed.")
-
-
-def check_last_is_the_runs(run_dir: Path, last_path: Path, cfg) -> None:
-    """Refuse to resume from a ``last.pt`` that records another recipe than the one asked for,
-    which config.json agrees with: another run's last.pt copied in (it was resumed from
-    silently, under this run's name), or one written before a --new-recipe change took
-    effect (--new-recipe goes on from it)."""
-    recorded = run_files.last_recipe(last_path)
-    if recorded is None:  # damaged or older: the resume itself says so, or cannot tell
-        return
-    differ = run_files._recipe_differences(run_dir, cfg, (recorded, last_path.name))
-    if differ:
-        raise TransferError(
-            f"{last_path} records another recipe than {run_dir / 'config.json'} and this "
-            f"resume ({'; '.join(differ)}): it is another run's last.pt, or one written before "
-            f"a --new-recipe change. Put this run's own last.pt back, pass --new-recipe to go "
-            f"on from it under the recipe asked for, or choose another --out. Nothing was "
-            f"changed.")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,7 +11,9 @@ from pathlib import Path
 import torch
 
 from transfer_lib.train.config import PROFILE_OVERRIDES, TrainConfig
+from transfer_lib.train.rundir import RUN_FILES
 from transfer_lib.utils.atomic import atomic_write_text
+from transfer_lib.utils.errors import CheckpointError, TransferError
 from transfer_lib.weights.checkpoint import load_checkpoint
 
 #: TrainConfig fields that change how a run is executed but not what it computes.
@@ -139,8 +141,6 @@ RESUME_STATE = ("optimizer", "scaler", "rng", "epoch", "global_step", "best_accu
 def check_resume_state(ckpt: dict, last_path: Path) -> None:
     """Refuse a ``last.pt`` without the training state a resume needs (:data:`RESUME_STATE`):
     a best.pt or a weights file copied over it (it failed with a KeyError)."""
-    from transfer_lib.utils.errors import CheckpointError
-
     missing = [k for k in RESUME_STATE if k not in ckpt]
     if missing:
         raise CheckpointError(
@@ -284,3 +284,41 @@ def _write_summary(cfg, prof, mc, ctx, run_dir, model, test_loader, metrics, bes
     }
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
     return summary
+
+
+#: The files a run writes in its directory, replacing any of the same name (last.pt aside: a
+#: folder holding one is a run's, which only --resume goes on with).
+RUN_FILE_NAMES: tuple[str, ...] = tuple(n for n in RUN_FILES if n != "last.pt")
+
+
+def check_no_foreign_run_files(run_dir: Path) -> None:
+    """Refuse a run directory (without last.pt) holding files of a run's names that no run
+    wrote: a project's own config.json or notes in metrics.jsonl were replaced without a word.
+    A config.json of a run (one stopped before its first checkpoint) makes the folder a run's."""
+    if not run_dir.is_dir() or _read_config(run_dir) is not None:
+        return
+    theirs = [name for name in RUN_FILE_NAMES if (run_dir / name).exists()]
+    if theirs:
+        raise TransferError(
+            f"--out {run_dir} holds {', '.join(theirs)}, which no run of this command wrote "
+            f"(no last.pt, no config.json of a run): a run there would replace "
+            f"{'them' if len(theirs) > 1 else 'it'}. Choose another --out (a new folder), or "
+            f"move {'them' if len(theirs) > 1 else 'it'} away. Nothing was changed.")
+
+
+def check_last_is_the_runs(run_dir: Path, last_path: Path, cfg: TrainConfig) -> None:
+    """Refuse to resume from a ``last.pt`` that records another recipe than the one asked for,
+    which config.json agrees with: another run's last.pt copied in (it was resumed from
+    silently, under this run's name), or one written before a --new-recipe change took
+    effect (--new-recipe goes on from it)."""
+    recorded = last_recipe(last_path)
+    if recorded is None:  # damaged or older: the resume itself says so, or cannot tell
+        return
+    differ = _recipe_differences(run_dir, cfg, (recorded, last_path.name))
+    if differ:
+        raise TransferError(
+            f"{last_path} records another recipe than {run_dir / 'config.json'} and this "
+            f"resume ({'; '.join(differ)}): it is another run's last.pt, or one written before "
+            f"a --new-recipe change. Put this run's own last.pt back, pass --new-recipe to go "
+            f"on from it under the recipe asked for, or choose another --out. Nothing was "
+            f"changed.")

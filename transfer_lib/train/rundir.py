@@ -37,8 +37,6 @@ LEGACY_TEMP = re.compile(r"^\.(?P<target>last\.pt|best\.pt)\.[a-z0-9_]{8}\.tmp$"
 LEGACY_TEMP_AGE = atomic.LEGACY_TEMP_AGE
 
 
-
-
 def remove_stale_temporaries(run_dir: str | os.PathLike, quiet: bool = False) -> list[Path]:
     """Remove the temporaries a killed run left in ``run_dir`` (and nowhere else): this
     program's ``.NAME.PID.XXXXXXXX.tmp`` of a run file (:data:`RUN_FILES`) whose process is no

@@ -165,5 +165,16 @@ def remove_stale_temporaries(folder: str | os.PathLike, names: Iterable[str] | N
     return removed
 
 
+def link_or_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Put the file ``src`` at ``dst`` as a hard link (no bytes written), or as a copy where a
+    link cannot be made (another file system, a file system without links)."""
+    import shutil
+
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 __all__ = ["LEGACY_TEMP_AGE", "TEMP_NAME", "atomic_path", "atomic_write_bytes",
-           "atomic_write_text", "process_alive", "remove_stale_temporaries", "temporary_name"]
+           "atomic_write_text", "link_or_copy", "process_alive", "remove_stale_temporaries", "temporary_name"]

@@ -26,8 +26,6 @@ def ignore_interrupts() -> None:
     whole process group, so that only the parent reacts (``cli.main`` says "interrupted" and
     exits 130, the pool's ``with`` block terminates the workers) and no worker prints a
     traceback."""
-    import signal
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 

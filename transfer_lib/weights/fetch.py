@@ -62,6 +62,20 @@ TIMEOUT = 60
 WEIGHT_DIRS: tuple[str, ...] = ("weights", "/content/drive/MyDrive/weights")
 
 
+def weights_file_problem(path: Path) -> str | None:
+    """What keeps ``path`` from being a weights file ("is a folder, not a file", "is an empty
+    file (0 bytes)", ...), or None where it is a non-empty file."""
+    if not path.exists():
+        return "names nothing (no such file)"
+    if path.is_dir():
+        return "is a folder, not a file"
+    if not path.is_file():
+        return "is not a regular file"
+    if path.stat().st_size == 0:
+        return "is an empty file (0 bytes)"
+    return None
+
+
 def find_weights(filename: str, env: str | None = None) -> Path | None:
     """The path of a pretrained file the reader supplied, or None.
 
@@ -74,10 +88,7 @@ def find_weights(filename: str, env: str | None = None) -> Path | None:
     candidates: list[Path] = []
     if env and os.environ.get(env):
         given = Path(os.environ[env]).expanduser()
-        problem = ("names nothing (no such file)" if not given.exists() else
-                   "is a folder, not a file" if given.is_dir() else
-                   "is not a regular file" if not given.is_file() else
-                   "is an empty file (0 bytes)" if given.stat().st_size == 0 else None)
+        problem = weights_file_problem(given)
         if problem is not None:
             raise TransferError(f"{env}={os.environ[env]} {problem}: expected the file "
                                 f"{filename}. Point {env} at it, or unset {env} to look for it "
@@ -91,9 +102,10 @@ def find_weights(filename: str, env: str | None = None) -> Path | None:
     for candidate in candidates:
         if not candidate.is_file():
             continue
-        if candidate.stat().st_size == 0:  # a download that failed: not the weights
-            print(f"warning: {candidate} is an empty file (0 bytes), passed over: delete it and "
-                  f"download the file again", file=sys.stderr)
+        problem = weights_file_problem(candidate)
+        if problem is not None:  # an empty file: a download that failed, not the weights
+            print(f"warning: {candidate} {problem}, passed over: delete it and download the "
+                  f"file again", file=sys.stderr)
             continue
         return candidate
     return None
@@ -275,9 +287,7 @@ def run(args: argparse.Namespace) -> int:
     if args.which == "ir50":
         if args.dir:
             candidate = Path(args.dir) / IR50_FILE
-            problem = ("is a folder, not a file" if candidate.is_dir() else
-                       "is an empty file (0 bytes)" if candidate.is_file()
-                       and candidate.stat().st_size == 0 else None)
+            problem = weights_file_problem(candidate) if candidate.exists() else None
             if problem is not None:
                 raise TransferError(f"{candidate} {problem}: expected face.evoLVe's IR-50 "
                                     f"weights there. Replace it with the downloaded file (run "
